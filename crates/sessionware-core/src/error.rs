@@ -1,0 +1,70 @@
+use std::fmt;
+
+/// Everything that can go wrong in the model or in a store.
+///
+/// Stores map their backend's failures onto these variants, so that the layer (and an
+/// application) can tell an outage from a corrupt record without knowing the backend.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// A session id that is not the base64url encoding of exactly
+    /// [`SessionId::BYTES`](crate::SessionId::BYTES) bytes.
+    InvalidId,
+    /// The operating system's random number generator failed.
+    Random,
+    /// A record in the store could not be decoded (edited by hand, truncated, or written by an
+    /// incompatible version). The record is left as it is.
+    Corrupt {
+        /// What failed to decode, for the operator. Never contains the session id.
+        reason: String,
+    },
+    /// A value could not be encoded as JSON.
+    Encode(serde_json::Error),
+    /// The store did not answer within its timeout.
+    Timeout,
+    /// The store failed: connection refused or lost, protocol error, server error.
+    Backend(Box<dyn std::error::Error + Send + Sync + 'static>),
+}
+
+impl Error {
+    /// Wraps a backend's error as [`Error::Backend`].
+    pub fn backend(err: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>) -> Self {
+        Self::Backend(err.into())
+    }
+
+    /// Builds an [`Error::Corrupt`] from anything that describes the failure.
+    pub fn corrupt(reason: impl fmt::Display) -> Self {
+        Self::Corrupt {
+            reason: reason.to_string(),
+        }
+    }
+
+    /// `true` for failures of the store itself (down, slow or broken), as opposed to bad data.
+    /// The layer answers these with `503 Service Unavailable`.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Timeout | Self::Backend(_) | Self::Random)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::InvalidId => f.write_str("malformed session id"),
+            Self::Random => f.write_str("the system random number generator failed"),
+            Self::Corrupt { reason } => write!(f, "session record does not decode: {reason}"),
+            Self::Encode(e) => write!(f, "session value does not encode as JSON: {e}"),
+            Self::Timeout => f.write_str("session store timed out"),
+            Self::Backend(e) => write!(f, "session store failed: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Encode(e) => Some(e),
+            Self::Backend(e) => Some(e.as_ref()),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,205 @@
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use time::OffsetDateTime;
+
+use crate::{ChangeSet, Error, ExpiryPolicy, Record, SessionId};
+
+/// A record as [`SessionStore::load_refreshed`] returns it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Loaded {
+    /// The record, with its deadline as the store now holds it.
+    pub record: Record,
+    /// `true` when this load moved the deadline.
+    pub refreshed: bool,
+}
+
+/// Where sessions live. Implemented by the memory, Redis and SQL stores; the layer talks to a
+/// store only through this trait.
+///
+/// Every method takes the current time from the caller (the layer's [`Clock`](crate::Clock)),
+/// so a store decides expiry the same way whatever its own clock says, and tests can move time.
+/// A store may also expire records by itself (Redis TTLs, a sweeper): the deadline a record
+/// carries is the latest moment it may still be returned.
+///
+/// The contract, checked for every store by the conformance suite in
+/// `sessionware_core::testing` (feature `testing`):
+///
+/// - [`create`](Self::create) stores a new record and never overwrites one: if the id is taken
+///   it draws new ids until one is free, and returns the id it used.
+/// - [`load`](Self::load) never returns a record whose deadline has passed, and reports a
+///   record it cannot decode as [`Error::Corrupt`], leaving it in place.
+/// - [`apply`](Self::apply) changes only the keys a [`ChangeSet`] names, atomically, and never
+///   brings back a session that was deleted or has expired: it returns `false` instead.
+/// - [`touch`](Self::touch) moves the deadline without rewriting the data, under the same
+///   no-resurrection rule.
+/// - [`delete`](Self::delete) is idempotent.
+pub trait SessionStore: Send + Sync + 'static {
+    /// Stores a new record under `record.id`, or under a fresh id if that one is taken.
+    /// Returns the id used.
+    fn create(&self, record: &Record) -> impl Future<Output = Result<SessionId, Error>> + Send;
+
+    /// The live record with this id, if any.
+    fn load(
+        &self,
+        id: &SessionId,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<Option<Record>, Error>> + Send;
+
+    /// Loads a record and moves its deadline as `policy` asks
+    /// ([`ExpiryPolicy::refreshed_deadline`]).
+    ///
+    /// The provided implementation is [`load`](Self::load) followed, when a refresh is due, by
+    /// [`touch`](Self::touch). Stores that can do both in one round trip override it.
+    fn load_refreshed(
+        &self,
+        id: &SessionId,
+        policy: &ExpiryPolicy,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<Option<Loaded>, Error>> + Send {
+        async move {
+            let Some(mut record) = self.load(id, now).await? else {
+                return Ok(None);
+            };
+            let Some(deadline) = policy.refreshed_deadline(record.created_at, record.expires_at, now)
+            else {
+                return Ok(Some(Loaded {
+                    record,
+                    refreshed: false,
+                }));
+            };
+            if !self.touch(id, deadline, now).await? {
+                return Ok(None);
+            }
+            record.expires_at = deadline;
+            Ok(Some(Loaded {
+                record,
+                refreshed: true,
+            }))
+        }
+    }
+
+    /// Applies `changes` to the live session `id`. Returns `false`, writing nothing, when there
+    /// is no such live session.
+    fn apply(
+        &self,
+        id: &SessionId,
+        changes: &ChangeSet,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<bool, Error>> + Send;
+
+    /// Moves the deadline of the live session `id` to `expires_at`. Returns `false` when there
+    /// is no such live session.
+    fn touch(
+        &self,
+        id: &SessionId,
+        expires_at: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<bool, Error>> + Send;
+
+    /// Deletes the session `id`; deleting one that does not exist is not an error.
+    fn delete(&self, id: &SessionId) -> impl Future<Output = Result<(), Error>> + Send;
+}
+
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The object-safe form of [`SessionStore`], implemented for every store, so a layer can hold
+/// any store behind one `Arc<dyn DynSessionStore>`. Implement [`SessionStore`], not this.
+#[allow(missing_docs)]
+pub trait DynSessionStore: Send + Sync + 'static {
+    fn create<'a>(&'a self, record: &'a Record) -> BoxFuture<'a, Result<SessionId, Error>>;
+    fn load_refreshed<'a>(
+        &'a self,
+        id: &'a SessionId,
+        policy: &'a ExpiryPolicy,
+        now: OffsetDateTime,
+    ) -> BoxFuture<'a, Result<Option<Loaded>, Error>>;
+    fn apply<'a>(
+        &'a self,
+        id: &'a SessionId,
+        changes: &'a ChangeSet,
+        now: OffsetDateTime,
+    ) -> BoxFuture<'a, Result<bool, Error>>;
+    fn touch<'a>(
+        &'a self,
+        id: &'a SessionId,
+        expires_at: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> BoxFuture<'a, Result<bool, Error>>;
+    fn delete<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<(), Error>>;
+}
+
+impl<S: SessionStore> DynSessionStore for S {
+    fn create<'a>(&'a self, record: &'a Record) -> BoxFuture<'a, Result<SessionId, Error>> {
+        Box::pin(SessionStore::create(self, record))
+    }
+    fn load_refreshed<'a>(
+        &'a self,
+        id: &'a SessionId,
+        policy: &'a ExpiryPolicy,
+        now: OffsetDateTime,
+    ) -> BoxFuture<'a, Result<Option<Loaded>, Error>> {
+        Box::pin(SessionStore::load_refreshed(self, id, policy, now))
+    }
+    fn apply<'a>(
+        &'a self,
+        id: &'a SessionId,
+        changes: &'a ChangeSet,
+        now: OffsetDateTime,
+    ) -> BoxFuture<'a, Result<bool, Error>> {
+        Box::pin(SessionStore::apply(self, id, changes, now))
+    }
+    fn touch<'a>(
+        &'a self,
+        id: &'a SessionId,
+        expires_at: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> BoxFuture<'a, Result<bool, Error>> {
+        Box::pin(SessionStore::touch(self, id, expires_at, now))
+    }
+    fn delete<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(SessionStore::delete(self, id))
+    }
+}
+
+/// A shared store is a store, so an application can keep a handle to the one its layer uses.
+impl<S: SessionStore> SessionStore for Arc<S> {
+    fn create(&self, record: &Record) -> impl Future<Output = Result<SessionId, Error>> + Send {
+        S::create(self, record)
+    }
+    fn load(
+        &self,
+        id: &SessionId,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<Option<Record>, Error>> + Send {
+        S::load(self, id, now)
+    }
+    fn load_refreshed(
+        &self,
+        id: &SessionId,
+        policy: &ExpiryPolicy,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<Option<Loaded>, Error>> + Send {
+        S::load_refreshed(self, id, policy, now)
+    }
+    fn apply(
+        &self,
+        id: &SessionId,
+        changes: &ChangeSet,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<bool, Error>> + Send {
+        S::apply(self, id, changes, now)
+    }
+    fn touch(
+        &self,
+        id: &SessionId,
+        expires_at: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<bool, Error>> + Send {
+        S::touch(self, id, expires_at, now)
+    }
+    fn delete(&self, id: &SessionId) -> impl Future<Output = Result<(), Error>> + Send {
+        S::delete(self, id)
+    }
+}

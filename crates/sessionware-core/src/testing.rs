@@ -1,0 +1,382 @@
+//! The store conformance suite: the contract of [`SessionStore`], checked against a real store.
+//!
+//! Every store crate runs it in its tests with one call:
+//!
+//! ```
+//! # async fn example(store: impl sessionware_core::SessionStore) {
+//! use sessionware_core::testing;
+//!
+//! testing::run(&store, |id| async move {
+//!     // Make the record `id` undecodable, with the backend's own tools.
+//! #   let _ = id;
+//! })
+//! .await;
+//! # }
+//! ```
+//!
+//! It panics, naming the check, on the first breach. Times are set relative to the real clock,
+//! so a store whose backend also expires keys by itself (a Redis TTL) sees deadlines in the
+//! future; the suite deletes what it creates.
+
+use std::future::Future;
+
+use serde_json::{Value, json};
+use time::{Duration, OffsetDateTime};
+
+use crate::{ChangeSet, Clock as _, Data, Error, ExpiryPolicy, Record, SessionId, SessionStore};
+
+/// Runs every check against `store`. `corrupt` must make the stored record of the id it is
+/// given undecodable (for example by writing text that is not JSON where the store keeps a
+/// value), so the suite can check that the store reports [`Error::Corrupt`].
+pub async fn run<S, F, Fut>(store: &S, corrupt: F)
+where
+    S: SessionStore,
+    F: Fn(SessionId) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    round_trip(store).await;
+    unknown_id(store).await;
+    idle_deadline(store).await;
+    absolute_deadline(store).await;
+    touch(store).await;
+    delete(store).await;
+    id_collision(store).await;
+    per_key_changes(store).await;
+    concurrent_changes(store).await;
+    no_resurrection(store).await;
+    user_binding(store).await;
+    corrupt_record(store, corrupt).await;
+}
+
+fn now() -> OffsetDateTime {
+    crate::SystemClock.now()
+}
+
+fn record(data: Value, now: OffsetDateTime, lives: Duration) -> Record {
+    let data: Data = match data {
+        Value::Object(map) => map.into_iter().collect(),
+        _ => Data::new(),
+    };
+    Record {
+        id: SessionId::generate().expect("random id"),
+        data,
+        user: None,
+        created_at: now,
+        expires_at: now + lives,
+    }
+}
+
+async fn create<S: SessionStore>(store: &S, record: &mut Record) {
+    record.id = store.create(record).await.expect("create");
+}
+
+async fn load<S: SessionStore>(store: &S, id: &SessionId, now: OffsetDateTime) -> Option<Record> {
+    store.load(id, now).await.expect("load")
+}
+
+async fn data_of<S: SessionStore>(store: &S, id: &SessionId, now: OffsetDateTime) -> Data {
+    load(store, id, now).await.expect("session is live").data
+}
+
+async fn round_trip<S: SessionStore>(store: &S) {
+    let t0 = now();
+    let mut rec = record(
+        json!({"count": 3, "name": "ada", "nested": {"list": [1, 2, {"x": null}]}, "unicode": "ünï ✓"}),
+        t0,
+        Duration::minutes(30),
+    );
+    create(store, &mut rec).await;
+    let back = load(store, &rec.id, t0).await;
+    assert_eq!(back.as_ref(), Some(&rec), "round_trip: a created record loads as it was");
+    store.delete(&rec.id).await.expect("delete");
+}
+
+async fn unknown_id<S: SessionStore>(store: &S) {
+    let t0 = now();
+    let id = SessionId::generate().expect("random id");
+    assert_eq!(load(store, &id, t0).await, None, "unknown_id: load");
+    assert!(
+        !store.touch(&id, t0 + Duration::minutes(1), t0).await.expect("touch"),
+        "unknown_id: touch reports no session"
+    );
+    let mut changes = ChangeSet::new(t0 + Duration::minutes(1));
+    changes.set("a", json!(1));
+    assert!(
+        !store.apply(&id, &changes, t0).await.expect("apply"),
+        "unknown_id: apply reports no session"
+    );
+    assert_eq!(load(store, &id, t0).await, None, "unknown_id: apply created nothing");
+    store.delete(&id).await.expect("unknown_id: delete is idempotent");
+}
+
+async fn idle_deadline<S: SessionStore>(store: &S) {
+    let t0 = now();
+    let policy = ExpiryPolicy::new()
+        .with_idle_timeout(Some(Duration::minutes(10)))
+        .with_absolute_lifetime(Some(Duration::hours(1)))
+        .with_refresh_interval(Duration::minutes(1));
+    let mut rec = record(json!({"k": 1}), t0, Duration::minutes(10));
+    rec.expires_at = policy.deadline(t0, t0);
+    create(store, &mut rec).await;
+
+    let before = t0 + Duration::minutes(10) - Duration::milliseconds(1);
+    assert!(load(store, &rec.id, before).await.is_some(), "idle_deadline: live just before");
+    let at = t0 + Duration::minutes(10);
+    assert_eq!(load(store, &rec.id, at).await, None, "idle_deadline: gone at the deadline");
+
+    // A read refreshes the deadline, so the session lives past its first idle deadline.
+    let t5 = t0 + Duration::minutes(5);
+    let loaded = store
+        .load_refreshed(&rec.id, &policy, t5)
+        .await
+        .expect("load_refreshed")
+        .expect("idle_deadline: live at t+5m");
+    assert!(loaded.refreshed, "idle_deadline: a read past the refresh interval refreshes");
+    assert_eq!(loaded.record.expires_at, t0 + Duration::minutes(15));
+    assert!(load(store, &rec.id, at).await.is_some(), "idle_deadline: refresh kept it alive");
+    assert_eq!(
+        load(store, &rec.id, t0 + Duration::minutes(15)).await,
+        None,
+        "idle_deadline: gone at the refreshed deadline"
+    );
+    let again = store
+        .load_refreshed(&rec.id, &policy, t5 + Duration::seconds(30))
+        .await
+        .expect("load_refreshed")
+        .expect("live");
+    assert!(!again.refreshed, "idle_deadline: no refresh inside the refresh interval");
+    assert_eq!(again.record.expires_at, t0 + Duration::minutes(15));
+    store.delete(&rec.id).await.expect("delete");
+}
+
+async fn absolute_deadline<S: SessionStore>(store: &S) {
+    let t0 = now();
+    let policy = ExpiryPolicy::new()
+        .with_idle_timeout(Some(Duration::minutes(10)))
+        .with_absolute_lifetime(Some(Duration::minutes(25)))
+        .with_refresh_interval(Duration::ZERO);
+    let mut rec = record(json!({"k": 1}), t0, Duration::ZERO);
+    rec.expires_at = policy.deadline(t0, t0);
+    create(store, &mut rec).await;
+    // Keep it busy: every read slides the idle deadline, until the lifetime caps it.
+    let mut t = t0;
+    for _ in 0..5 {
+        t += Duration::minutes(5);
+        let loaded = store.load_refreshed(&rec.id, &policy, t).await.expect("load_refreshed");
+        if t < t0 + Duration::minutes(25) {
+            let loaded = loaded.expect("absolute_deadline: live while in use");
+            assert_eq!(
+                loaded.record.expires_at,
+                (t + Duration::minutes(10)).min(t0 + Duration::minutes(25))
+            );
+        } else {
+            assert_eq!(loaded, None, "absolute_deadline: gone at the lifetime, however busy");
+        }
+    }
+    store.delete(&rec.id).await.expect("delete");
+}
+
+async fn touch<S: SessionStore>(store: &S) {
+    let t0 = now();
+    let mut rec = record(json!({"k": "v"}), t0, Duration::minutes(1));
+    create(store, &mut rec).await;
+    let later = t0 + Duration::minutes(20);
+    assert!(store.touch(&rec.id, later, t0).await.expect("touch"), "touch: live session");
+    let back = load(store, &rec.id, t0 + Duration::minutes(2)).await;
+    let back = back.expect("touch: live after its old deadline");
+    assert_eq!(back.expires_at, later, "touch: new deadline");
+    assert_eq!(back.data, rec.data, "touch: data untouched");
+    assert!(
+        !store
+            .touch(&rec.id, later + Duration::minutes(5), later)
+            .await
+            .expect("touch"),
+        "touch: an expired session is not brought back"
+    );
+    assert_eq!(load(store, &rec.id, later).await, None);
+    store.delete(&rec.id).await.expect("delete");
+}
+
+async fn delete<S: SessionStore>(store: &S) {
+    let t0 = now();
+    let mut rec = record(json!({"k": 1}), t0, Duration::minutes(5));
+    create(store, &mut rec).await;
+    store.delete(&rec.id).await.expect("delete");
+    assert_eq!(load(store, &rec.id, t0).await, None, "delete: gone");
+    store.delete(&rec.id).await.expect("delete: idempotent");
+}
+
+async fn id_collision<S: SessionStore>(store: &S) {
+    let t0 = now();
+    let mut first = record(json!({"owner": "first"}), t0, Duration::minutes(5));
+    create(store, &mut first).await;
+    let mut second = record(json!({"owner": "second"}), t0, Duration::minutes(5));
+    second.id = first.id;
+    let second_id = store.create(&second).await.expect("create");
+    assert_ne!(second_id, first.id, "id_collision: a taken id is never reused");
+    assert_eq!(
+        data_of(store, &first.id, t0).await,
+        first.data,
+        "id_collision: the existing session is untouched"
+    );
+    assert_eq!(
+        data_of(store, &second_id, t0).await,
+        second.data,
+        "id_collision: the new session is stored under its new id"
+    );
+    store.delete(&first.id).await.expect("delete");
+    store.delete(&second_id).await.expect("delete");
+}
+
+async fn per_key_changes<S: SessionStore>(store: &S) {
+    let t0 = now();
+    let mut rec = record(json!({"a": 1, "b": 2, "c": 3}), t0, Duration::minutes(5));
+    create(store, &mut rec).await;
+
+    let mut changes = ChangeSet::new(t0 + Duration::minutes(7));
+    changes.set("a", json!({"deep": [true]})).remove("b").set("d", json!("new"));
+    assert!(store.apply(&rec.id, &changes, t0).await.expect("apply"));
+    let back = load(store, &rec.id, t0).await.expect("live");
+    assert_eq!(
+        back.data,
+        Data::from([
+            ("a".into(), json!({"deep": [true]})),
+            ("c".into(), json!(3)),
+            ("d".into(), json!("new")),
+        ]),
+        "per_key_changes: set, remove, keep"
+    );
+    assert_eq!(back.expires_at, t0 + Duration::minutes(7), "per_key_changes: deadline moves");
+    assert_eq!(back.created_at, t0, "per_key_changes: creation time kept");
+
+    let mut clear = ChangeSet::new(t0 + Duration::minutes(7));
+    clear.clear().set("only", json!(0));
+    assert!(store.apply(&rec.id, &clear, t0).await.expect("apply"));
+    assert_eq!(
+        data_of(store, &rec.id, t0).await,
+        Data::from([("only".into(), json!(0))]),
+        "per_key_changes: clear drops every stored key first"
+    );
+    store.delete(&rec.id).await.expect("delete");
+}
+
+async fn concurrent_changes<S: SessionStore>(store: &S) {
+    let t0 = now();
+    let mut rec = record(json!({"a": 0, "b": 0, "c": 0}), t0, Duration::minutes(5));
+    create(store, &mut rec).await;
+    let deadline = t0 + Duration::minutes(6);
+    let change = |key: &str, value: Value| {
+        let mut c = ChangeSet::new(deadline);
+        c.set(key, value);
+        c
+    };
+    let (a, b, c) = (change("a", json!(1)), change("b", json!(2)), change("new", json!(3)));
+    let (ra, rb, rc) = tokio::join!(
+        store.apply(&rec.id, &a, t0),
+        store.apply(&rec.id, &b, t0),
+        store.apply(&rec.id, &c, t0)
+    );
+    assert!(ra.expect("apply") && rb.expect("apply") && rc.expect("apply"));
+    assert_eq!(
+        data_of(store, &rec.id, t0).await,
+        Data::from([
+            ("a".into(), json!(1)),
+            ("b".into(), json!(2)),
+            ("c".into(), json!(0)),
+            ("new".into(), json!(3)),
+        ]),
+        "concurrent_changes: changes to different keys all survive"
+    );
+    store.delete(&rec.id).await.expect("delete");
+}
+
+async fn no_resurrection<S: SessionStore>(store: &S) {
+    let t0 = now();
+    let mut rec = record(json!({"k": 1}), t0, Duration::minutes(5));
+    create(store, &mut rec).await;
+    let mut changes = ChangeSet::new(t0 + Duration::minutes(10));
+    changes.set("k", json!(2));
+
+    // Expired: the write arrives after the deadline.
+    let late = t0 + Duration::minutes(5);
+    assert!(
+        !store.apply(&rec.id, &changes, late).await.expect("apply"),
+        "no_resurrection: apply to an expired session reports false"
+    );
+    assert_eq!(load(store, &rec.id, late).await, None, "no_resurrection: still expired");
+    assert_eq!(
+        load(store, &rec.id, t0).await.map(|r| r.data),
+        Some(rec.data.clone()),
+        "no_resurrection: the refused write changed nothing"
+    );
+
+    // Deleted: the write arrives after another request destroyed it.
+    store.delete(&rec.id).await.expect("delete");
+    assert!(
+        !store.apply(&rec.id, &changes, t0).await.expect("apply"),
+        "no_resurrection: apply to a deleted session reports false"
+    );
+    assert_eq!(load(store, &rec.id, t0).await, None, "no_resurrection: still deleted");
+}
+
+async fn user_binding<S: SessionStore>(store: &S) {
+    let t0 = now();
+    let mut rec = record(json!({}), t0, Duration::minutes(5));
+    create(store, &mut rec).await;
+    assert_eq!(load(store, &rec.id, t0).await.expect("live").user, None);
+    let mut bind = ChangeSet::new(t0 + Duration::minutes(5));
+    bind.bind_user(Some("user-42".into()));
+    assert!(store.apply(&rec.id, &bind, t0).await.expect("apply"));
+    let back = load(store, &rec.id, t0).await.expect("live");
+    assert_eq!(back.user.as_deref(), Some("user-42"), "user_binding: bound");
+
+    let mut other = ChangeSet::new(t0 + Duration::minutes(5));
+    other.set("x", json!(1));
+    assert!(store.apply(&rec.id, &other, t0).await.expect("apply"));
+    let back = load(store, &rec.id, t0).await.expect("live");
+    assert_eq!(back.user.as_deref(), Some("user-42"), "user_binding: kept by other changes");
+
+    let mut unbind = ChangeSet::new(t0 + Duration::minutes(5));
+    unbind.bind_user(None);
+    assert!(store.apply(&rec.id, &unbind, t0).await.expect("apply"));
+    assert_eq!(load(store, &rec.id, t0).await.expect("live").user, None, "user_binding: unbound");
+
+    let mut bound = record(json!({"k": 1}), t0, Duration::minutes(5));
+    bound.user = Some("user-7".into());
+    create(store, &mut bound).await;
+    assert_eq!(
+        load(store, &bound.id, t0).await.expect("live").user.as_deref(),
+        Some("user-7"),
+        "user_binding: created bound"
+    );
+    store.delete(&rec.id).await.expect("delete");
+    store.delete(&bound.id).await.expect("delete");
+}
+
+async fn corrupt_record<S, F, Fut>(store: &S, corrupt: F)
+where
+    S: SessionStore,
+    F: Fn(SessionId) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let t0 = now();
+    let mut rec = record(json!({"k": 1}), t0, Duration::minutes(5));
+    create(store, &mut rec).await;
+    corrupt(rec.id).await;
+    match store.load(&rec.id, t0).await {
+        Err(Error::Corrupt { reason }) => {
+            assert!(
+                !reason.contains(&rec.id.to_string()),
+                "corrupt_record: the reason must not contain the session id"
+            );
+        }
+        other => panic!("corrupt_record: expected Error::Corrupt, got {other:?}"),
+    }
+    // Still there, still corrupt: a failed decode overwrites nothing.
+    assert!(
+        matches!(store.load(&rec.id, t0).await, Err(Error::Corrupt { .. })),
+        "corrupt_record: the record is left as it was"
+    );
+    store.delete(&rec.id).await.expect("corrupt_record: a corrupt record can be deleted");
+    assert_eq!(load(store, &rec.id, t0).await, None);
+}

@@ -1,0 +1,320 @@
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use sessionware_core::time::OffsetDateTime;
+use sessionware_core::{
+    ChangeSet, Clock, Error, ExpiryPolicy, Loaded, Record, SessionId, SessionStore, SystemClock,
+};
+use tokio::sync::oneshot;
+
+use crate::shard::{self, Entry, Shard, to_ms};
+
+const SHARDS: usize = 64;
+
+/// The in-process store. Cheap to clone: clones share the same sessions.
+///
+/// See the [crate docs](crate) for sharding, the capacity bound and the sweeper.
+#[derive(Clone)]
+pub struct MemoryStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    shards: Box<[Shard]>,
+    /// Entries held, live or not yet swept.
+    held: AtomicUsize,
+    capacity: usize,
+    clock: Arc<dyn Clock>,
+    /// Dropped with the store, which tells the sweeper to stop.
+    _stop: Option<oneshot::Sender<()>>,
+}
+
+/// Settings for a [`MemoryStore`]; from [`MemoryStore::builder`].
+#[derive(Debug, Clone)]
+pub struct MemoryStoreBuilder {
+    capacity: usize,
+    sweep_interval: Option<Duration>,
+    clock: Arc<dyn Clock>,
+}
+
+impl MemoryStoreBuilder {
+    /// The most sessions held at once (default [`MemoryStore::DEFAULT_CAPACITY`]). At least 1.
+    pub fn capacity(mut self, capacity: usize) -> Self {
+        self.capacity = capacity.max(1);
+        self
+    }
+
+    /// How often the background task removes expired sessions (default one minute); `None`
+    /// starts no task, and expired sessions are removed only when their shard is full.
+    pub fn sweep_interval(mut self, interval: impl Into<Option<Duration>>) -> Self {
+        self.sweep_interval = interval.into().filter(|d| !d.is_zero());
+        self
+    }
+
+    /// The clock the sweeper and [`MemoryStore::len`] read (default the system clock). Request
+    /// paths use the time the layer passes in.
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Builds the store, starting the sweeper if there is a sweep interval and a Tokio runtime.
+    pub fn build(self) -> MemoryStore {
+        let runtime = tokio::runtime::Handle::try_current().ok();
+        let (stop, stopped) = match (self.sweep_interval, &runtime) {
+            (Some(_), Some(_)) => {
+                let (tx, rx) = oneshot::channel();
+                (Some(tx), Some(rx))
+            }
+            _ => (None, None),
+        };
+        let store = MemoryStore {
+            inner: Arc::new(Inner {
+                shards: (0..SHARDS).map(|_| Shard::new()).collect(),
+                held: AtomicUsize::new(0),
+                capacity: self.capacity,
+                clock: self.clock,
+                _stop: stop,
+            }),
+        };
+        if let (Some(period), Some(runtime), Some(stopped)) =
+            (self.sweep_interval, runtime, stopped)
+        {
+            runtime.spawn(sweeper(Arc::downgrade(&store.inner), period, stopped));
+        }
+        store
+    }
+}
+
+/// Holds only a weak reference, so the store is freed as soon as the application drops it;
+/// the dropped stop sender ends the task at once rather than at its next tick.
+async fn sweeper(store: Weak<Inner>, period: Duration, mut stopped: oneshot::Receiver<()>) {
+    let mut ticks = tokio::time::interval(period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        tokio::select! {
+            _ = &mut stopped => return,
+            _ = ticks.tick() => {}
+        }
+        let Some(inner) = store.upgrade() else { return };
+        inner.sweep();
+    }
+}
+
+impl MemoryStore {
+    /// Default capacity: one million sessions.
+    pub const DEFAULT_CAPACITY: usize = 1_000_000;
+
+    /// A store with the default settings. Inside a Tokio runtime this starts the sweeper.
+    pub fn new() -> Self {
+        Self::builder().build()
+    }
+
+    /// Settings for a store.
+    pub fn builder() -> MemoryStoreBuilder {
+        MemoryStoreBuilder {
+            capacity: Self::DEFAULT_CAPACITY,
+            sweep_interval: Some(Duration::from_secs(60)),
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// Live sessions: those whose deadline has not passed by the store's clock. Counts every
+    /// shard, so it costs time in proportion to the number of sessions.
+    pub fn len(&self) -> usize {
+        let now = to_ms(self.inner.clock.now());
+        self.inner
+            .shards
+            .iter()
+            .map(|s| s.lock().values().filter(|e| e.is_live(now)).count())
+            .sum()
+    }
+
+    /// `true` when no session is live.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The most sessions the store holds.
+    pub fn capacity(&self) -> usize {
+        self.inner.capacity
+    }
+
+    /// Removes expired sessions now, as the sweeper does; returns how many.
+    pub fn sweep(&self) -> usize {
+        self.inner.sweep()
+    }
+
+    fn shard_index(&self, id: &SessionId) -> usize {
+        (shard::key(id) >> 64) as usize % SHARDS
+    }
+
+    fn shard(&self, id: &SessionId) -> &Shard {
+        &self.inner.shards[self.shard_index(id)]
+    }
+
+    /// Frees one place at least: the expired sessions of the first shard (from `start` on) that
+    /// has any, or else that shard's session with the earliest deadline. One lock at a time, so
+    /// two creates never wait on each other in a cycle.
+    fn make_room(&self, start: usize, now_ms: i64) {
+        for i in 0..SHARDS {
+            let mut map = self.inner.shards[(start + i) % SHARDS].lock();
+            let mut freed = shard::drop_expired(&mut map, now_ms);
+            if freed == 0 && shard::evict_earliest(&mut map) {
+                freed = 1;
+            }
+            if freed > 0 {
+                self.inner.held.fetch_sub(freed, Ordering::Relaxed);
+                return;
+            }
+        }
+    }
+
+    /// Entries held, live or not yet swept.
+    #[cfg(test)]
+    pub(crate) fn held(&self) -> usize {
+        self.inner.held.load(Ordering::Relaxed)
+    }
+
+    /// Replaces the stored data of `id` with text that is not JSON, for the conformance suite.
+    #[cfg(test)]
+    pub(crate) fn corrupt(&self, id: &SessionId) {
+        if let Some(e) = self.shard(id).lock().get_mut(&shard::key(id)) {
+            e.data = "{not json".into();
+        }
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("held", &self.inner.held.load(Ordering::Relaxed))
+            .field("capacity", &self.inner.capacity)
+            .finish()
+    }
+}
+
+impl Inner {
+    fn sweep(&self) -> usize {
+        let now = to_ms(self.clock.now());
+        let mut removed = 0;
+        for shard in self.shards.iter() {
+            let n = shard::drop_expired(&mut shard.lock(), now);
+            self.held.fetch_sub(n, Ordering::Relaxed);
+            removed += n;
+        }
+        removed
+    }
+}
+
+impl SessionStore for MemoryStore {
+    async fn create(&self, record: &Record) -> Result<SessionId, Error> {
+        let entry = Entry::encode(record)?;
+        let mut id = record.id;
+        if self.inner.held.load(Ordering::Relaxed) >= self.inner.capacity {
+            let now = to_ms(self.inner.clock.now()).min(to_ms(record.created_at));
+            self.make_room(self.shard_index(&id), now);
+        }
+        loop {
+            let mut map = self.shard(&id).lock();
+            let k = shard::key(&id);
+            if map.contains_key(&k) {
+                drop(map);
+                id = SessionId::generate()?;
+                continue;
+            }
+            map.insert(k, entry);
+            self.inner.held.fetch_add(1, Ordering::Relaxed);
+            return Ok(id);
+        }
+    }
+
+    async fn load(&self, id: &SessionId, now: OffsetDateTime) -> Result<Option<Record>, Error> {
+        let map = self.shard(id).lock();
+        match map.get(&shard::key(id)) {
+            Some(e) if e.is_live(to_ms(now)) => e.decode(*id).map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    /// Reads and refreshes under one lock: in memory a refresh costs nothing worth throttling,
+    /// but the policy's interval still decides, so the cookie is not re-sent on every read.
+    async fn load_refreshed(
+        &self,
+        id: &SessionId,
+        policy: &ExpiryPolicy,
+        now: OffsetDateTime,
+    ) -> Result<Option<Loaded>, Error> {
+        let mut map = self.shard(id).lock();
+        let Some(e) = map.get_mut(&shard::key(id)).filter(|e| e.is_live(to_ms(now))) else {
+            return Ok(None);
+        };
+        let mut record = e.decode(*id)?;
+        let next = policy.refreshed_deadline(record.created_at, record.expires_at, now);
+        if let Some(deadline) = next {
+            e.expires_ms = to_ms(deadline);
+            record.expires_at = deadline;
+        }
+        Ok(Some(Loaded {
+            record,
+            refreshed: next.is_some(),
+        }))
+    }
+
+    async fn apply(
+        &self,
+        id: &SessionId,
+        changes: &ChangeSet,
+        now: OffsetDateTime,
+    ) -> Result<bool, Error> {
+        let mut map = self.shard(id).lock();
+        let Some(e) = map.get_mut(&shard::key(id)).filter(|e| e.is_live(to_ms(now))) else {
+            return Ok(false);
+        };
+        if changes.is_clear() || changes.keys().len() > 0 {
+            let mut data = if changes.is_clear() {
+                Default::default()
+            } else {
+                shard::decode_data(&e.data)?
+            };
+            changes.apply_to(&mut data);
+            e.data = shard::encode_data(&data)?;
+        }
+        if let Some(user) = changes.user() {
+            e.user = user.map(Box::from);
+        }
+        e.expires_ms = to_ms(changes.expires_at());
+        Ok(true)
+    }
+
+    async fn touch(
+        &self,
+        id: &SessionId,
+        expires_at: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<bool, Error> {
+        let mut map = self.shard(id).lock();
+        match map.get_mut(&shard::key(id)).filter(|e| e.is_live(to_ms(now))) {
+            Some(e) => {
+                e.expires_ms = to_ms(expires_at);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    async fn delete(&self, id: &SessionId) -> Result<(), Error> {
+        if self.shard(id).lock().remove(&shard::key(id)).is_some() {
+            self.inner.held.fetch_sub(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+}

@@ -18,6 +18,8 @@
 //! so a store whose backend also expires keys by itself (a Redis TTL) sees deadlines in the
 //! future; the suite deletes what it creates.
 
+#![allow(clippy::expect_used, clippy::unwrap_used)] // a test suite: panicking is how it reports
+
 use std::future::Future;
 
 use serde_json::{Value, json};

@@ -1,0 +1,148 @@
+use std::fmt;
+use std::sync::Arc;
+
+use axum::response::{IntoResponse, Response};
+use http::StatusCode;
+
+/// Everything a handler, the extractor or the layer can fail with.
+///
+/// Implements [`IntoResponse`], so a handler can return `Result<_, sessionware::Error>` and use
+/// `?` on session calls. The responses are short plain text: `503` when the store is down or
+/// slow, `409` when the session ended while the request was changing it, `500` otherwise.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// The store failed, timed out, or holds a record that does not decode.
+    Store(sessionware_core::Error),
+    /// The value under `key` does not deserialize as the type asked for. The value is kept.
+    Deserialize {
+        /// The session key.
+        key: String,
+        /// What serde said.
+        source: serde_json::Error,
+    },
+    /// The value for `key` does not serialize to JSON. Nothing was changed.
+    Serialize {
+        /// The session key.
+        key: String,
+        /// What serde said.
+        source: serde_json::Error,
+    },
+    /// The session was destroyed, revoked or expired while this request was changing it. Its
+    /// changes were not stored: a write never brings back a session that has ended.
+    SessionGone,
+    /// A handler extracted [`Session`](crate::Session) on a route without a
+    /// [`SessionLayer`](crate::SessionLayer).
+    MissingLayer,
+    /// A signing key that cannot be used; says why.
+    InvalidKey(&'static str),
+}
+
+impl Error {
+    /// The status this error answers with by default.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Store(e) if e.is_unavailable() => StatusCode::SERVICE_UNAVAILABLE,
+            Self::SessionGone => StatusCode::CONFLICT,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Store(e) => e.fmt(f),
+            Self::Deserialize { key, source } => {
+                write!(f, "session value {key:?} has an unexpected type: {source}")
+            }
+            Self::Serialize { key, source } => {
+                write!(f, "session value {key:?} does not serialize: {source}")
+            }
+            Self::SessionGone => f.write_str("the session ended while this request was using it"),
+            Self::MissingLayer => f.write_str("Session extracted on a route without SessionLayer"),
+            Self::InvalidKey(why) => write!(f, "invalid signing key: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Store(e) => Some(e),
+            Self::Deserialize { source, .. } | Self::Serialize { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+impl From<sessionware_core::Error> for Error {
+    fn from(e: sessionware_core::Error) -> Self {
+        Self::Store(e)
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let body = match self.status() {
+            StatusCode::SERVICE_UNAVAILABLE => "session store unavailable\n",
+            StatusCode::CONFLICT => "session ended\n",
+            _ => match self {
+                Self::Store(_) => "session could not be read\n",
+                _ => "session error\n",
+            },
+        };
+        (self.status(), body).into_response()
+    }
+}
+
+/// Turns a store failure into the response sent instead of the handler's; set with
+/// [`SessionLayer::with_error_handler`](crate::SessionLayer::with_error_handler).
+pub(crate) type ErrorHandler = Arc<dyn Fn(&Error) -> Response + Send + Sync>;
+
+/// Why the [`Session`](crate::Session) extractor failed. Its response is the layer's error
+/// handler's, or [`Error`]'s own. Extract `Result<Session, SessionRejection>` to handle it in
+/// the handler instead.
+pub struct SessionRejection {
+    pub(crate) error: Error,
+    pub(crate) handler: Option<ErrorHandler>,
+}
+
+impl SessionRejection {
+    /// What went wrong.
+    pub fn error(&self) -> &Error {
+        &self.error
+    }
+
+    /// The error, taken out.
+    pub fn into_error(self) -> Error {
+        self.error
+    }
+}
+
+impl fmt::Debug for SessionRejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("SessionRejection").field(&self.error).finish()
+    }
+}
+
+impl fmt::Display for SessionRejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+impl std::error::Error for SessionRejection {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}
+
+impl IntoResponse for SessionRejection {
+    fn into_response(self) -> Response {
+        match self.handler {
+            Some(handler) => handler(&self.error),
+            None => self.error.into_response(),
+        }
+    }
+}

@@ -1,0 +1,294 @@
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes, HttpBody};
+use axum::response::Response;
+use cookie::SameSite;
+use http::Request;
+use sessionware_core::time::Duration as TimeDuration;
+use sessionware_core::{Clock, DynSessionStore, ExpiryPolicy, SessionStore, SystemClock};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::cookie::CookieConfig;
+use crate::error::ErrorHandler;
+use crate::token::Keys;
+use crate::{Error, Key, Session};
+
+/// Adds sessions to every route below it: a [`Session`] extractor backed by `store`.
+///
+/// ```
+/// use axum::{Router, routing::get};
+/// use sessionware::{Key, Session, SessionLayer};
+/// use sessionware_memory::MemoryStore;
+/// # use tower::ServiceExt as _;
+///
+/// async fn count(session: Session) -> Result<String, sessionware::Error> {
+///     let n: u64 = session.get("count")?.unwrap_or(0);
+///     session.insert("count", n + 1)?;
+///     Ok((n + 1).to_string())
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let key = Key::from_hex(&"ab".repeat(32))?; // from your secret store, 32 bytes or more
+/// let app = Router::new()
+///     .route("/", get(count))
+///     .layer(SessionLayer::new(MemoryStore::new()).with_signing_key(key));
+///
+/// let response = app.oneshot(http::Request::new(axum::body::Body::empty())).await?;
+/// let cookie = response.headers()["set-cookie"].to_str()?;
+/// assert!(cookie.starts_with("session="));
+/// assert!(cookie.contains("HttpOnly") && cookie.contains("Secure") && cookie.contains("SameSite=Lax"));
+/// # Ok(()) }
+/// ```
+///
+/// # Defaults
+///
+/// - Cookie `session`, `HttpOnly; Secure; SameSite=Lax; Path=/`, `Max-Age` following the
+///   session's deadline.
+/// - [`ExpiryPolicy::new`]: 24 hours idle, 30 days absolute.
+/// - A store timeout of 5 seconds; a store that fails or times out answers `503`.
+/// - Without [`with_signing_key`](Self::with_signing_key), a random key made at start-up (with
+///   a warning): sessions then end when the process does, and instances cannot share them.
+#[derive(Clone)]
+pub struct SessionLayer {
+    shared: Shared,
+}
+
+/// What every request of one layer shares.
+#[derive(Clone)]
+pub(crate) struct Shared {
+    pub(crate) store: Arc<dyn DynSessionStore>,
+    pub(crate) keys: Keys,
+    pub(crate) cookie: CookieConfig,
+    /// The cookie's name on the wire, computed once.
+    pub(crate) cookie_name: String,
+    pub(crate) policy: ExpiryPolicy,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) timeout: Duration,
+    pub(crate) on_error: Option<ErrorHandler>,
+    generated_key: bool,
+}
+
+impl Shared {
+    /// Runs a store call under the layer's timeout.
+    pub(crate) async fn call<T>(
+        &self,
+        op: impl Future<Output = Result<T, sessionware_core::Error>>,
+    ) -> Result<T, Error> {
+        match tokio::time::timeout(self.timeout, op).await {
+            Ok(result) => result.map_err(Error::Store),
+            Err(_) => Err(Error::Store(sessionware_core::Error::Timeout)),
+        }
+    }
+
+    /// The response sent instead of the handler's when the session fails.
+    pub(crate) fn error_response(&self, error: Error) -> Response {
+        match &self.on_error {
+            Some(handler) => handler(&error),
+            None => axum::response::IntoResponse::into_response(error),
+        }
+    }
+}
+
+impl SessionLayer {
+    /// A layer that keeps sessions in `store`, with the defaults above.
+    pub fn new(store: impl SessionStore) -> Self {
+        // Without randomness there is no key: then nothing verifies and nothing is signed
+        // (write-back fails with 503) until `with_signing_key` sets one.
+        let key = Key::generate().ok();
+        let cookie = CookieConfig::default();
+        Self {
+            shared: Shared {
+                store: Arc::new(store),
+                keys: Keys::new(key),
+                cookie_name: cookie.full_name(),
+                cookie,
+                policy: ExpiryPolicy::new(),
+                clock: Arc::new(SystemClock),
+                timeout: Duration::from_secs(5),
+                on_error: None,
+                generated_key: true,
+            },
+        }
+    }
+
+    /// The key that signs new tokens (and verifies them). Replaces the current signing key;
+    /// keys added with [`with_verifying_key`](Self::with_verifying_key) stay.
+    pub fn with_signing_key(mut self, key: Key) -> Self {
+        self.shared.keys.set_signing(key);
+        self.shared.generated_key = false;
+        self
+    }
+
+    /// A key that verifies tokens but signs none: the previous key, during a rotation. Keep it
+    /// until the sessions it signed have expired (the absolute lifetime), then drop it.
+    pub fn with_verifying_key(mut self, key: Key) -> Self {
+        self.shared.keys.add_verifying(key);
+        self
+    }
+
+    /// The expiry policy: idle timeout, absolute lifetime, refresh interval.
+    pub fn with_expiry(mut self, policy: ExpiryPolicy) -> Self {
+        self.shared.policy = policy;
+        self
+    }
+
+    /// Shorthand for the idle timeout of the [expiry policy](Self::with_expiry).
+    pub fn with_idle_timeout(mut self, idle: Option<TimeDuration>) -> Self {
+        self.shared.policy = self.shared.policy.with_idle_timeout(idle);
+        self
+    }
+
+    /// Shorthand for the absolute lifetime of the [expiry policy](Self::with_expiry).
+    pub fn with_absolute_lifetime(mut self, lifetime: Option<TimeDuration>) -> Self {
+        self.shared.policy = self.shared.policy.with_absolute_lifetime(lifetime);
+        self
+    }
+
+    /// The cookie's name (default `session`). The token's signature is bound to it.
+    pub fn with_cookie_name(mut self, name: impl Into<String>) -> Self {
+        self.shared.cookie.name = name.into();
+        self.shared.cookie_name = self.shared.cookie.full_name();
+        self
+    }
+
+    /// The cookie's `Domain` (default none: this host only).
+    pub fn with_domain(mut self, domain: impl Into<String>) -> Self {
+        self.shared.cookie.domain = Some(domain.into());
+        self
+    }
+
+    /// The cookie's `Path` (default `/`).
+    pub fn with_path(mut self, path: impl Into<String>) -> Self {
+        self.shared.cookie.path = path.into();
+        self
+    }
+
+    /// The cookie's `SameSite` (default `Lax`).
+    pub fn with_same_site(mut self, same_site: SameSite) -> Self {
+        self.shared.cookie.same_site = same_site;
+        self
+    }
+
+    /// Whether the cookie is `Secure` (default `true`). Browsers accept `Secure` cookies from
+    /// `http://localhost`, so turn it off only for plain-HTTP hosts other than localhost.
+    pub fn with_secure(mut self, secure: bool) -> Self {
+        self.shared.cookie.secure = secure;
+        self
+    }
+
+    /// Names the cookie `__Host-<name>`, which browsers accept only with `Secure`, `Path=/`
+    /// and no `Domain`: those are then enforced, whatever else is configured, so no subdomain
+    /// can set or shadow the session cookie.
+    pub fn with_host_prefix(mut self) -> Self {
+        self.shared.cookie.host_prefix = true;
+        self.shared.cookie_name = self.shared.cookie.full_name();
+        self
+    }
+
+    /// Sends the cookie without `Max-Age`, so the browser drops it when it closes. The session
+    /// still ends at its deadline in the store.
+    pub fn with_browser_session_cookie(mut self) -> Self {
+        self.shared.cookie.browser_session = true;
+        self
+    }
+
+    /// The clock for deadlines (default the system clock); tests pass a
+    /// [`ManualClock`](crate::ManualClock) to move time.
+    pub fn with_clock(mut self, clock: impl Clock) -> Self {
+        self.shared.clock = Arc::new(clock);
+        self
+    }
+
+    /// The longest any one store call may take (default 5 seconds). A call that takes longer
+    /// fails with [`Error::Store`]`(`[`Timeout`](sessionware_core::Error::Timeout)`)`: `503`.
+    pub fn with_store_timeout(mut self, timeout: Duration) -> Self {
+        self.shared.timeout = timeout;
+        self
+    }
+
+    /// Builds the response sent when the store fails (instead of the default short `503`),
+    /// both when a handler extracts the session and at write-back.
+    pub fn with_error_handler(
+        mut self,
+        handler: impl Fn(&Error) -> Response + Send + Sync + 'static,
+    ) -> Self {
+        self.shared.on_error = Some(Arc::new(handler));
+        self
+    }
+}
+
+impl fmt::Debug for SessionLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionLayer")
+            .field("cookie", &self.shared.cookie_name)
+            .field("policy", &self.shared.policy)
+            .field("timeout", &self.shared.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> Layer<S> for SessionLayer {
+    type Service = SessionService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        if self.shared.generated_key {
+            tracing::warn!(
+                "SessionLayer has no signing key; using a random one: sessions will not survive \
+                 a restart or be shared between instances"
+            );
+        }
+        SessionService {
+            inner,
+            shared: Arc::new(self.shared.clone()),
+        }
+    }
+}
+
+/// The [`Service`] [`SessionLayer`] wraps around a handler. It touches no store itself: it
+/// hands each request a lazy [`Session`] and, after the handler, writes back what changed.
+#[derive(Clone)]
+pub struct SessionService<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl<S> fmt::Debug for SessionService<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionService").finish_non_exhaustive()
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for SessionService<S>
+where
+    S: Service<Request<ReqBody>, Response = http::Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    ReqBody: Send + 'static,
+    ResBody: HttpBody<Data = Bytes> + Send + 'static,
+    ResBody::Error: Into<axum::BoxError>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+        let session = Session::new(self.shared.clone());
+        request.extensions_mut().insert(session.clone());
+        // The clone that was polled ready is the one to call.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        Box::pin(async move {
+            let response = inner.call(request).await?.map(Body::new);
+            Ok(crate::write_back::write_back(&session, response).await)
+        })
+    }
+}

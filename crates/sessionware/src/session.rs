@@ -1,0 +1,298 @@
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use axum::extract::FromRequestParts;
+use http::request::Parts;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use sessionware_core::time::OffsetDateTime;
+use sessionware_core::{Data, Loaded, SessionId};
+use tokio::sync::OnceCell;
+
+use crate::cookie::Presented;
+use crate::error::SessionRejection;
+use crate::layer::Shared;
+use crate::Error;
+
+/// The current request's session: an axum extractor with synchronous, typed accessors.
+///
+/// The store is read when a handler extracts `Session` (once per request, however many
+/// extractors ask), never for a route that does not. After the handler has run, the layer
+/// writes back only what changed; see [`SessionLayer`](crate::SessionLayer).
+///
+/// Values are any serde type, stored as JSON. A new session that is still empty when the
+/// response goes out is not stored and sets no cookie.
+///
+/// ```
+/// use sessionware::Session;
+///
+/// async fn count(session: Session) -> Result<String, sessionware::Error> {
+///     let n: u64 = session.get("count")?.unwrap_or(0);
+///     session.insert("count", n + 1)?;
+///     Ok((n + 1).to_string())
+/// }
+/// ```
+#[derive(Clone)]
+pub struct Session(Arc<Handle>);
+
+pub(crate) struct Handle {
+    pub(crate) shared: Arc<Shared>,
+    loaded: OnceCell<()>,
+    state: Mutex<State>,
+}
+
+/// The session as this request sees it, and what the request did to it.
+#[derive(Debug)]
+pub(crate) struct State {
+    /// The stored id; `None` for a session not stored yet.
+    pub(crate) id: Option<SessionId>,
+    pub(crate) data: Data,
+    pub(crate) user: Option<String>,
+    pub(crate) created_at: OffsetDateTime,
+    pub(crate) expires_at: OffsetDateTime,
+    /// Keys set or removed since the load.
+    pub(crate) dirty: HashSet<String>,
+    pub(crate) cleared: bool,
+    pub(crate) cycle: bool,
+    /// The stored session `destroy` ended; deleted at write-back.
+    pub(crate) destroyed: Option<SessionId>,
+    /// The load moved the deadline.
+    pub(crate) refreshed: bool,
+    /// The client sent a cookie we did not accept (bad tag, unknown or expired id).
+    pub(crate) stale_cookie: bool,
+}
+
+impl State {
+    fn new(created_at: OffsetDateTime, expires_at: OffsetDateTime) -> Self {
+        Self {
+            id: None,
+            data: Data::new(),
+            user: None,
+            created_at,
+            expires_at,
+            dirty: HashSet::new(),
+            cleared: false,
+            cycle: false,
+            destroyed: None,
+            refreshed: false,
+            stale_cookie: false,
+        }
+    }
+}
+
+impl Session {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        let epoch = OffsetDateTime::UNIX_EPOCH;
+        Self(Arc::new(Handle {
+            shared,
+            loaded: OnceCell::new(),
+            state: Mutex::new(State::new(epoch, epoch)),
+        }))
+    }
+
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.0.shared
+    }
+
+    /// A poisoned lock means a handler panicked while holding it. Every accessor leaves the
+    /// state consistent at each step, so it is safe to go on.
+    pub(crate) fn state(&self) -> MutexGuard<'_, State> {
+        self.0.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn is_loaded(&self) -> bool {
+        self.0.loaded.initialized()
+    }
+
+    async fn load(&self, headers: &http::HeaderMap) -> Result<(), Error> {
+        self.0
+            .loaded
+            .get_or_try_init(|| async {
+                let shared = &self.0.shared;
+                let now = shared.clock.now();
+                let mut state = State::new(now, shared.policy.deadline(now, now));
+                match shared.cookie.read(&shared.cookie_name, &shared.keys, headers) {
+                    Presented::Nothing => {}
+                    Presented::Invalid => state.stale_cookie = true,
+                    Presented::Valid(id) => {
+                        let loaded = shared
+                            .call(shared.store.load_refreshed(&id, &shared.policy, now))
+                            .await?;
+                        match loaded {
+                            Some(Loaded { record, refreshed }) => {
+                                state.id = Some(record.id);
+                                state.data = record.data;
+                                state.user = record.user;
+                                state.created_at = record.created_at;
+                                state.expires_at = record.expires_at;
+                                state.refreshed = refreshed;
+                            }
+                            None => state.stale_cookie = true,
+                        }
+                    }
+                }
+                *self.state() = state;
+                Ok(())
+            })
+            .await
+            .map(|_| ())
+    }
+
+    /// The value under `key`, deserialized as `T`; `Ok(None)` when there is none, and
+    /// [`Error::Deserialize`] when the stored value is not a `T` (the value is kept).
+    pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, Error> {
+        let state = self.state();
+        state
+            .data
+            .get(key)
+            .map(|value| {
+                T::deserialize(value).map_err(|source| Error::Deserialize {
+                    key: key.to_owned(),
+                    source,
+                })
+            })
+            .transpose()
+    }
+
+    /// The raw JSON value under `key`.
+    pub fn get_value(&self, key: &str) -> Option<Value> {
+        self.state().data.get(key).cloned()
+    }
+
+    /// Stores `value` under `key`. Setting a key to the value it already holds changes nothing
+    /// and writes nothing.
+    pub fn insert<T: Serialize>(&self, key: impl Into<String>, value: T) -> Result<(), Error> {
+        let key = key.into();
+        let value = serde_json::to_value(value).map_err(|source| Error::Serialize {
+            key: key.clone(),
+            source,
+        })?;
+        let mut state = self.state();
+        if state.data.get(&key) != Some(&value) {
+            state.data.insert(key.clone(), value);
+            state.dirty.insert(key);
+        }
+        Ok(())
+    }
+
+    /// Removes `key` and returns its value as `T`. If the value is not a `T`, returns
+    /// [`Error::Deserialize`] and leaves it in place.
+    pub fn remove<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, Error> {
+        let value = self.get::<T>(key)?;
+        self.remove_value(key);
+        Ok(value)
+    }
+
+    /// Removes `key` and returns its raw value.
+    pub fn remove_value(&self, key: &str) -> Option<Value> {
+        let mut state = self.state();
+        let value = state.data.remove(key);
+        if value.is_some() {
+            state.dirty.insert(key.to_owned());
+        }
+        value
+    }
+
+    /// `true` if `key` holds a value.
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.state().data.contains_key(key)
+    }
+
+    /// The keys, in no particular order.
+    pub fn keys(&self) -> Vec<String> {
+        self.state().data.keys().cloned().collect()
+    }
+
+    /// How many keys hold values.
+    pub fn len(&self) -> usize {
+        self.state().data.len()
+    }
+
+    /// `true` when no key holds a value.
+    pub fn is_empty(&self) -> bool {
+        self.state().data.is_empty()
+    }
+
+    /// Removes every key. The session (and its id and cookie) stays.
+    pub fn clear(&self) {
+        let mut state = self.state();
+        if state.data.is_empty() && state.dirty.is_empty() {
+            return;
+        }
+        state.data.clear();
+        state.dirty.clear();
+        state.cleared = true;
+    }
+
+    /// Gives the session a new id at write-back, keeping its data; the old id stops working.
+    /// Do this whenever privileges change (sign-in, sign-out, role change) so that an id an
+    /// attacker planted or saw before cannot ride along.
+    pub fn cycle_id(&self) {
+        self.state().cycle = true;
+    }
+
+    /// Ends the session: at write-back it is deleted from the store and the cookie is removed.
+    /// Anything inserted after `destroy` starts a new session with a new id (for a "signed
+    /// out" message, say).
+    pub fn destroy(&self) {
+        let mut state = self.state();
+        let now = self.0.shared.clock.now();
+        let old = state.id.take().or(state.destroyed);
+        let stale = state.stale_cookie;
+        *state = State::new(now, self.0.shared.policy.deadline(now, now));
+        state.destroyed = old;
+        state.stale_cookie = stale;
+    }
+
+    /// The stored session's id; `None` for a new session until the response stores it. After
+    /// [`cycle_id`](Self::cycle_id) this is still the old id until write-back.
+    pub fn id(&self) -> Option<SessionId> {
+        self.state().id
+    }
+
+    /// When the session expires unless used again: the earlier of the idle and absolute
+    /// deadlines. For a new session, the deadline it will get if it is stored now.
+    pub fn expires_at(&self) -> OffsetDateTime {
+        self.state().expires_at
+    }
+
+    /// When the session was created.
+    pub fn created_at(&self) -> OffsetDateTime {
+        self.state().created_at
+    }
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = self.state();
+        f.debug_struct("Session")
+            .field("id", &state.id)
+            .field("keys", &state.data.len())
+            .field("expires_at", &state.expires_at)
+            .finish()
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Session {
+    type Rejection = SessionRejection;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let Some(session) = parts.extensions.get::<Session>().cloned() else {
+            return Err(SessionRejection {
+                error: Error::MissingLayer,
+                handler: None,
+            });
+        };
+        match session.load(&parts.headers).await {
+            Ok(()) => Ok(session),
+            Err(error) => {
+                tracing::error!(%error, "session could not be loaded");
+                Err(SessionRejection {
+                    error,
+                    handler: session.0.shared.on_error.clone(),
+                })
+            }
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! The signed token a client holds: `<id>.<tag>`, where the tag is HMAC-SHA256 over the token's
+//! context (the cookie name) and the id, in base64url. Binding the tag to the context keeps a
+//! token issued under one cookie name from being replayed under another.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ring::hmac;
+use sessionware_core::SessionId;
+
+use crate::Key;
+
+const TAG_BYTES: usize = 32;
+const TAG_LEN: usize = 43;
+/// `id.tag`: the longest text worth looking at.
+pub(crate) const TOKEN_LEN: usize = SessionId::ENCODED_LEN + 1 + TAG_LEN;
+
+/// Signing and verifying keys: the first signs, every one verifies.
+#[derive(Debug, Clone)]
+pub(crate) struct Keys {
+    keys: Vec<Key>,
+    /// Whether `keys[0]` signs; without it every key only verifies.
+    signing: bool,
+}
+
+impl Keys {
+    /// `None` leaves the set without a signing key until one is set.
+    pub(crate) fn new(signing: Option<Key>) -> Self {
+        Self {
+            signing: signing.is_some(),
+            keys: signing.into_iter().collect(),
+        }
+    }
+
+    pub(crate) fn set_signing(&mut self, key: Key) {
+        if self.signing {
+            self.keys[0] = key;
+        } else {
+            self.keys.insert(0, key);
+            self.signing = true;
+        }
+    }
+
+    pub(crate) fn add_verifying(&mut self, key: Key) {
+        self.keys.push(key);
+    }
+
+    /// `None` when there is no signing key.
+    pub(crate) fn sign(&self, context: &str, id: &SessionId) -> Option<String> {
+        let key = self.keys.first().filter(|_| self.signing)?;
+        let id = id.to_string();
+        let tag = hmac::sign(key.hmac(), &message(context, &id));
+        let mut token = String::with_capacity(TOKEN_LEN);
+        token.push_str(&id);
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(tag.as_ref(), &mut token);
+        Some(token)
+    }
+
+    /// The id in `token` if one of the keys signed it for `context`. Every check that fails
+    /// returns `None` the same way; the tag comparison is constant-time (ring).
+    pub(crate) fn verify(&self, context: &str, token: &str) -> Option<SessionId> {
+        if token.len() != TOKEN_LEN {
+            return None;
+        }
+        let (id_text, tag_text) = token.split_once('.')?;
+        let id: SessionId = id_text.parse().ok()?;
+        let mut tag = [0u8; TAG_BYTES];
+        if URL_SAFE_NO_PAD.decode_slice(tag_text, &mut tag).ok()? != TAG_BYTES {
+            return None;
+        }
+        let msg = message(context, id_text);
+        self.keys
+            .iter()
+            .any(|key| hmac::verify(key.hmac(), &msg, &tag).is_ok())
+            .then_some(id)
+    }
+}
+
+fn message(context: &str, id: &str) -> Vec<u8> {
+    let mut msg = Vec::with_capacity(context.len() + 1 + id.len());
+    msg.extend_from_slice(context.as_bytes());
+    msg.push(0);
+    msg.extend_from_slice(id.as_bytes());
+    msg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys() -> Keys {
+        Keys::new(Some(Key::generate().unwrap()))
+    }
+
+    #[test]
+    fn sign_then_verify() {
+        let keys = keys();
+        let id = SessionId::generate().unwrap();
+        let token = keys.sign("session", &id).unwrap();
+        assert_eq!(token.len(), TOKEN_LEN);
+        assert_eq!(keys.verify("session", &token), Some(id));
+    }
+
+    #[test]
+    fn bound_to_context_and_key() {
+        let keys = keys();
+        let id = SessionId::generate().unwrap();
+        let token = keys.sign("session", &id).unwrap();
+        assert_eq!(keys.verify("other", &token), None);
+        assert_eq!(self::keys().verify("session", &token), None);
+    }
+
+    #[test]
+    fn every_single_character_change_is_rejected() {
+        let keys = keys();
+        let token = keys.sign("session", &SessionId::generate().unwrap()).unwrap();
+        for i in 0..token.len() {
+            for c in ['A', 'z', '0', '-', '_', '.'] {
+                let mut bytes = token.clone().into_bytes();
+                if bytes[i] == c as u8 {
+                    continue;
+                }
+                bytes[i] = c as u8;
+                let tampered = String::from_utf8(bytes).unwrap();
+                assert_eq!(keys.verify("session", &tampered), None, "{tampered}");
+            }
+        }
+        assert_eq!(keys.verify("session", &token[..TOKEN_LEN - 1]), None);
+        assert_eq!(keys.verify("session", &format!("{token}A")), None);
+        assert_eq!(keys.verify("session", ""), None);
+    }
+
+    #[test]
+    fn rotation_first_signs_all_verify() {
+        let old = Key::generate().unwrap();
+        let new = Key::generate().unwrap();
+        let id = SessionId::generate().unwrap();
+        let old_token = Keys::new(Some(old.clone())).sign("s", &id).unwrap();
+        let mut rotated = Keys::new(Some(new.clone()));
+        rotated.add_verifying(old);
+        assert_eq!(rotated.verify("s", &old_token), Some(id));
+        let new_token = rotated.sign("s", &id).unwrap();
+        assert_eq!(Keys::new(Some(new)).verify("s", &new_token), Some(id));
+    }
+}

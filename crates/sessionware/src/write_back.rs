@@ -1,0 +1,202 @@
+//! After the handler: turn what the request did to its session into the fewest store calls,
+//! and the cookie that goes with them.
+
+use std::mem;
+
+use axum::response::Response;
+use http::{HeaderValue, header};
+use sessionware_core::time::OffsetDateTime;
+use sessionware_core::{ChangeSet, Record, SessionId};
+
+use crate::layer::Shared;
+use crate::session::State;
+use crate::{Error, Session};
+
+/// What write-back does, decided under the state lock and carried out after it is released.
+#[derive(Debug)]
+enum Plan {
+    Nothing,
+    /// Store a new record: a new session, a cycled id, or data inserted after `destroy`.
+    /// `replaces` is deleted once the new record is stored.
+    Create {
+        record: Record,
+        replaces: Option<SessionId>,
+    },
+    Apply {
+        id: SessionId,
+        changes: ChangeSet,
+        resend: bool,
+    },
+    /// The load moved the deadline: only the cookie's `Max-Age` needs to follow.
+    Resend {
+        id: SessionId,
+        expires_at: OffsetDateTime,
+    },
+    Remove {
+        delete: Option<SessionId>,
+    },
+}
+
+/// What the response carries about the cookie.
+enum CookieOut {
+    Keep,
+    Set(SessionId, OffsetDateTime),
+    Remove,
+}
+
+pub(crate) async fn write_back(session: &Session, mut response: Response) -> Response {
+    if !session.is_loaded() {
+        return response;
+    }
+    let shared = session.shared();
+    let now = shared.clock.now();
+    let plan = plan(&mut session.state(), shared, now);
+    match execute(shared, plan).await {
+        Ok(cookie) => {
+            set_cookie(shared, &mut response, cookie, now);
+            response
+        }
+        Err(error) => {
+            tracing::error!(%error, "session write-back failed; the handler's response is replaced");
+            let cookie = match error {
+                Error::SessionGone => CookieOut::Remove,
+                _ => CookieOut::Keep,
+            };
+            let mut response = shared.error_response(error);
+            set_cookie(shared, &mut response, cookie, now);
+            response
+        }
+    }
+}
+
+fn plan(state: &mut State, shared: &Shared, now: OffsetDateTime) -> Plan {
+    let policy = &shared.policy;
+    let resends = !shared.cookie.browser_session;
+    let destroyed = state.destroyed.take();
+    let Some(id) = state.id else {
+        if !state.data.is_empty() {
+            return Plan::Create {
+                record: new_record(state, now, now, shared),
+                replaces: destroyed,
+            };
+        }
+        return if destroyed.is_some() || state.stale_cookie {
+            Plan::Remove { delete: destroyed }
+        } else {
+            Plan::Nothing
+        };
+    };
+    if state.cycle {
+        let created_at = state.created_at;
+        return Plan::Create {
+            record: new_record(state, created_at, now, shared),
+            replaces: Some(id),
+        };
+    }
+    if state.cleared || !state.dirty.is_empty() {
+        let deadline = policy.deadline(state.created_at, now);
+        let mut changes = ChangeSet::new(deadline);
+        if state.cleared {
+            changes.clear();
+        }
+        for key in state.dirty.drain() {
+            match state.data.get(&key) {
+                Some(value) => changes.set(key, value.clone()),
+                None => changes.remove(key),
+            };
+        }
+        let moved = deadline - state.expires_at;
+        return Plan::Apply {
+            id,
+            changes,
+            resend: resends && (state.refreshed || moved >= policy.refresh_interval()),
+        };
+    }
+    if state.refreshed && resends {
+        return Plan::Resend {
+            id,
+            expires_at: state.expires_at,
+        };
+    }
+    Plan::Nothing
+}
+
+/// The record for a session stored for the first time; its id is drawn by `execute`.
+fn new_record(
+    state: &mut State,
+    created_at: OffsetDateTime,
+    now: OffsetDateTime,
+    shared: &Shared,
+) -> Record {
+    Record {
+        // Replaced by a fresh id in `execute`; the zero id is never stored.
+        id: SessionId::from_bytes([0; SessionId::BYTES]),
+        data: mem::take(&mut state.data),
+        user: state.user.take(),
+        created_at,
+        expires_at: shared.policy.deadline(created_at, now),
+    }
+}
+
+async fn execute(shared: &Shared, plan: Plan) -> Result<CookieOut, Error> {
+    match plan {
+        Plan::Nothing => Ok(CookieOut::Keep),
+        Plan::Create {
+            mut record,
+            replaces,
+        } => {
+            record.id = SessionId::generate()?;
+            let id = shared.call(shared.store.create(&record)).await?;
+            // Only now that the new record is safe is the old one dropped: a failure in
+            // between leaves the session usable under its old id rather than lost.
+            if let Some(old) = replaces {
+                shared.call(shared.store.delete(&old)).await?;
+            }
+            Ok(CookieOut::Set(id, record.expires_at))
+        }
+        Plan::Apply {
+            id,
+            changes,
+            resend,
+        } => {
+            let now = shared.clock.now();
+            if !shared.call(shared.store.apply(&id, &changes, now)).await? {
+                return Err(Error::SessionGone);
+            }
+            Ok(if resend {
+                CookieOut::Set(id, changes.expires_at())
+            } else {
+                CookieOut::Keep
+            })
+        }
+        Plan::Resend { id, expires_at } => Ok(CookieOut::Set(id, expires_at)),
+        Plan::Remove { delete } => {
+            if let Some(id) = delete {
+                shared.call(shared.store.delete(&id)).await?;
+            }
+            Ok(CookieOut::Remove)
+        }
+    }
+}
+
+fn set_cookie(shared: &Shared, response: &mut Response, cookie: CookieOut, now: OffsetDateTime) {
+    let name = &shared.cookie_name;
+    let value = match cookie {
+        CookieOut::Keep => return,
+        CookieOut::Set(id, expires_at) => match shared.keys.sign(name, &id) {
+            Some(token) => shared.cookie.set(name, token, expires_at - now),
+            None => {
+                tracing::error!("no signing key; the session cookie cannot be set");
+                None
+            }
+        },
+        CookieOut::Remove => shared.cookie.removal(name),
+    };
+    if let Some(value) = value {
+        let headers = response.headers_mut();
+        headers.append(header::SET_COOKIE, value);
+        // A response that hands out a session must never be served to someone else from a
+        // shared cache.
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+}

@@ -1,0 +1,689 @@
+//! The layer and extractor over real HTTP on loopback, on the memory store.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration as StdDuration;
+
+use axum::extract::{Path, State};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use common::{Client, serve};
+use sessionware::time::{Duration, OffsetDateTime};
+use sessionware::{
+    Error, ExpiryPolicy, Key, ManualClock, SameSite, Session, SessionId, SessionLayer,
+    SessionRejection, SessionStore,
+};
+use sessionware_core::{ChangeSet, Loaded, Record};
+use sessionware_memory::MemoryStore;
+use tokio::sync::Notify;
+
+fn key(byte: u8) -> Key {
+    Key::from_bytes(&[byte; 32]).unwrap()
+}
+
+async fn inc(session: Session) -> Result<String, Error> {
+    let n: u64 = session.get("count")?.unwrap_or(0);
+    session.insert("count", n + 1)?;
+    Ok((n + 1).to_string())
+}
+
+async fn peek(session: Session) -> Result<String, Error> {
+    Ok(session.get::<u64>("count")?.unwrap_or(0).to_string())
+}
+
+async fn set(session: Session, Path((k, v)): Path<(String, String)>) -> Result<(), Error> {
+    session.insert(k, v)
+}
+
+async fn get_key(session: Session, Path(k): Path<String>) -> Result<String, Error> {
+    Ok(session.get::<String>(&k)?.unwrap_or_default())
+}
+
+#[derive(Clone, Default)]
+struct Gate {
+    entered: Arc<Notify>,
+    release: Arc<Notify>,
+}
+
+/// Loads the session, waits until the test releases it, then writes.
+async fn slow_set(session: Session, State(gate): State<Gate>) -> Result<(), Error> {
+    gate.entered.notify_one();
+    gate.release.notified().await;
+    session.insert("late", "write")
+}
+
+fn routes(layer: SessionLayer) -> Router {
+    Router::new()
+        .route("/inc", get(inc))
+        .route("/peek", get(peek))
+        .route("/health", get(|| async { "ok" }))
+        .route("/set/{k}/{v}", get(set))
+        .route("/get/{k}", get(get_key))
+        .route("/destroy", get(|s: Session| async move { s.destroy() }))
+        .route(
+            "/destroy-then-flash",
+            get(|s: Session| async move {
+                s.destroy();
+                s.insert("flash", "signed out")
+            }),
+        )
+        .route("/cycle", get(|s: Session| async move { s.cycle_id() }))
+        .route("/clear", get(|s: Session| async move { s.clear() }))
+        .route(
+            "/id",
+            get(|s: Session| async move { s.id().map(|id| id.to_string()).unwrap_or_default() }),
+        )
+        .route("/slow-set", get(slow_set))
+        .with_state(Gate::default())
+        .layer(layer)
+}
+
+async fn app(layer: SessionLayer) -> std::net::SocketAddr {
+    serve(routes(layer)).await
+}
+
+fn layer(store: impl SessionStore) -> SessionLayer {
+    SessionLayer::new(store).with_signing_key(key(1))
+}
+
+#[tokio::test]
+async fn first_visit_sets_a_secure_cookie_and_later_visits_continue() {
+    let store = MemoryStore::new();
+    let addr = app(layer(store.clone())).await;
+    let mut c = Client::new(addr);
+
+    let r = c.get("/inc").await;
+    assert_eq!((r.status, r.body.as_str()), (200, "1"));
+    let cookie = r.cookie("session").expect("a new session sets its cookie");
+    assert_eq!(cookie.http_only(), Some(true));
+    assert_eq!(cookie.secure(), Some(true));
+    assert_eq!(cookie.same_site(), Some(SameSite::Lax));
+    assert_eq!(cookie.path(), Some("/"));
+    assert_eq!(cookie.domain(), None);
+    assert_eq!(cookie.max_age(), Some(Duration::hours(24)), "Max-Age follows the idle deadline");
+    assert_eq!(r.cache_control.as_deref(), Some("no-store"));
+    assert_eq!(store.len(), 1);
+
+    let r = c.get("/inc").await;
+    assert_eq!(r.body, "2");
+    assert!(r.set_cookies.is_empty(), "nothing about the cookie changed");
+    assert_eq!(c.get("/peek").await.body, "2");
+    assert_eq!(store.len(), 1);
+}
+
+#[tokio::test]
+async fn a_new_visitor_that_only_reads_stores_nothing_and_gets_no_cookie() {
+    let store = MemoryStore::new();
+    let addr = app(layer(store.clone())).await;
+    let mut c = Client::new(addr);
+    let r = c.get("/peek").await;
+    assert_eq!((r.status, r.body.as_str()), (200, "0"));
+    assert!(r.set_cookies.is_empty());
+    assert_eq!(r.cache_control, None);
+    assert_eq!(store.len(), 0, "an empty new session is not stored");
+}
+
+/// A real memory store that counts the calls the layer makes.
+#[derive(Clone, Default)]
+struct Counting {
+    store: MemoryStore,
+    calls: Arc<AtomicUsize>,
+}
+
+impl Counting {
+    fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+    fn count(&self) {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+impl SessionStore for Counting {
+    async fn create(&self, r: &Record) -> Result<SessionId, sessionware_core::Error> {
+        self.count();
+        self.store.create(r).await
+    }
+    async fn load(
+        &self,
+        id: &SessionId,
+        now: OffsetDateTime,
+    ) -> Result<Option<Record>, sessionware_core::Error> {
+        self.count();
+        self.store.load(id, now).await
+    }
+    async fn load_refreshed(
+        &self,
+        id: &SessionId,
+        policy: &ExpiryPolicy,
+        now: OffsetDateTime,
+    ) -> Result<Option<Loaded>, sessionware_core::Error> {
+        self.count();
+        self.store.load_refreshed(id, policy, now).await
+    }
+    async fn apply(
+        &self,
+        id: &SessionId,
+        c: &ChangeSet,
+        now: OffsetDateTime,
+    ) -> Result<bool, sessionware_core::Error> {
+        self.count();
+        self.store.apply(id, c, now).await
+    }
+    async fn touch(
+        &self,
+        id: &SessionId,
+        at: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<bool, sessionware_core::Error> {
+        self.count();
+        self.store.touch(id, at, now).await
+    }
+    async fn delete(&self, id: &SessionId) -> Result<(), sessionware_core::Error> {
+        self.count();
+        self.store.delete(id).await
+    }
+}
+
+#[tokio::test]
+async fn store_calls_per_request() {
+    let store = Counting::default();
+    let addr = app(layer(store.clone())).await;
+    let mut c = Client::new(addr);
+
+    c.get("/health").await;
+    assert_eq!(store.calls(), 0, "a route that does not extract the session: no store call");
+    c.get("/peek").await;
+    assert_eq!(store.calls(), 0, "a new visitor that only reads: no store call");
+    c.get("/inc").await;
+    assert_eq!(store.calls(), 1, "creating a session: one call");
+    c.get("/peek").await;
+    assert_eq!(store.calls(), 2, "a read: one call");
+    c.get("/inc").await;
+    assert_eq!(store.calls(), 4, "a write: the read and the change set");
+    c.get("/health").await;
+    assert_eq!(store.calls(), 4, "still nothing for a route without the session");
+    c.get("/set/count/2").await;
+    assert_eq!(store.calls(), 6, "a changed value: read and write");
+    c.get("/set/count/2").await;
+    assert_eq!(store.calls(), 7, "writing the value a key already holds writes nothing");
+}
+
+#[tokio::test]
+async fn tampered_foreign_and_unknown_cookies_start_a_fresh_session() {
+    let store = MemoryStore::new();
+    let addr = app(layer(store.clone())).await;
+    let mut c = Client::new(addr);
+    c.get("/inc").await;
+    c.get("/inc").await;
+    let good = c.jar.clone().unwrap();
+    let (id_text, tag) = good.split_once('.').unwrap();
+
+    let mut flipped = good.clone().into_bytes();
+    let last = flipped.len() - 2;
+    flipped[last] = if flipped[last] == b'A' { b'B' } else { b'A' };
+    let flipped = String::from_utf8(flipped).unwrap();
+    let other_id = SessionId::generate().unwrap();
+    for bad in [
+        flipped,
+        format!("{other_id}.{tag}"),
+        id_text.to_owned(),
+        format!("{id_text}."),
+        String::new(),
+        "x".repeat(5000),
+        format!("{good}{good}"),
+    ] {
+        let r = c
+            .get_with_cookie_header("/peek", &format!("session={bad}"))
+            .await;
+        assert_eq!((r.status, r.body.as_str()), (200, "0"), "{bad:?} is not accepted");
+        let removal = r.cookie("session").expect("the bad cookie is removed");
+        assert_eq!(removal.max_age(), Some(Duration::ZERO));
+    }
+
+    // Signed for another cookie name: the tag is bound to the name.
+    let addr2 = app(layer(MemoryStore::new()).with_cookie_name("other")).await;
+    let r = Client::new(addr2)
+        .get_with_cookie_header("/peek", &format!("other={good}"))
+        .await;
+    assert_eq!(r.body, "0");
+
+    // A good cookie next to a bad one of the same name still works.
+    let r = c
+        .get_with_cookie_header("/peek", &format!("session=garbage; session={good}"))
+        .await;
+    assert_eq!(r.body, "2");
+    assert_eq!(c.get("/peek").await.body, "2", "the real session was never touched");
+}
+
+#[tokio::test]
+async fn an_unknown_id_with_a_valid_signature_is_never_adopted() {
+    let store = MemoryStore::new();
+    let addr = app(layer(store.clone())).await;
+    let mut c = Client::new(addr);
+    c.get("/inc").await;
+    let old = c.jar.clone().unwrap();
+    c.get("/destroy").await;
+    assert_eq!(c.jar, None, "destroy removed the cookie");
+
+    // Replay the old, validly signed cookie.
+    c.jar = Some(old.clone());
+    let r = c.get("/inc").await;
+    assert_eq!(r.body, "1", "a fresh session");
+    let new = c.jar.clone().unwrap();
+    assert_ne!(new.split('.').next(), old.split('.').next(), "a new id is issued");
+}
+
+#[tokio::test]
+async fn key_rotation_first_signs_all_verify() {
+    let store = MemoryStore::new();
+    let old_app = app(SessionLayer::new(store.clone()).with_signing_key(key(1))).await;
+    let mut c = Client::new(old_app);
+    c.get("/inc").await;
+
+    let rotated = app(
+        SessionLayer::new(store.clone())
+            .with_signing_key(key(2))
+            .with_verifying_key(key(1)),
+    )
+    .await;
+    let mut c = c.at(rotated);
+    assert_eq!(c.get("/inc").await.body, "2", "a cookie signed with the old key still works");
+    c.get("/cycle").await;
+    let new_only = app(SessionLayer::new(store.clone()).with_signing_key(key(2))).await;
+    let mut c = c.at(new_only);
+    assert_eq!(c.get("/inc").await.body, "3", "a cycled cookie is signed with the new key");
+
+    let mut stale = Client::new(old_app);
+    stale.get("/inc").await;
+    let mut stale = stale.at(new_only);
+    assert_eq!(stale.get("/peek").await.body, "0", "once the old key is dropped, it fails");
+}
+
+fn timed_layer(store: MemoryStore, clock: &ManualClock) -> SessionLayer {
+    layer(store).with_clock(clock.clone()).with_expiry(
+        ExpiryPolicy::new()
+            .with_idle_timeout(Some(Duration::minutes(10)))
+            .with_absolute_lifetime(Some(Duration::hours(1))),
+    )
+}
+
+#[tokio::test]
+async fn idle_timeout_slides_with_use_and_ends_an_unused_session() {
+    let clock = ManualClock::new();
+    let addr = app(timed_layer(MemoryStore::new(), &clock)).await;
+    let mut c = Client::new(addr);
+    c.get("/inc").await;
+
+    clock.advance(Duration::minutes(9));
+    let r = c.get("/peek").await;
+    assert_eq!(r.body, "1", "alive before the idle deadline");
+    let refreshed = r.cookie("session").expect("the refresh re-sends the cookie");
+    assert_eq!(refreshed.max_age(), Some(Duration::minutes(10)), "Max-Age follows");
+
+    clock.advance(Duration::minutes(9));
+    assert_eq!(c.get("/peek").await.body, "1", "the read slid the deadline");
+
+    clock.advance(Duration::minutes(10));
+    let r = c.get("/peek").await;
+    assert_eq!(r.body, "0", "idle for the whole timeout: gone");
+}
+
+#[tokio::test]
+async fn absolute_lifetime_ends_even_a_busy_session() {
+    let clock = ManualClock::new();
+    let policy = ExpiryPolicy::new()
+        .with_idle_timeout(Some(Duration::minutes(10)))
+        .with_absolute_lifetime(Some(Duration::minutes(57)));
+    let addr = app(layer(MemoryStore::new()).with_clock(clock.clone()).with_expiry(policy)).await;
+    let mut c = Client::new(addr);
+    c.get("/inc").await;
+    for minute in (5..60).step_by(5) {
+        clock.advance(Duration::minutes(5));
+        let r = c.get("/inc").await;
+        assert_ne!(r.body, "1", "alive at minute {minute}");
+        if minute == 50 {
+            let cookie = r.cookie("session").expect("cookie re-sent");
+            assert_eq!(cookie.max_age(), Some(Duration::minutes(7)), "capped by the lifetime");
+        }
+        if minute == 55 {
+            assert!(r.set_cookies.is_empty(), "the capped deadline did not move");
+        }
+    }
+    clock.advance(Duration::minutes(5));
+    assert_eq!(c.get("/peek").await.body, "0", "the absolute lifetime is over");
+}
+
+#[tokio::test]
+async fn reads_inside_the_refresh_interval_set_no_cookie() {
+    let clock = ManualClock::new();
+    let addr = app(timed_layer(MemoryStore::new(), &clock)).await;
+    let mut c = Client::new(addr);
+    c.get("/inc").await;
+    clock.advance(Duration::seconds(30));
+    let r = c.get("/peek").await;
+    assert!(r.set_cookies.is_empty(), "a refresh under one minute is not worth a write");
+}
+
+#[tokio::test]
+async fn cookie_attributes_are_configurable() {
+    let addr = app(
+        layer(MemoryStore::new())
+            .with_cookie_name("sid")
+            .with_domain("example.test")
+            .with_path("/app")
+            .with_same_site(SameSite::Strict)
+            .with_secure(false),
+    )
+    .await;
+    let r = Client::named(addr, "sid").get("/inc").await;
+    let cookie = r.cookie("sid").unwrap();
+    assert_eq!(cookie.domain(), Some("example.test"));
+    assert_eq!(cookie.path(), Some("/app"));
+    assert_eq!(cookie.same_site(), Some(SameSite::Strict));
+    assert_eq!(cookie.secure(), None);
+    assert_eq!(cookie.http_only(), Some(true), "HttpOnly is not negotiable");
+
+    let addr = app(
+        layer(MemoryStore::new())
+            .with_host_prefix()
+            .with_domain("ignored.test")
+            .with_path("/ignored")
+            .with_secure(false),
+    )
+    .await;
+    let mut c = Client::named(addr, "__Host-session");
+    let cookie = c.get("/inc").await.cookie("__Host-session").cloned().unwrap();
+    assert_eq!(cookie.secure(), Some(true));
+    assert_eq!(cookie.path(), Some("/"));
+    assert_eq!(cookie.domain(), None);
+    assert_eq!(c.get("/inc").await.body, "2");
+
+    let addr = app(layer(MemoryStore::new()).with_browser_session_cookie()).await;
+    let cookie = Client::new(addr).get("/inc").await.cookie("session").cloned().unwrap();
+    assert_eq!(cookie.max_age(), None, "a browser-session cookie has no Max-Age");
+    assert_eq!(cookie.expires(), None);
+}
+
+#[tokio::test]
+async fn destroy_deletes_and_removes_the_cookie_with_the_same_attributes() {
+    let store = MemoryStore::new();
+    let addr = app(layer(store.clone()).with_path("/").with_same_site(SameSite::Strict)).await;
+    let mut c = Client::new(addr);
+    c.get("/inc").await;
+    assert_eq!(store.len(), 1);
+    let r = c.get("/destroy").await;
+    let removal = r.cookie("session").unwrap();
+    assert_eq!(removal.value(), "");
+    assert_eq!(removal.max_age(), Some(Duration::ZERO));
+    assert_eq!(removal.path(), Some("/"));
+    assert_eq!(removal.same_site(), Some(SameSite::Strict));
+    assert_eq!(removal.http_only(), Some(true));
+    assert_eq!(removal.secure(), Some(true));
+    assert_eq!(r.cache_control.as_deref(), Some("no-store"));
+    assert_eq!(store.len(), 0, "deleted from the store");
+}
+
+#[tokio::test]
+async fn data_inserted_after_destroy_lives_in_a_new_session() {
+    let store = MemoryStore::new();
+    let addr = app(layer(store.clone())).await;
+    let mut c = Client::new(addr);
+    c.get("/inc").await;
+    let old = c.get("/id").await.body;
+    c.get("/destroy-then-flash").await;
+    assert_eq!(c.get("/get/flash").await.body, "signed out");
+    assert_eq!(c.get("/peek").await.body, "0", "the old data is gone");
+    assert_ne!(c.get("/id").await.body, old);
+    assert_eq!(store.len(), 1);
+}
+
+#[tokio::test]
+async fn cycle_id_keeps_data_under_a_new_id_and_kills_the_old_one() {
+    let store = MemoryStore::new();
+    let addr = app(layer(store.clone())).await;
+    let mut c = Client::new(addr);
+    c.get("/inc").await;
+    let old_cookie = c.jar.clone().unwrap();
+    let old_id = c.get("/id").await.body;
+    let r = c.get("/cycle").await;
+    assert!(r.cookie("session").is_some());
+    assert_ne!(c.get("/id").await.body, old_id);
+    assert_eq!(c.get("/peek").await.body, "1", "data kept");
+    let r = c
+        .get_with_cookie_header("/peek", &format!("session={old_cookie}"))
+        .await;
+    assert_eq!(r.body, "0", "the old id no longer works");
+    assert_eq!(store.len(), 1);
+}
+
+#[tokio::test]
+async fn clear_empties_the_session_but_keeps_it() {
+    let addr = app(layer(MemoryStore::new())).await;
+    let mut c = Client::new(addr);
+    c.get("/inc").await;
+    c.get("/set/a/b").await;
+    let id = c.get("/id").await.body;
+    c.get("/clear").await;
+    assert_eq!(c.get("/peek").await.body, "0");
+    assert_eq!(c.get("/get/a").await.body, "");
+    assert_eq!(c.get("/id").await.body, id);
+}
+
+#[tokio::test]
+async fn concurrent_requests_changing_different_keys_both_survive() {
+    let addr = app(layer(MemoryStore::new())).await;
+    let mut c = Client::new(addr);
+    c.get("/inc").await;
+    for round in 0..20 {
+        let (mut a, mut b) = (c.at(addr), c.at(addr));
+        let (ka, kb) = (format!("/set/a{round}/x"), format!("/set/b{round}/y"));
+        let (ra, rb) = tokio::join!(a.get(&ka), b.get(&kb));
+        assert_eq!((ra.status, rb.status), (200, 200));
+    }
+    for round in 0..20 {
+        assert_eq!(c.get(&format!("/get/a{round}")).await.body, "x");
+        assert_eq!(c.get(&format!("/get/b{round}")).await.body, "y");
+    }
+}
+
+#[tokio::test]
+async fn a_write_to_a_session_destroyed_meanwhile_is_refused_not_resurrected() {
+    let store = MemoryStore::new();
+    let gate = Gate::default();
+    let router = Router::new()
+        .route("/slow-set", get(slow_set))
+        .route("/inc", get(inc))
+        .route("/destroy", get(|s: Session| async move { s.destroy() }))
+        .with_state(gate.clone())
+        .layer(layer(store.clone()));
+    let addr = serve(router).await;
+    let mut c = Client::new(addr);
+    c.get("/inc").await;
+
+    let mut slow = c.at(addr);
+    let pending = tokio::spawn(async move { slow.get("/slow-set").await });
+    gate.entered.notified().await;
+    c.get("/destroy").await;
+    gate.release.notify_one();
+    let r = pending.await.unwrap();
+    assert_eq!(r.status, 409, "the write was not stored, so the request did not succeed");
+    assert!(r.cookie("session").is_some_and(|c| c.value().is_empty()));
+    assert_eq!(store.len(), 0, "the destroyed session stays destroyed");
+}
+
+#[tokio::test]
+async fn a_value_of_the_wrong_type_is_a_typed_error_and_is_kept() {
+    let addr = app(layer(MemoryStore::new())).await;
+    let mut c = Client::new(addr);
+    c.get("/set/count/not-a-number").await;
+    let r = c.get("/inc").await;
+    assert_eq!(r.status, 500);
+    assert_eq!(c.get("/get/count").await.body, "not-a-number", "the value was not lost");
+}
+
+#[tokio::test]
+async fn without_the_layer_extraction_is_a_clear_500() {
+    let addr = serve(Router::new().route("/peek", get(peek))).await;
+    let r = Client::new(addr).get("/peek").await;
+    assert_eq!(r.status, 500);
+    assert!(r.body.contains("session"));
+}
+
+/// A store that is down: every call fails as a backend error would.
+#[derive(Clone)]
+struct Down;
+
+fn down() -> sessionware_core::Error {
+    sessionware_core::Error::backend(std::io::Error::new(
+        std::io::ErrorKind::ConnectionRefused,
+        "connection refused",
+    ))
+}
+
+impl SessionStore for Down {
+    async fn create(&self, _: &Record) -> Result<SessionId, sessionware_core::Error> {
+        Err(down())
+    }
+    async fn load(
+        &self,
+        _: &SessionId,
+        _: OffsetDateTime,
+    ) -> Result<Option<Record>, sessionware_core::Error> {
+        Err(down())
+    }
+    async fn apply(
+        &self,
+        _: &SessionId,
+        _: &ChangeSet,
+        _: OffsetDateTime,
+    ) -> Result<bool, sessionware_core::Error> {
+        Err(down())
+    }
+    async fn touch(
+        &self,
+        _: &SessionId,
+        _: OffsetDateTime,
+        _: OffsetDateTime,
+    ) -> Result<bool, sessionware_core::Error> {
+        Err(down())
+    }
+    async fn delete(&self, _: &SessionId) -> Result<(), sessionware_core::Error> {
+        Err(down())
+    }
+}
+
+/// A store that never answers.
+#[derive(Clone)]
+struct Stalled;
+
+impl SessionStore for Stalled {
+    async fn create(&self, _: &Record) -> Result<SessionId, sessionware_core::Error> {
+        std::future::pending().await
+    }
+    async fn load(
+        &self,
+        _: &SessionId,
+        _: OffsetDateTime,
+    ) -> Result<Option<Record>, sessionware_core::Error> {
+        std::future::pending().await
+    }
+    async fn apply(
+        &self,
+        _: &SessionId,
+        _: &ChangeSet,
+        _: OffsetDateTime,
+    ) -> Result<bool, sessionware_core::Error> {
+        std::future::pending().await
+    }
+    async fn touch(
+        &self,
+        _: &SessionId,
+        _: OffsetDateTime,
+        _: OffsetDateTime,
+    ) -> Result<bool, sessionware_core::Error> {
+        std::future::pending().await
+    }
+    async fn delete(&self, _: &SessionId) -> Result<(), sessionware_core::Error> {
+        std::future::pending().await
+    }
+}
+
+#[tokio::test]
+async fn a_failing_store_gives_503_on_session_routes_only() {
+    // Creating a session (write-back) and loading one (extraction) both fail.
+    let addr = app(layer(Down)).await;
+    let mut c = Client::new(addr);
+    let r = c.get("/inc").await;
+    assert_eq!(r.status, 503, "a write that could not be stored never answers 2xx");
+    assert_eq!(r.body, "session store unavailable\n");
+    assert!(r.set_cookies.is_empty());
+    let token = {
+        let ok = app(layer(MemoryStore::new())).await;
+        let mut c = Client::new(ok);
+        c.get("/inc").await;
+        c.jar.unwrap()
+    };
+    let r = c.get_with_cookie_header("/peek", &format!("session={token}")).await;
+    assert_eq!(r.status, 503, "a load that fails");
+    let r = c.get("/health").await;
+    assert_eq!((r.status, r.body.as_str()), (200, "ok"), "routes without the session work");
+}
+
+#[tokio::test]
+async fn a_stalled_store_gives_503_within_the_timeout() {
+    let addr = app(layer(Stalled).with_store_timeout(StdDuration::from_millis(100))).await;
+    let mut c = Client::new(addr);
+    let token = {
+        let ok = app(layer(MemoryStore::new())).await;
+        let mut c = Client::new(ok);
+        c.get("/inc").await;
+        c.jar.unwrap()
+    };
+    let started = std::time::Instant::now();
+    let r = c.get_with_cookie_header("/peek", &format!("session={token}")).await;
+    assert_eq!(r.status, 503);
+    // Bounded, not timed: the point is that it returns at all, well before a hang would.
+    assert!(started.elapsed() < StdDuration::from_secs(10));
+    assert_eq!(c.get("/health").await.status, 200);
+}
+
+#[tokio::test]
+async fn a_custom_error_handler_shapes_the_failure() {
+    let addr = app(layer(Down).with_error_handler(|e: &Error| {
+        (http::StatusCode::SERVICE_UNAVAILABLE, format!("custom: {}", e.status())).into_response()
+    }))
+    .await;
+    let r = Client::new(addr).get("/inc").await;
+    assert_eq!((r.status, r.body.as_str()), (503, "custom: 503 Service Unavailable"));
+}
+
+#[tokio::test]
+async fn a_handler_can_see_the_rejection_itself() {
+    let router = Router::new()
+        .route(
+            "/maybe",
+            get(|s: Result<Session, SessionRejection>| async move {
+                match s {
+                    Ok(_) => "session".to_owned(),
+                    Err(r) => format!("degraded: {}", r.error()),
+                }
+            }),
+        )
+        .layer(layer(Down));
+    let addr = serve(router).await;
+    let token = {
+        let ok = app(layer(MemoryStore::new())).await;
+        let mut c = Client::new(ok);
+        c.get("/inc").await;
+        c.jar.unwrap()
+    };
+    let r = Client::new(addr)
+        .get_with_cookie_header("/maybe", &format!("session={token}"))
+        .await;
+    assert_eq!(r.status, 200);
+    assert!(r.body.starts_with("degraded: session store failed"), "{}", r.body);
+}

@@ -135,7 +135,10 @@ mod tests {
             .with_absolute_lifetime(Some(Duration::hours(1)));
         let d = p.deadline(T0, T0);
         assert_eq!(d, T0 + Duration::hours(1));
-        assert_eq!(p.refreshed_deadline(T0, d, T0 + Duration::minutes(59)), None);
+        assert_eq!(
+            p.refreshed_deadline(T0, d, T0 + Duration::minutes(59)),
+            None
+        );
     }
 
     #[test]
@@ -144,7 +147,10 @@ mod tests {
             .with_idle_timeout(Some(Duration::minutes(10)))
             .with_absolute_lifetime(None);
         let d = p.deadline(T0, T0);
-        assert_eq!(p.refreshed_deadline(T0, d, T0 + Duration::seconds(59)), None);
+        assert_eq!(
+            p.refreshed_deadline(T0, d, T0 + Duration::seconds(59)),
+            None
+        );
         assert_eq!(
             p.refreshed_deadline(T0, d, T0 + Duration::seconds(60)),
             Some(T0 + Duration::seconds(660))

@@ -112,7 +112,10 @@ mod tests {
             format!("{}=", &good[..21]),
             "ÿÿÿÿÿÿÿÿÿÿÿ".to_string(),
         ] {
-            assert!(matches!(bad.parse::<SessionId>(), Err(Error::InvalidId)), "{bad:?}");
+            assert!(
+                matches!(bad.parse::<SessionId>(), Err(Error::InvalidId)),
+                "{bad:?}"
+            );
         }
     }
 

@@ -92,7 +92,8 @@ impl ChangeSet {
     /// Drops every key the stored session holds before the listed changes apply.
     pub fn clear(&mut self) -> &mut Self {
         self.clear = true;
-        self.keys.retain(|_, change| matches!(change, Change::Set(_)));
+        self.keys
+            .retain(|_, change| matches!(change, Change::Set(_)));
         self
     }
 
@@ -173,7 +174,10 @@ mod tests {
         c.remove("a").set("b", json!(1)).clear().set("c", json!(2));
         let mut data = Data::from([("a".into(), json!(0)), ("z".into(), json!(0))]);
         c.apply_to(&mut data);
-        assert_eq!(data, Data::from([("b".into(), json!(1)), ("c".into(), json!(2))]));
+        assert_eq!(
+            data,
+            Data::from([("b".into(), json!(1)), ("c".into(), json!(2))])
+        );
         assert!(c.is_clear());
         assert_eq!(c.removals().count(), 0);
     }

@@ -62,7 +62,8 @@ pub trait SessionStore: Send + Sync + 'static {
             let Some(mut record) = self.load(id, now).await? else {
                 return Ok(None);
             };
-            let Some(deadline) = policy.refreshed_deadline(record.created_at, record.expires_at, now)
+            let Some(deadline) =
+                policy.refreshed_deadline(record.created_at, record.expires_at, now)
             else {
                 return Ok(Some(Loaded {
                     record,

@@ -89,7 +89,11 @@ async fn round_trip<S: SessionStore>(store: &S) {
     );
     create(store, &mut rec).await;
     let back = load(store, &rec.id, t0).await;
-    assert_eq!(back.as_ref(), Some(&rec), "round_trip: a created record loads as it was");
+    assert_eq!(
+        back.as_ref(),
+        Some(&rec),
+        "round_trip: a created record loads as it was"
+    );
     store.delete(&rec.id).await.expect("delete");
 }
 
@@ -98,7 +102,10 @@ async fn unknown_id<S: SessionStore>(store: &S) {
     let id = SessionId::generate().expect("random id");
     assert_eq!(load(store, &id, t0).await, None, "unknown_id: load");
     assert!(
-        !store.touch(&id, t0 + Duration::minutes(1), t0).await.expect("touch"),
+        !store
+            .touch(&id, t0 + Duration::minutes(1), t0)
+            .await
+            .expect("touch"),
         "unknown_id: touch reports no session"
     );
     let mut changes = ChangeSet::new(t0 + Duration::minutes(1));
@@ -107,8 +114,15 @@ async fn unknown_id<S: SessionStore>(store: &S) {
         !store.apply(&id, &changes, t0).await.expect("apply"),
         "unknown_id: apply reports no session"
     );
-    assert_eq!(load(store, &id, t0).await, None, "unknown_id: apply created nothing");
-    store.delete(&id).await.expect("unknown_id: delete is idempotent");
+    assert_eq!(
+        load(store, &id, t0).await,
+        None,
+        "unknown_id: apply created nothing"
+    );
+    store
+        .delete(&id)
+        .await
+        .expect("unknown_id: delete is idempotent");
 }
 
 async fn idle_deadline<S: SessionStore>(store: &S) {
@@ -122,9 +136,16 @@ async fn idle_deadline<S: SessionStore>(store: &S) {
     create(store, &mut rec).await;
 
     let before = t0 + Duration::minutes(10) - Duration::milliseconds(1);
-    assert!(load(store, &rec.id, before).await.is_some(), "idle_deadline: live just before");
+    assert!(
+        load(store, &rec.id, before).await.is_some(),
+        "idle_deadline: live just before"
+    );
     let at = t0 + Duration::minutes(10);
-    assert_eq!(load(store, &rec.id, at).await, None, "idle_deadline: gone at the deadline");
+    assert_eq!(
+        load(store, &rec.id, at).await,
+        None,
+        "idle_deadline: gone at the deadline"
+    );
 
     // A read refreshes the deadline, so the session lives past its first idle deadline.
     let t5 = t0 + Duration::minutes(5);
@@ -133,9 +154,15 @@ async fn idle_deadline<S: SessionStore>(store: &S) {
         .await
         .expect("load_refreshed")
         .expect("idle_deadline: live at t+5m");
-    assert!(loaded.refreshed, "idle_deadline: a read past the refresh interval refreshes");
+    assert!(
+        loaded.refreshed,
+        "idle_deadline: a read past the refresh interval refreshes"
+    );
     assert_eq!(loaded.record.expires_at, t0 + Duration::minutes(15));
-    assert!(load(store, &rec.id, at).await.is_some(), "idle_deadline: refresh kept it alive");
+    assert!(
+        load(store, &rec.id, at).await.is_some(),
+        "idle_deadline: refresh kept it alive"
+    );
     assert_eq!(
         load(store, &rec.id, t0 + Duration::minutes(15)).await,
         None,
@@ -146,7 +173,10 @@ async fn idle_deadline<S: SessionStore>(store: &S) {
         .await
         .expect("load_refreshed")
         .expect("live");
-    assert!(!again.refreshed, "idle_deadline: no refresh inside the refresh interval");
+    assert!(
+        !again.refreshed,
+        "idle_deadline: no refresh inside the refresh interval"
+    );
     assert_eq!(again.record.expires_at, t0 + Duration::minutes(15));
     store.delete(&rec.id).await.expect("delete");
 }
@@ -164,7 +194,10 @@ async fn absolute_deadline<S: SessionStore>(store: &S) {
     let mut t = t0;
     for _ in 0..5 {
         t += Duration::minutes(5);
-        let loaded = store.load_refreshed(&rec.id, &policy, t).await.expect("load_refreshed");
+        let loaded = store
+            .load_refreshed(&rec.id, &policy, t)
+            .await
+            .expect("load_refreshed");
         if t < t0 + Duration::minutes(25) {
             let loaded = loaded.expect("absolute_deadline: live while in use");
             assert_eq!(
@@ -172,7 +205,10 @@ async fn absolute_deadline<S: SessionStore>(store: &S) {
                 (t + Duration::minutes(10)).min(t0 + Duration::minutes(25))
             );
         } else {
-            assert_eq!(loaded, None, "absolute_deadline: gone at the lifetime, however busy");
+            assert_eq!(
+                loaded, None,
+                "absolute_deadline: gone at the lifetime, however busy"
+            );
         }
     }
     store.delete(&rec.id).await.expect("delete");
@@ -183,7 +219,10 @@ async fn touch<S: SessionStore>(store: &S) {
     let mut rec = record(json!({"k": "v"}), t0, Duration::minutes(1));
     create(store, &mut rec).await;
     let later = t0 + Duration::minutes(20);
-    assert!(store.touch(&rec.id, later, t0).await.expect("touch"), "touch: live session");
+    assert!(
+        store.touch(&rec.id, later, t0).await.expect("touch"),
+        "touch: live session"
+    );
     let back = load(store, &rec.id, t0 + Duration::minutes(2)).await;
     let back = back.expect("touch: live after its old deadline");
     assert_eq!(back.expires_at, later, "touch: new deadline");
@@ -215,7 +254,10 @@ async fn id_collision<S: SessionStore>(store: &S) {
     let mut second = record(json!({"owner": "second"}), t0, Duration::minutes(5));
     second.id = first.id;
     let second_id = store.create(&second).await.expect("create");
-    assert_ne!(second_id, first.id, "id_collision: a taken id is never reused");
+    assert_ne!(
+        second_id, first.id,
+        "id_collision: a taken id is never reused"
+    );
     assert_eq!(
         data_of(store, &first.id, t0).await,
         first.data,
@@ -236,7 +278,10 @@ async fn per_key_changes<S: SessionStore>(store: &S) {
     create(store, &mut rec).await;
 
     let mut changes = ChangeSet::new(t0 + Duration::minutes(7));
-    changes.set("a", json!({"deep": [true]})).remove("b").set("d", json!("new"));
+    changes
+        .set("a", json!({"deep": [true]}))
+        .remove("b")
+        .set("d", json!("new"));
     assert!(store.apply(&rec.id, &changes, t0).await.expect("apply"));
     let back = load(store, &rec.id, t0).await.expect("live");
     assert_eq!(
@@ -248,7 +293,11 @@ async fn per_key_changes<S: SessionStore>(store: &S) {
         ]),
         "per_key_changes: set, remove, keep"
     );
-    assert_eq!(back.expires_at, t0 + Duration::minutes(7), "per_key_changes: deadline moves");
+    assert_eq!(
+        back.expires_at,
+        t0 + Duration::minutes(7),
+        "per_key_changes: deadline moves"
+    );
     assert_eq!(back.created_at, t0, "per_key_changes: creation time kept");
 
     let mut clear = ChangeSet::new(t0 + Duration::minutes(7));
@@ -272,7 +321,11 @@ async fn concurrent_changes<S: SessionStore>(store: &S) {
         c.set(key, value);
         c
     };
-    let (a, b, c) = (change("a", json!(1)), change("b", json!(2)), change("new", json!(3)));
+    let (a, b, c) = (
+        change("a", json!(1)),
+        change("b", json!(2)),
+        change("new", json!(3)),
+    );
     let (ra, rb, rc) = tokio::join!(
         store.apply(&rec.id, &a, t0),
         store.apply(&rec.id, &b, t0),
@@ -305,7 +358,11 @@ async fn no_resurrection<S: SessionStore>(store: &S) {
         !store.apply(&rec.id, &changes, late).await.expect("apply"),
         "no_resurrection: apply to an expired session reports false"
     );
-    assert_eq!(load(store, &rec.id, late).await, None, "no_resurrection: still expired");
+    assert_eq!(
+        load(store, &rec.id, late).await,
+        None,
+        "no_resurrection: still expired"
+    );
     assert_eq!(
         load(store, &rec.id, t0).await.map(|r| r.data),
         Some(rec.data.clone()),
@@ -318,7 +375,11 @@ async fn no_resurrection<S: SessionStore>(store: &S) {
         !store.apply(&rec.id, &changes, t0).await.expect("apply"),
         "no_resurrection: apply to a deleted session reports false"
     );
-    assert_eq!(load(store, &rec.id, t0).await, None, "no_resurrection: still deleted");
+    assert_eq!(
+        load(store, &rec.id, t0).await,
+        None,
+        "no_resurrection: still deleted"
+    );
 }
 
 async fn user_binding<S: SessionStore>(store: &S) {
@@ -336,18 +397,30 @@ async fn user_binding<S: SessionStore>(store: &S) {
     other.set("x", json!(1));
     assert!(store.apply(&rec.id, &other, t0).await.expect("apply"));
     let back = load(store, &rec.id, t0).await.expect("live");
-    assert_eq!(back.user.as_deref(), Some("user-42"), "user_binding: kept by other changes");
+    assert_eq!(
+        back.user.as_deref(),
+        Some("user-42"),
+        "user_binding: kept by other changes"
+    );
 
     let mut unbind = ChangeSet::new(t0 + Duration::minutes(5));
     unbind.bind_user(None);
     assert!(store.apply(&rec.id, &unbind, t0).await.expect("apply"));
-    assert_eq!(load(store, &rec.id, t0).await.expect("live").user, None, "user_binding: unbound");
+    assert_eq!(
+        load(store, &rec.id, t0).await.expect("live").user,
+        None,
+        "user_binding: unbound"
+    );
 
     let mut bound = record(json!({"k": 1}), t0, Duration::minutes(5));
     bound.user = Some("user-7".into());
     create(store, &mut bound).await;
     assert_eq!(
-        load(store, &bound.id, t0).await.expect("live").user.as_deref(),
+        load(store, &bound.id, t0)
+            .await
+            .expect("live")
+            .user
+            .as_deref(),
         Some("user-7"),
         "user_binding: created bound"
     );
@@ -379,6 +452,101 @@ where
         matches!(store.load(&rec.id, t0).await, Err(Error::Corrupt { .. })),
         "corrupt_record: the record is left as it was"
     );
-    store.delete(&rec.id).await.expect("corrupt_record: a corrupt record can be deleted");
+    store
+        .delete(&rec.id)
+        .await
+        .expect("corrupt_record: a corrupt record can be deleted");
     assert_eq!(load(store, &rec.id, t0).await, None);
+}
+
+/// The address of a server an integration test needs, read from `env_var` (default
+/// `default`), if something listens there.
+///
+/// When nothing answers, the test should return early: this prints a loud `SKIPPED` line to
+/// stderr, unless `SESSIONWARE_REQUIRE_SERVICES=1` is set (as CI sets it), in which case it
+/// panics, so that a missing server fails the run instead of passing it silently.
+///
+/// ```no_run
+/// # async fn t() {
+/// let Some(url) = sessionware_core::testing::service("Redis", "REDIS_URL", "redis://127.0.0.1:6379").await
+/// else {
+///     return;
+/// };
+/// # let _ = url; }
+/// ```
+pub async fn service(name: &str, env_var: &str, default: &str) -> Option<String> {
+    let url = std::env::var(env_var).unwrap_or_else(|_| default.to_owned());
+    let target = host_port(&url);
+    let reachable = match &target {
+        Some(addr) => matches!(
+            tokio::time::timeout(
+                std::time::Duration::from_secs(2),
+                tokio::net::TcpStream::connect(addr.as_str())
+            )
+            .await,
+            Ok(Ok(_))
+        ),
+        // Not a network address (a file path, `sqlite::memory:`): nothing to probe.
+        None => true,
+    };
+    if reachable {
+        return Some(url);
+    }
+    let why = format!("{name} is not reachable at {url} (set {env_var} to point elsewhere)");
+    if std::env::var("SESSIONWARE_REQUIRE_SERVICES").as_deref() == Ok("1") {
+        panic!("{why}; SESSIONWARE_REQUIRE_SERVICES=1 makes this a failure");
+    }
+    eprintln!("\n*** SKIPPED: {why}. Start it with `docker compose up -d`. ***\n");
+    None
+}
+
+/// `host:port` of a server URL such as `redis://:pw@127.0.0.1:6379/0` or
+/// `postgres://user@localhost/test`, with the scheme's default port.
+fn host_port(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let default_port = match scheme.split('+').next()? {
+        "redis" | "rediss" | "redis-cluster" | "redis-sentinel" => 6379,
+        "postgres" | "postgresql" => 5432,
+        "mysql" | "mariadb" => 3306,
+        _ => return None,
+    };
+    let authority = rest.split(['/', '?', ',']).next()?;
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if host.is_empty() {
+        return None;
+    }
+    Some(
+        if host
+            .rsplit_once(':')
+            .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+        {
+            host.to_owned()
+        } else {
+            format!("{host}:{default_port}")
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_port;
+
+    #[test]
+    fn host_port_of_server_urls() {
+        assert_eq!(
+            host_port("redis://127.0.0.1:6379").as_deref(),
+            Some("127.0.0.1:6379")
+        );
+        assert_eq!(host_port("redis://:pw@h:7000/0").as_deref(), Some("h:7000"));
+        assert_eq!(
+            host_port("postgres://u@localhost/test").as_deref(),
+            Some("localhost:5432")
+        );
+        assert_eq!(
+            host_port("mysql://root@127.0.0.1:3306/test").as_deref(),
+            Some("127.0.0.1:3306")
+        );
+        assert_eq!(host_port("sqlite::memory:"), None);
+        assert_eq!(host_port("sqlite://file.db"), None);
+    }
 }

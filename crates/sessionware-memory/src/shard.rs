@@ -95,7 +95,9 @@ impl Shard {
     /// A panic while a shard was locked cannot leave an entry half-written (every change is a
     /// single map operation), so a poisoned lock is safe to keep using.
     pub(crate) fn lock(&self) -> MutexGuard<'_, Map> {
-        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 

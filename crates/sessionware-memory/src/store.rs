@@ -254,7 +254,10 @@ impl SessionStore for MemoryStore {
         now: OffsetDateTime,
     ) -> Result<Option<Loaded>, Error> {
         let mut map = self.shard(id).lock();
-        let Some(e) = map.get_mut(&shard::key(id)).filter(|e| e.is_live(to_ms(now))) else {
+        let Some(e) = map
+            .get_mut(&shard::key(id))
+            .filter(|e| e.is_live(to_ms(now)))
+        else {
             return Ok(None);
         };
         let mut record = e.decode(*id)?;
@@ -276,7 +279,10 @@ impl SessionStore for MemoryStore {
         now: OffsetDateTime,
     ) -> Result<bool, Error> {
         let mut map = self.shard(id).lock();
-        let Some(e) = map.get_mut(&shard::key(id)).filter(|e| e.is_live(to_ms(now))) else {
+        let Some(e) = map
+            .get_mut(&shard::key(id))
+            .filter(|e| e.is_live(to_ms(now)))
+        else {
             return Ok(false);
         };
         if changes.is_clear() || changes.keys().len() > 0 {
@@ -302,7 +308,10 @@ impl SessionStore for MemoryStore {
         now: OffsetDateTime,
     ) -> Result<bool, Error> {
         let mut map = self.shard(id).lock();
-        match map.get_mut(&shard::key(id)).filter(|e| e.is_live(to_ms(now))) {
+        match map
+            .get_mut(&shard::key(id))
+            .filter(|e| e.is_live(to_ms(now)))
+        {
             Some(e) => {
                 e.expires_ms = to_ms(expires_at);
                 Ok(true)

@@ -35,7 +35,10 @@ async fn len_counts_live_sessions_only() {
     let store = MemoryStore::builder().clock(clock.clone()).build();
     let now = clock.now();
     for lives in [1, 2, 3] {
-        store.create(&record(now, Duration::minutes(lives))).await.unwrap();
+        store
+            .create(&record(now, Duration::minutes(lives)))
+            .await
+            .unwrap();
     }
     assert_eq!(store.len(), 3);
     clock.advance(Duration::seconds(90));
@@ -54,23 +57,46 @@ async fn capacity_evicts_expired_then_earliest_deadline() {
         .build();
     let now = clock.now();
     // One shard is enough to show the rule: with capacity 1, every create lands on a full store.
-    let first = store.create(&record(now, Duration::minutes(5))).await.unwrap();
-    let second = store.create(&record(now, Duration::minutes(10))).await.unwrap();
+    let first = store
+        .create(&record(now, Duration::minutes(5)))
+        .await
+        .unwrap();
+    let second = store
+        .create(&record(now, Duration::minutes(10)))
+        .await
+        .unwrap();
     assert_eq!(store.len(), 1, "capacity holds");
-    assert!(store.load(&second, now).await.unwrap().is_some(), "the newest is kept");
-    assert!(store.load(&first, now).await.unwrap().is_none(), "the older one was evicted");
+    assert!(
+        store.load(&second, now).await.unwrap().is_some(),
+        "the newest is kept"
+    );
+    assert!(
+        store.load(&first, now).await.unwrap().is_none(),
+        "the older one was evicted"
+    );
 }
 
 #[tokio::test]
 async fn capacity_bound_holds_under_many_creates() {
-    let store = MemoryStore::builder().capacity(500).sweep_interval(None).build();
+    let store = MemoryStore::builder()
+        .capacity(500)
+        .sweep_interval(None)
+        .build();
     let now = sessionware_core::SystemClock.now();
     let mut ids = Vec::new();
     for i in 0..5_000 {
-        ids.push(store.create(&record(now, Duration::minutes(i + 1))).await.unwrap());
+        ids.push(
+            store
+                .create(&record(now, Duration::minutes(i + 1)))
+                .await
+                .unwrap(),
+        );
     }
     assert!(store.len() <= 500, "never more than capacity");
-    assert!(store.len() >= 400, "eviction takes one session at a time, not whole shards");
+    assert!(
+        store.len() >= 400,
+        "eviction takes one session at a time, not whole shards"
+    );
     // The most recent sessions (the latest deadlines) survive.
     let newest = ids.last().unwrap();
     assert!(store.load(newest, now).await.unwrap().is_some());
@@ -86,14 +112,24 @@ async fn sweeper_removes_expired_and_stops_with_the_store() {
         .clock(clock.clone())
         .build();
     let now = clock.now();
-    store.create(&record(now, Duration::minutes(1))).await.unwrap();
-    let keep = store.create(&record(now, Duration::minutes(10))).await.unwrap();
+    store
+        .create(&record(now, Duration::minutes(1)))
+        .await
+        .unwrap();
+    let keep = store
+        .create(&record(now, Duration::minutes(10)))
+        .await
+        .unwrap();
     clock.advance(Duration::minutes(2));
     // Poll (bounded) until the sweeper has run: the expired entry leaves the shard.
     let swept = poll(|| store.sweep_count_is(1)).await;
     assert!(swept, "the sweeper removed the expired session");
     assert!(store.load(&keep, clock.now()).await.unwrap().is_some());
-    assert_eq!(metrics.num_alive_tasks(), tasks_before + 1, "one sweeper task");
+    assert_eq!(
+        metrics.num_alive_tasks(),
+        tasks_before + 1,
+        "one sweeper task"
+    );
     drop(store);
     let stopped = poll(|| metrics.num_alive_tasks() == tasks_before).await;
     assert!(stopped, "the sweeper ends when the store is dropped");
@@ -120,7 +156,10 @@ impl MemoryStore {
 async fn concurrent_writers_on_one_session_lose_nothing() {
     let store = MemoryStore::new();
     let now = sessionware_core::SystemClock.now();
-    let id = store.create(&record(now, Duration::minutes(10))).await.unwrap();
+    let id = store
+        .create(&record(now, Duration::minutes(10)))
+        .await
+        .unwrap();
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..64 {
         let store = store.clone();

@@ -122,7 +122,9 @@ impl SessionRejection {
 
 impl fmt::Debug for SessionRejection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("SessionRejection").field(&self.error).finish()
+        f.debug_tuple("SessionRejection")
+            .field(&self.error)
+            .finish()
     }
 }
 

@@ -36,7 +36,9 @@ impl Key {
     pub fn from_hex(text: &str) -> Result<Self, Error> {
         let text = text.trim();
         if text.len() % 2 != 0 || !text.is_ascii() {
-            return Err(Error::InvalidKey("a hex key needs an even number of hex digits"));
+            return Err(Error::InvalidKey(
+                "a hex key needs an even number of hex digits",
+            ));
         }
         let bytes = (0..text.len())
             .step_by(2)

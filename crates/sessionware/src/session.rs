@@ -10,10 +10,10 @@ use sessionware_core::time::OffsetDateTime;
 use sessionware_core::{Data, Loaded, SessionId};
 use tokio::sync::OnceCell;
 
+use crate::Error;
 use crate::cookie::Presented;
 use crate::error::SessionRejection;
 use crate::layer::Shared;
-use crate::Error;
 
 /// The current request's session: an axum extractor with synchronous, typed accessors.
 ///
@@ -112,7 +112,10 @@ impl Session {
                 let shared = &self.0.shared;
                 let now = shared.clock.now();
                 let mut state = State::new(now, shared.policy.deadline(now, now));
-                match shared.cookie.read(&shared.cookie_name, &shared.keys, headers) {
+                match shared
+                    .cookie
+                    .read(&shared.cookie_name, &shared.keys, headers)
+                {
                     Presented::Nothing => {}
                     Presented::Invalid => state.stale_cookie = true,
                     Presented::Valid(id) => {

@@ -113,7 +113,9 @@ mod tests {
     #[test]
     fn every_single_character_change_is_rejected() {
         let keys = keys();
-        let token = keys.sign("session", &SessionId::generate().unwrap()).unwrap();
+        let token = keys
+            .sign("session", &SessionId::generate().unwrap())
+            .unwrap();
         for i in 0..token.len() {
             for c in ['A', 'z', '0', '-', '_', '.'] {
                 let mut bytes = token.clone().into_bytes();

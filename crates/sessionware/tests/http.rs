@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration as StdDuration;
 
+use axum::Router;
 use axum::extract::{Path, State};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use axum::Router;
 use common::{Client, serve};
 use sessionware::time::{Duration, OffsetDateTime};
 use sessionware::{
@@ -103,7 +103,11 @@ async fn first_visit_sets_a_secure_cookie_and_later_visits_continue() {
     assert_eq!(cookie.same_site(), Some(SameSite::Lax));
     assert_eq!(cookie.path(), Some("/"));
     assert_eq!(cookie.domain(), None);
-    assert_eq!(cookie.max_age(), Some(Duration::hours(24)), "Max-Age follows the idle deadline");
+    assert_eq!(
+        cookie.max_age(),
+        Some(Duration::hours(24)),
+        "Max-Age follows the idle deadline"
+    );
     assert_eq!(r.cache_control.as_deref(), Some("no-store"));
     assert_eq!(store.len(), 1);
 
@@ -195,9 +199,17 @@ async fn store_calls_per_request() {
     let mut c = Client::new(addr);
 
     c.get("/health").await;
-    assert_eq!(store.calls(), 0, "a route that does not extract the session: no store call");
+    assert_eq!(
+        store.calls(),
+        0,
+        "a route that does not extract the session: no store call"
+    );
     c.get("/peek").await;
-    assert_eq!(store.calls(), 0, "a new visitor that only reads: no store call");
+    assert_eq!(
+        store.calls(),
+        0,
+        "a new visitor that only reads: no store call"
+    );
     c.get("/inc").await;
     assert_eq!(store.calls(), 1, "creating a session: one call");
     c.get("/peek").await;
@@ -205,11 +217,19 @@ async fn store_calls_per_request() {
     c.get("/inc").await;
     assert_eq!(store.calls(), 4, "a write: the read and the change set");
     c.get("/health").await;
-    assert_eq!(store.calls(), 4, "still nothing for a route without the session");
+    assert_eq!(
+        store.calls(),
+        4,
+        "still nothing for a route without the session"
+    );
     c.get("/set/count/2").await;
     assert_eq!(store.calls(), 6, "a changed value: read and write");
     c.get("/set/count/2").await;
-    assert_eq!(store.calls(), 7, "writing the value a key already holds writes nothing");
+    assert_eq!(
+        store.calls(),
+        7,
+        "writing the value a key already holds writes nothing"
+    );
 }
 
 #[tokio::test]
@@ -239,7 +259,11 @@ async fn tampered_foreign_and_unknown_cookies_start_a_fresh_session() {
         let r = c
             .get_with_cookie_header("/peek", &format!("session={bad}"))
             .await;
-        assert_eq!((r.status, r.body.as_str()), (200, "0"), "{bad:?} is not accepted");
+        assert_eq!(
+            (r.status, r.body.as_str()),
+            (200, "0"),
+            "{bad:?} is not accepted"
+        );
         let removal = r.cookie("session").expect("the bad cookie is removed");
         assert_eq!(removal.max_age(), Some(Duration::ZERO));
     }
@@ -256,7 +280,11 @@ async fn tampered_foreign_and_unknown_cookies_start_a_fresh_session() {
         .get_with_cookie_header("/peek", &format!("session=garbage; session={good}"))
         .await;
     assert_eq!(r.body, "2");
-    assert_eq!(c.get("/peek").await.body, "2", "the real session was never touched");
+    assert_eq!(
+        c.get("/peek").await.body,
+        "2",
+        "the real session was never touched"
+    );
 }
 
 #[tokio::test]
@@ -274,7 +302,11 @@ async fn an_unknown_id_with_a_valid_signature_is_never_adopted() {
     let r = c.get("/inc").await;
     assert_eq!(r.body, "1", "a fresh session");
     let new = c.jar.clone().unwrap();
-    assert_ne!(new.split('.').next(), old.split('.').next(), "a new id is issued");
+    assert_ne!(
+        new.split('.').next(),
+        old.split('.').next(),
+        "a new id is issued"
+    );
 }
 
 #[tokio::test]
@@ -284,23 +316,33 @@ async fn key_rotation_first_signs_all_verify() {
     let mut c = Client::new(old_app);
     c.get("/inc").await;
 
-    let rotated = app(
-        SessionLayer::new(store.clone())
-            .with_signing_key(key(2))
-            .with_verifying_key(key(1)),
-    )
+    let rotated = app(SessionLayer::new(store.clone())
+        .with_signing_key(key(2))
+        .with_verifying_key(key(1)))
     .await;
     let mut c = c.at(rotated);
-    assert_eq!(c.get("/inc").await.body, "2", "a cookie signed with the old key still works");
+    assert_eq!(
+        c.get("/inc").await.body,
+        "2",
+        "a cookie signed with the old key still works"
+    );
     c.get("/cycle").await;
     let new_only = app(SessionLayer::new(store.clone()).with_signing_key(key(2))).await;
     let mut c = c.at(new_only);
-    assert_eq!(c.get("/inc").await.body, "3", "a cycled cookie is signed with the new key");
+    assert_eq!(
+        c.get("/inc").await.body,
+        "3",
+        "a cycled cookie is signed with the new key"
+    );
 
     let mut stale = Client::new(old_app);
     stale.get("/inc").await;
     let mut stale = stale.at(new_only);
-    assert_eq!(stale.get("/peek").await.body, "0", "once the old key is dropped, it fails");
+    assert_eq!(
+        stale.get("/peek").await.body,
+        "0",
+        "once the old key is dropped, it fails"
+    );
 }
 
 fn timed_layer(store: MemoryStore, clock: &ManualClock) -> SessionLayer {
@@ -321,8 +363,14 @@ async fn idle_timeout_slides_with_use_and_ends_an_unused_session() {
     clock.advance(Duration::minutes(9));
     let r = c.get("/peek").await;
     assert_eq!(r.body, "1", "alive before the idle deadline");
-    let refreshed = r.cookie("session").expect("the refresh re-sends the cookie");
-    assert_eq!(refreshed.max_age(), Some(Duration::minutes(10)), "Max-Age follows");
+    let refreshed = r
+        .cookie("session")
+        .expect("the refresh re-sends the cookie");
+    assert_eq!(
+        refreshed.max_age(),
+        Some(Duration::minutes(10)),
+        "Max-Age follows"
+    );
 
     clock.advance(Duration::minutes(9));
     assert_eq!(c.get("/peek").await.body, "1", "the read slid the deadline");
@@ -338,7 +386,10 @@ async fn absolute_lifetime_ends_even_a_busy_session() {
     let policy = ExpiryPolicy::new()
         .with_idle_timeout(Some(Duration::minutes(10)))
         .with_absolute_lifetime(Some(Duration::minutes(57)));
-    let addr = app(layer(MemoryStore::new()).with_clock(clock.clone()).with_expiry(policy)).await;
+    let addr = app(layer(MemoryStore::new())
+        .with_clock(clock.clone())
+        .with_expiry(policy))
+    .await;
     let mut c = Client::new(addr);
     c.get("/inc").await;
     for minute in (5..60).step_by(5) {
@@ -347,14 +398,22 @@ async fn absolute_lifetime_ends_even_a_busy_session() {
         assert_ne!(r.body, "1", "alive at minute {minute}");
         if minute == 50 {
             let cookie = r.cookie("session").expect("cookie re-sent");
-            assert_eq!(cookie.max_age(), Some(Duration::minutes(7)), "capped by the lifetime");
+            assert_eq!(
+                cookie.max_age(),
+                Some(Duration::minutes(7)),
+                "capped by the lifetime"
+            );
         }
         if minute == 55 {
             assert!(r.set_cookies.is_empty(), "the capped deadline did not move");
         }
     }
     clock.advance(Duration::minutes(5));
-    assert_eq!(c.get("/peek").await.body, "0", "the absolute lifetime is over");
+    assert_eq!(
+        c.get("/peek").await.body,
+        "0",
+        "the absolute lifetime is over"
+    );
 }
 
 #[tokio::test]
@@ -365,19 +424,20 @@ async fn reads_inside_the_refresh_interval_set_no_cookie() {
     c.get("/inc").await;
     clock.advance(Duration::seconds(30));
     let r = c.get("/peek").await;
-    assert!(r.set_cookies.is_empty(), "a refresh under one minute is not worth a write");
+    assert!(
+        r.set_cookies.is_empty(),
+        "a refresh under one minute is not worth a write"
+    );
 }
 
 #[tokio::test]
 async fn cookie_attributes_are_configurable() {
-    let addr = app(
-        layer(MemoryStore::new())
-            .with_cookie_name("sid")
-            .with_domain("example.test")
-            .with_path("/app")
-            .with_same_site(SameSite::Strict)
-            .with_secure(false),
-    )
+    let addr = app(layer(MemoryStore::new())
+        .with_cookie_name("sid")
+        .with_domain("example.test")
+        .with_path("/app")
+        .with_same_site(SameSite::Strict)
+        .with_secure(false))
     .await;
     let r = Client::named(addr, "sid").get("/inc").await;
     let cookie = r.cookie("sid").unwrap();
@@ -387,31 +447,46 @@ async fn cookie_attributes_are_configurable() {
     assert_eq!(cookie.secure(), None);
     assert_eq!(cookie.http_only(), Some(true), "HttpOnly is not negotiable");
 
-    let addr = app(
-        layer(MemoryStore::new())
-            .with_host_prefix()
-            .with_domain("ignored.test")
-            .with_path("/ignored")
-            .with_secure(false),
-    )
+    let addr = app(layer(MemoryStore::new())
+        .with_host_prefix()
+        .with_domain("ignored.test")
+        .with_path("/ignored")
+        .with_secure(false))
     .await;
     let mut c = Client::named(addr, "__Host-session");
-    let cookie = c.get("/inc").await.cookie("__Host-session").cloned().unwrap();
+    let cookie = c
+        .get("/inc")
+        .await
+        .cookie("__Host-session")
+        .cloned()
+        .unwrap();
     assert_eq!(cookie.secure(), Some(true));
     assert_eq!(cookie.path(), Some("/"));
     assert_eq!(cookie.domain(), None);
     assert_eq!(c.get("/inc").await.body, "2");
 
     let addr = app(layer(MemoryStore::new()).with_browser_session_cookie()).await;
-    let cookie = Client::new(addr).get("/inc").await.cookie("session").cloned().unwrap();
-    assert_eq!(cookie.max_age(), None, "a browser-session cookie has no Max-Age");
+    let cookie = Client::new(addr)
+        .get("/inc")
+        .await
+        .cookie("session")
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        cookie.max_age(),
+        None,
+        "a browser-session cookie has no Max-Age"
+    );
     assert_eq!(cookie.expires(), None);
 }
 
 #[tokio::test]
 async fn destroy_deletes_and_removes_the_cookie_with_the_same_attributes() {
     let store = MemoryStore::new();
-    let addr = app(layer(store.clone()).with_path("/").with_same_site(SameSite::Strict)).await;
+    let addr = app(layer(store.clone())
+        .with_path("/")
+        .with_same_site(SameSite::Strict))
+    .await;
     let mut c = Client::new(addr);
     c.get("/inc").await;
     assert_eq!(store.len(), 1);
@@ -510,7 +585,10 @@ async fn a_write_to_a_session_destroyed_meanwhile_is_refused_not_resurrected() {
     c.get("/destroy").await;
     gate.release.notify_one();
     let r = pending.await.unwrap();
-    assert_eq!(r.status, 409, "the write was not stored, so the request did not succeed");
+    assert_eq!(
+        r.status, 409,
+        "the write was not stored, so the request did not succeed"
+    );
     assert!(r.cookie("session").is_some_and(|c| c.value().is_empty()));
     assert_eq!(store.len(), 0, "the destroyed session stays destroyed");
 }
@@ -522,7 +600,11 @@ async fn a_value_of_the_wrong_type_is_a_typed_error_and_is_kept() {
     c.get("/set/count/not-a-number").await;
     let r = c.get("/inc").await;
     assert_eq!(r.status, 500);
-    assert_eq!(c.get("/get/count").await.body, "not-a-number", "the value was not lost");
+    assert_eq!(
+        c.get("/get/count").await.body,
+        "not-a-number",
+        "the value was not lost"
+    );
 }
 
 #[tokio::test]
@@ -618,7 +700,10 @@ async fn a_failing_store_gives_503_on_session_routes_only() {
     let addr = app(layer(Down)).await;
     let mut c = Client::new(addr);
     let r = c.get("/inc").await;
-    assert_eq!(r.status, 503, "a write that could not be stored never answers 2xx");
+    assert_eq!(
+        r.status, 503,
+        "a write that could not be stored never answers 2xx"
+    );
     assert_eq!(r.body, "session store unavailable\n");
     assert!(r.set_cookies.is_empty());
     let token = {
@@ -627,10 +712,16 @@ async fn a_failing_store_gives_503_on_session_routes_only() {
         c.get("/inc").await;
         c.jar.unwrap()
     };
-    let r = c.get_with_cookie_header("/peek", &format!("session={token}")).await;
+    let r = c
+        .get_with_cookie_header("/peek", &format!("session={token}"))
+        .await;
     assert_eq!(r.status, 503, "a load that fails");
     let r = c.get("/health").await;
-    assert_eq!((r.status, r.body.as_str()), (200, "ok"), "routes without the session work");
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (200, "ok"),
+        "routes without the session work"
+    );
 }
 
 #[tokio::test]
@@ -644,7 +735,9 @@ async fn a_stalled_store_gives_503_within_the_timeout() {
         c.jar.unwrap()
     };
     let started = std::time::Instant::now();
-    let r = c.get_with_cookie_header("/peek", &format!("session={token}")).await;
+    let r = c
+        .get_with_cookie_header("/peek", &format!("session={token}"))
+        .await;
     assert_eq!(r.status, 503);
     // Bounded, not timed: the point is that it returns at all, well before a hang would.
     assert!(started.elapsed() < StdDuration::from_secs(10));
@@ -654,11 +747,18 @@ async fn a_stalled_store_gives_503_within_the_timeout() {
 #[tokio::test]
 async fn a_custom_error_handler_shapes_the_failure() {
     let addr = app(layer(Down).with_error_handler(|e: &Error| {
-        (http::StatusCode::SERVICE_UNAVAILABLE, format!("custom: {}", e.status())).into_response()
+        (
+            http::StatusCode::SERVICE_UNAVAILABLE,
+            format!("custom: {}", e.status()),
+        )
+            .into_response()
     }))
     .await;
     let r = Client::new(addr).get("/inc").await;
-    assert_eq!((r.status, r.body.as_str()), (503, "custom: 503 Service Unavailable"));
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (503, "custom: 503 Service Unavailable")
+    );
 }
 
 #[tokio::test]
@@ -685,5 +785,9 @@ async fn a_handler_can_see_the_rejection_itself() {
         .get_with_cookie_header("/maybe", &format!("session={token}"))
         .await;
     assert_eq!(r.status, 200);
-    assert!(r.body.starts_with("degraded: session store failed"), "{}", r.body);
+    assert!(
+        r.body.starts_with("degraded: session store failed"),
+        "{}",
+        r.body
+    );
 }

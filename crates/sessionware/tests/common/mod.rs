@@ -76,7 +76,12 @@ impl Client {
 
     /// A request with exactly this `Cookie` header, leaving the jar alone.
     pub(crate) async fn get_with_cookie_header(&self, path: &str, header: &str) -> Reply {
-        send(self.http.get(format!("{}{path}", self.base)).header("cookie", header)).await
+        send(
+            self.http
+                .get(format!("{}{path}", self.base))
+                .header("cookie", header),
+        )
+        .await
     }
 }
 

@@ -1,0 +1,60 @@
+# Makes sure the servers the integration tests talk to are running on loopback: starts each one
+# that is down, and installs it with apt-get where it is missing. Sourced by .ci/run.
+
+wait_for() { # name, tries (x0.5 s), command...
+  local name=$1 tries=$2; shift 2
+  for ((i = 0; i < tries; i++)); do
+    if "$@" >/dev/null 2>&1; then echo "ci: $name is up"; return 0; fi
+    sleep 0.5
+  done
+  echo "ci: $name did not come up" >&2
+  return 1
+}
+
+apt_updated=
+apt_install() {
+  if [ -z "$apt_updated" ]; then apt-get update -qq; apt_updated=1; fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@"
+}
+
+tcp_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+
+ensure_redis() {
+  tcp_open 127.0.0.1 6379 && { echo "ci: redis is up"; return 0; }
+  command -v redis-server >/dev/null || apt_install redis-server
+  mkdir -p /var/lib/redis /var/log/redis
+  redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+    --dir /var/lib/redis --logfile /var/log/redis/ci.log
+  wait_for redis 60 tcp_open 127.0.0.1 6379
+}
+
+ensure_postgres() {
+  if ! tcp_open 127.0.0.1 5432; then
+    command -v pg_ctlcluster >/dev/null || apt_install postgresql
+    local version
+    version=$(ls /etc/postgresql | sort -V | tail -n 1)
+    pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+    wait_for postgresql 60 tcp_open 127.0.0.1 5432
+  else
+    echo "ci: postgresql is up"
+  fi
+  # The tests connect as the OS user over TCP with trust auth to database `test`.
+  local who
+  who=$(id -un)
+  su postgres -c "psql -qtAc \"select 1 from pg_roles where rolname='$who'\"" 2>/dev/null | grep -q 1 ||
+    su postgres -c "psql -qc 'create role \"$who\" superuser login'" || true
+  su postgres -c "psql -qtAc \"select 1 from pg_database where datname='test'\"" 2>/dev/null | grep -q 1 ||
+    su postgres -c "psql -qc 'create database test'" || true
+}
+
+ensure_mariadb() {
+  if ! tcp_open 127.0.0.1 3306; then
+    command -v mariadbd >/dev/null || apt_install mariadb-server
+    mkdir -p /run/mysqld && chown mysql:mysql /run/mysqld 2>/dev/null || true
+    start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd
+    wait_for mariadb 120 tcp_open 127.0.0.1 3306
+  else
+    echo "ci: mariadb is up"
+  fi
+  mariadb -uroot -e 'create database if not exists test' 2>/dev/null || true
+}

@@ -1,0 +1,372 @@
+//! Load benchmark: sessionware next to bare axum and tower-sessions, measured in one run on
+//! one machine, with the systems alternating in rounds because the machine is shared and noisy.
+//!
+//! ```text
+//! cargo run --release -p sessionware-bench --bin bench              # the full run
+//! cargo run --release -p sessionware-bench --bin bench -- --quick   # a short smoke run
+//! ```
+//!
+//! Each system runs as its own server process (this binary, `serve <system>`), so its CPU
+//! time can be read from `/proc`; the load comes from this process over loopback.
+
+mod footprint;
+mod load;
+mod probe;
+mod systems;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use systems::System;
+
+struct Options {
+    rounds: usize,
+    seconds: f64,
+    connections: usize,
+    server_threads: usize,
+    systems: Vec<System>,
+    redis_url: String,
+    footprint: Vec<usize>,
+    /// Requests per second of the paced phase that measures CPU per request.
+    paced_rate: f64,
+}
+
+impl Options {
+    fn parse(args: &[String]) -> Result<Self, String> {
+        let mut o = Options {
+            rounds: 5,
+            seconds: 2.0,
+            connections: 64,
+            server_threads: 1,
+            systems: System::ALL.to_vec(),
+            redis_url: std::env::var("REDIS_URL")
+                .unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
+            footprint: vec![100_000, 1_000_000],
+            paced_rate: 10_000.0,
+        };
+        let mut it = args.iter();
+        while let Some(arg) = it.next() {
+            let mut value = || it.next().cloned().ok_or(format!("{arg} needs a value"));
+            match arg.as_str() {
+                "--rounds" => o.rounds = value()?.parse().map_err(|_| "--rounds: a number")?,
+                "--seconds" => o.seconds = value()?.parse().map_err(|_| "--seconds: a number")?,
+                "--connections" => {
+                    o.connections = value()?.parse().map_err(|_| "--connections: a number")?
+                }
+                "--server-threads" => {
+                    o.server_threads = value()?.parse().map_err(|_| "--server-threads: a number")?
+                }
+                "--redis" => o.redis_url = value()?,
+                "--paced-rate" => {
+                    o.paced_rate = value()?.parse().map_err(|_| "--paced-rate: a number")?
+                }
+                "--systems" => {
+                    o.systems = value()?
+                        .split(',')
+                        .map(|s| System::from_slug(s).ok_or(format!("unknown system {s}")))
+                        .collect::<Result<_, _>>()?
+                }
+                "--footprint" => {
+                    o.footprint = value()?
+                        .split(',')
+                        .filter(|s| !s.is_empty())
+                        .map(|s| s.parse().map_err(|_| format!("--footprint: {s}")))
+                        .collect::<Result<_, _>>()?
+                }
+                "--quick" => {
+                    o.rounds = 2;
+                    o.seconds = 0.5;
+                    o.connections = 16;
+                    o.footprint = vec![10_000];
+                }
+                other => return Err(format!("unknown argument {other}")),
+            }
+        }
+        Ok(o)
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> std::process::ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("serve") => serve(&args[1..]).await,
+        Some("footprint-one") => match args.get(1).and_then(|n| n.parse().ok()) {
+            Some(n) => footprint::measure(n).await,
+            None => Err("footprint-one N".into()),
+        },
+        _ => match Options::parse(&args) {
+            Ok(options) => bench(options).await,
+            Err(e) => Err(e),
+        },
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bench: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// `serve <system> <threads> <redis-url>`: one server, on a free loopback port, until killed.
+async fn serve(args: &[String]) -> Result<(), String> {
+    let [slug, threads, redis_url] = args else {
+        return Err("serve SYSTEM THREADS REDIS_URL".into());
+    };
+    let system = System::from_slug(slug).ok_or(format!("unknown system {slug}"))?;
+    let threads: usize = threads.parse().map_err(|_| "threads: a number")?;
+    let redis_url = redis_url.clone();
+    // The server gets its own runtime with a fixed number of workers, apart from the
+    // current-thread runtime `main` started on.
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads.max(1))
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        runtime.block_on(async move {
+            let app = system.app(&redis_url).await?;
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .map_err(|e| e.to_string())?;
+            println!("listening {}", listener.local_addr().map_err(|e| e.to_string())?);
+            axum::serve(listener, app).await.map_err(|e| e.to_string())
+        })
+    })
+    .join()
+    .map_err(|_| "server thread panicked".to_owned())?
+}
+
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+}
+
+async fn start(system: System, options: &Options) -> Result<Server, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut child = Command::new(exe)
+        .args(["serve", system.slug(), &options.server_threads.to_string(), &options.redis_url])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .map_err(|_| format!("{} did not start", system.name()))?
+        .map_err(|e| e.to_string())?
+        .ok_or(format!("{} exited", system.name()))?;
+    let addr = line
+        .strip_prefix("listening ")
+        .and_then(|a| a.parse().ok())
+        .ok_or(format!("unexpected line {line:?}"))?;
+    Ok(Server { child, addr })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Case {
+    system: usize,
+    shared: bool,
+    write: bool,
+}
+
+#[derive(Default)]
+struct Samples {
+    rps: Vec<f64>,
+    p50: Vec<f64>,
+    p99: Vec<f64>,
+    cpu_us: Vec<f64>,
+    redis_cmds: Vec<f64>,
+    errors: u64,
+}
+
+fn redis_host_port(url: &str) -> (String, u16) {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    match authority.rsplit_once(':') {
+        Some((h, p)) => (h.to_owned(), p.parse().unwrap_or(6379)),
+        None => (authority.to_owned(), 6379),
+    }
+}
+
+async fn bench(options: Options) -> Result<(), String> {
+    let (redis_host, redis_port) = redis_host_port(&options.redis_url);
+    let mut servers = Vec::new();
+    for &system in &options.systems {
+        servers.push(start(system, &options).await?);
+    }
+    let duration = Duration::from_secs_f64(options.seconds);
+    eprintln!(
+        "bench: {} systems, {} rounds of {:.1} s per case, {} connections, {} server thread(s)",
+        options.systems.len(),
+        options.rounds,
+        options.seconds,
+        options.connections,
+        options.server_threads
+    );
+    // Warm-up: every system once, unmeasured.
+    for server in &servers {
+        load::run(server.addr, "/write", options.connections, duration / 2, false, None).await?;
+    }
+    let mut samples: BTreeMap<Case, Samples> = BTreeMap::new();
+    for round in 0..options.rounds {
+        eprintln!("bench: round {}/{}", round + 1, options.rounds);
+        // Rotate the order every round, so no system always runs first or last.
+        let n = servers.len();
+        for k in 0..n {
+            let i = (k + round) % n;
+            let system = options.systems[i];
+            for (shared, write) in [(false, false), (false, true), (true, false), (true, true)] {
+                let pid = servers[i].child.id().ok_or("server exited")?;
+                let redis_before = system
+                    .uses_redis()
+                    .then(|| probe::redis_commands(&redis_host, redis_port))
+                    .transpose()?;
+                let path = if write { "/write" } else { "/read" };
+                let addr = servers[i].addr;
+                let conns = options.connections;
+                let out = load::run(addr, path, conns, duration, shared, None).await?;
+                let s = samples.entry(Case { system: i, shared, write }).or_default();
+                let measured = out.requests.max(1) as f64;
+                s.rps.push(out.rps());
+                s.p50.push(out.quantile_us(0.5));
+                s.p99.push(out.quantile_us(0.99));
+                s.errors += out.errors;
+                if let Some(before) = redis_before {
+                    let after = probe::redis_commands(&redis_host, redis_port)?;
+                    // Setting up the sessions took one request per session.
+                    let setup = if shared { 1 } else { conns } as f64;
+                    s.redis_cmds.push((after - before) as f64 / (measured + setup));
+                }
+                // CPU per request at one fixed rate for every system. The set-up requests
+                // are counted too: they are `connections` among many thousands.
+                let cpu_before = probe::cpu_us(pid)?;
+                let paced = load::run(addr, path, conns, duration, shared, Some(options.paced_rate))
+                    .await?;
+                let cpu = probe::cpu_us(pid)? - cpu_before;
+                s.cpu_us.push(cpu / paced.requests.max(1) as f64);
+                s.errors += paced.errors;
+            }
+        }
+    }
+    drop(servers);
+    print_report(&options, &samples);
+    footprint_report(&options).await
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let m = v.len() / 2;
+    if v.len() % 2 == 0 { (v[m - 1] + v[m]) / 2.0 } else { v[m] }
+}
+
+fn range(v: &[f64]) -> (f64, f64) {
+    let min = v.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    (min, max)
+}
+
+fn print_report(options: &Options, samples: &BTreeMap<Case, Samples>) {
+    println!(
+        "\n{} rounds x {:.1} s per case, {} connections, server on {} thread(s); medians, \
+         request rate with its [min-max] over rounds. Rate and latency at full load; server CPU \
+         per request at a paced {:.0} req/s.\n",
+        options.rounds,
+        options.seconds,
+        options.connections,
+        options.server_threads,
+        options.paced_rate
+    );
+    println!(
+        "| system | shape | route | req/s | p50 µs | p99 µs | server CPU µs/req | Redis cmds/req | vs peer | vs bare |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    let find = |system: System, shared: bool, write: bool| {
+        let i = options.systems.iter().position(|s| *s == system)?;
+        samples.get(&Case { system: i, shared, write })
+    };
+    for (case, s) in samples {
+        let system = options.systems[case.system];
+        let rps = median(&s.rps);
+        let (lo, hi) = range(&s.rps);
+        let ratio = |other: Option<&Samples>| {
+            other.map_or("".to_owned(), |o| format!("{:.2}x", rps / median(&o.rps)))
+        };
+        let peer = system.peer().and_then(|p| find(p, case.shared, case.write));
+        let bare = system
+            .has_sessions()
+            .then(|| find(System::Bare, case.shared, case.write))
+            .flatten();
+        let cmds = if s.redis_cmds.is_empty() {
+            String::new()
+        } else {
+            format!("{:.2}", median(&s.redis_cmds))
+        };
+        let errors = if s.errors > 0 { format!(" ({} errors)", s.errors) } else { String::new() };
+        println!(
+            "| {} | {} | {} | {:.0} [{:.0}-{:.0}]{} | {:.0} | {:.0} | {:.1} | {} | {} | {} |",
+            system.name(),
+            if case.shared { "one shared session" } else { "session per connection" },
+            if case.write { "write" } else { "read" },
+            rps,
+            lo,
+            hi,
+            errors,
+            median(&s.p50),
+            median(&s.p99),
+            median(&s.cpu_us),
+            cmds,
+            ratio(peer),
+            ratio(bare),
+        );
+    }
+    // The overhead target is stated as CPU per read over bare axum.
+    if let (Some(ours), Some(bare)) = (
+        find(System::SessionwareMemory, false, false),
+        find(System::Bare, false, false),
+    ) {
+        println!(
+            "\nsessionware memory, read, session per connection: {:.2} µs server CPU per request \
+             over bare axum",
+            median(&ours.cpu_us) - median(&bare.cpu_us)
+        );
+    }
+}
+
+async fn footprint_report(options: &Options) -> Result<(), String> {
+    if options.footprint.is_empty() {
+        return Ok(());
+    }
+    println!("\n| memory store sessions | bytes per session | beyond its 11-byte JSON | one sweep of all, ms |");
+    println!("|---|---|---|---|");
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    for &n in &options.footprint {
+        // A fresh process per size, so one measurement's allocations do not hide the next's.
+        let output = Command::new(&exe)
+            .args(["footprint-one", &n.to_string()])
+            .output()
+            .await
+            .map_err(|e| e.to_string())?;
+        if !output.status.success() {
+            return Err(String::from_utf8_lossy(&output.stderr).into_owned());
+        }
+        let line = String::from_utf8_lossy(&output.stdout);
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if let [n, per, beyond, sweep] = f[..] {
+            println!("| {n} | {per} | {beyond} | {sweep} |");
+        }
+    }
+    Ok(())
+}

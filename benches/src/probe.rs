@@ -1,0 +1,53 @@
+//! What the benchmark reads from outside the servers: their CPU time from `/proc`, and the
+//! commands Redis executed from `INFO commandstats` (through `redis-cli`).
+
+use std::process::Command;
+
+/// CPU time the process `pid` has used so far, in microseconds: the sum over its threads of
+/// the scheduler's nanosecond count (`/proc/<pid>/task/*/schedstat`), far finer than the
+/// 10 ms ticks of `/proc/<pid>/stat`.
+pub(crate) fn cpu_us(pid: u32) -> Result<f64, String> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).map_err(|e| e.to_string())?;
+    let mut ns = 0u64;
+    for task in tasks.flatten() {
+        // A thread may end between the listing and the read; it then counts no more.
+        let Ok(stat) = std::fs::read_to_string(task.path().join("schedstat")) else {
+            continue;
+        };
+        ns += stat
+            .split_whitespace()
+            .next()
+            .and_then(|f| f.parse::<u64>().ok())
+            .ok_or("bad schedstat")?;
+    }
+    Ok(ns as f64 / 1e3)
+}
+
+/// Commands Redis has executed so far, other than the `INFO` calls that read this.
+pub(crate) fn redis_commands(host: &str, port: u16) -> Result<u64, String> {
+    let output = Command::new("redis-cli")
+        .args(["-h", host, "-p", &port.to_string(), "info", "commandstats"])
+        .output()
+        .map_err(|e| format!("redis-cli: {e}"))?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    Ok(text
+        .lines()
+        .filter_map(|line| line.strip_prefix("cmdstat_"))
+        .filter(|line| !line.starts_with("info:"))
+        .filter_map(|line| {
+            let calls = line.split_once("calls=")?.1;
+            calls.split(',').next()?.parse::<u64>().ok()
+        })
+        .sum())
+}
+
+/// Resident memory of this process, in bytes.
+pub(crate) fn rss_bytes() -> Result<u64, String> {
+    let statm = std::fs::read_to_string("/proc/self/statm").map_err(|e| e.to_string())?;
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .ok_or("bad /proc/self/statm")?;
+    Ok(pages * 4096)
+}

@@ -1,0 +1,139 @@
+//! The servers under test. Every one answers the same two routes on the same session key:
+//! `GET /read` (the count, inserting 0 when missing) and `GET /write` (increment it).
+
+use axum::Router;
+use axum::routing::get;
+use sessionware::{Key, Session, SessionLayer};
+
+/// A system the benchmark can start, by the name used on the command line and in the report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum System {
+    Bare,
+    SessionwareMemory,
+    TowerSessionsMemory,
+    TowerSessionsRedis,
+}
+
+impl System {
+    pub(crate) const ALL: &[System] = &[
+        System::Bare,
+        System::SessionwareMemory,
+        System::TowerSessionsMemory,
+        System::TowerSessionsRedis,
+    ];
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            System::Bare => "axum (no sessions)",
+            System::SessionwareMemory => "sessionware memory",
+            System::TowerSessionsMemory => "tower-sessions memory",
+            System::TowerSessionsRedis => "tower-sessions redis",
+        }
+    }
+
+    pub(crate) fn slug(self) -> &'static str {
+        match self {
+            System::Bare => "bare",
+            System::SessionwareMemory => "sessionware-memory",
+            System::TowerSessionsMemory => "tower-sessions-memory",
+            System::TowerSessionsRedis => "tower-sessions-redis",
+        }
+    }
+
+    pub(crate) fn from_slug(slug: &str) -> Option<System> {
+        System::ALL.iter().copied().find(|s| s.slug() == slug)
+    }
+
+    /// The system ours is compared with, for the ratio column.
+    pub(crate) fn peer(self) -> Option<System> {
+        match self {
+            System::SessionwareMemory => Some(System::TowerSessionsMemory),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn uses_redis(self) -> bool {
+        matches!(self, System::TowerSessionsRedis)
+    }
+
+    pub(crate) fn has_sessions(self) -> bool {
+        self != System::Bare
+    }
+
+    pub(crate) async fn app(self, redis_url: &str) -> Result<Router, String> {
+        Ok(match self {
+            System::Bare => bare(),
+            System::SessionwareMemory => {
+                sessionware(SessionLayer::new(sessionware_memory::MemoryStore::new()))
+            }
+            System::TowerSessionsMemory => {
+                tower_sessions_app(tower_sessions::MemoryStore::default())
+            }
+            System::TowerSessionsRedis => {
+                use tower_sessions_redis_store::fred::prelude::*;
+                let config = Config::from_url(redis_url).map_err(|e| e.to_string())?;
+                let pool = Pool::new(config, None, None, None, 4).map_err(|e| e.to_string())?;
+                pool.init().await.map_err(|e| e.to_string())?;
+                tower_sessions_app(tower_sessions_redis_store::RedisStore::new(pool))
+            }
+        })
+    }
+}
+
+/// The floor: the same routes with a counter that lives nowhere.
+fn bare() -> Router {
+    Router::new()
+        .route("/read", get(|| async { "0" }))
+        .route("/write", get(|| async { "1" }))
+}
+
+fn sessionware(layer: SessionLayer) -> Router {
+    async fn read(session: Session) -> Result<String, sessionware::Error> {
+        let n = match session.get::<u64>("count")? {
+            Some(n) => n,
+            None => {
+                session.insert("count", 0u64)?;
+                0
+            }
+        };
+        Ok(n.to_string())
+    }
+    async fn write(session: Session) -> Result<String, sessionware::Error> {
+        let n = session.get::<u64>("count")?.unwrap_or(0) + 1;
+        session.insert("count", n)?;
+        Ok(n.to_string())
+    }
+    let key = Key::from_bytes(&[7; 32]).unwrap_or_else(|_| unreachable!("32 bytes is a key"));
+    Router::new()
+        .route("/read", get(read))
+        .route("/write", get(write))
+        .layer(layer.with_signing_key(key))
+}
+
+fn tower_sessions_app<S>(store: S) -> Router
+where
+    S: tower_sessions::SessionStore + Clone,
+{
+    use tower_sessions::{Session, SessionManagerLayer};
+    async fn read(session: Session) -> Result<String, http::StatusCode> {
+        let err = |_| http::StatusCode::INTERNAL_SERVER_ERROR;
+        let n = match session.get::<u64>("count").await.map_err(err)? {
+            Some(n) => n,
+            None => {
+                session.insert("count", 0u64).await.map_err(err)?;
+                0
+            }
+        };
+        Ok(n.to_string())
+    }
+    async fn write(session: Session) -> Result<String, http::StatusCode> {
+        let err = |_| http::StatusCode::INTERNAL_SERVER_ERROR;
+        let n = session.get::<u64>("count").await.map_err(err)?.unwrap_or(0) + 1;
+        session.insert("count", n).await.map_err(err)?;
+        Ok(n.to_string())
+    }
+    Router::new()
+        .route("/read", get(read))
+        .route("/write", get(write))
+        .layer(SessionManagerLayer::new(store))
+}

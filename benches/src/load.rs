@@ -73,7 +73,11 @@ async fn send(conn: &mut Conn, path: &str) -> Result<bool, String> {
     {
         conn.cookie = set.split(';').next().map(str::to_owned);
     }
-    response.into_body().collect().await.map_err(|e| e.to_string())?;
+    response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?;
     Ok(ok)
 }
 

@@ -135,7 +135,10 @@ async fn serve(args: &[String]) -> Result<(), String> {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
                 .await
                 .map_err(|e| e.to_string())?;
-            println!("listening {}", listener.local_addr().map_err(|e| e.to_string())?);
+            println!(
+                "listening {}",
+                listener.local_addr().map_err(|e| e.to_string())?
+            );
             axum::serve(listener, app).await.map_err(|e| e.to_string())
         })
     })
@@ -151,7 +154,12 @@ struct Server {
 async fn start(system: System, options: &Options) -> Result<Server, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let mut child = Command::new(exe)
-        .args(["serve", system.slug(), &options.server_threads.to_string(), &options.redis_url])
+        .args([
+            "serve",
+            system.slug(),
+            &options.server_threads.to_string(),
+            &options.redis_url,
+        ])
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -214,7 +222,15 @@ async fn bench(options: Options) -> Result<(), String> {
     );
     // Warm-up: every system once, unmeasured.
     for server in &servers {
-        load::run(server.addr, "/write", options.connections, duration / 2, false, None).await?;
+        load::run(
+            server.addr,
+            "/write",
+            options.connections,
+            duration / 2,
+            false,
+            None,
+        )
+        .await?;
     }
     let mut samples: BTreeMap<Case, Samples> = BTreeMap::new();
     for round in 0..options.rounds {
@@ -234,7 +250,13 @@ async fn bench(options: Options) -> Result<(), String> {
                 let addr = servers[i].addr;
                 let conns = options.connections;
                 let out = load::run(addr, path, conns, duration, shared, None).await?;
-                let s = samples.entry(Case { system: i, shared, write }).or_default();
+                let s = samples
+                    .entry(Case {
+                        system: i,
+                        shared,
+                        write,
+                    })
+                    .or_default();
                 let measured = out.requests.max(1) as f64;
                 s.rps.push(out.rps());
                 s.p50.push(out.quantile_us(0.5));
@@ -244,13 +266,21 @@ async fn bench(options: Options) -> Result<(), String> {
                     let after = probe::redis_commands(&redis_host, redis_port)?;
                     // Setting up the sessions took one request per session.
                     let setup = if shared { 1 } else { conns } as f64;
-                    s.redis_cmds.push((after - before) as f64 / (measured + setup));
+                    s.redis_cmds
+                        .push((after - before) as f64 / (measured + setup));
                 }
                 // CPU per request at one fixed rate for every system. The set-up requests
                 // are counted too: they are `connections` among many thousands.
                 let cpu_before = probe::cpu_us(pid)?;
-                let paced = load::run(addr, path, conns, duration, shared, Some(options.paced_rate))
-                    .await?;
+                let paced = load::run(
+                    addr,
+                    path,
+                    conns,
+                    duration,
+                    shared,
+                    Some(options.paced_rate),
+                )
+                .await?;
                 let cpu = probe::cpu_us(pid)? - cpu_before;
                 s.cpu_us.push(cpu / paced.requests.max(1) as f64);
                 s.errors += paced.errors;
@@ -269,7 +299,11 @@ fn median(v: &[f64]) -> f64 {
         return f64::NAN;
     }
     let m = v.len() / 2;
-    if v.len() % 2 == 0 { (v[m - 1] + v[m]) / 2.0 } else { v[m] }
+    if v.len() % 2 == 0 {
+        (v[m - 1] + v[m]) / 2.0
+    } else {
+        v[m]
+    }
 }
 
 fn range(v: &[f64]) -> (f64, f64) {
@@ -295,7 +329,11 @@ fn print_report(options: &Options, samples: &BTreeMap<Case, Samples>) {
     println!("|---|---|---|---|---|---|---|---|---|---|");
     let find = |system: System, shared: bool, write: bool| {
         let i = options.systems.iter().position(|s| *s == system)?;
-        samples.get(&Case { system: i, shared, write })
+        samples.get(&Case {
+            system: i,
+            shared,
+            write,
+        })
     };
     for (case, s) in samples {
         let system = options.systems[case.system];
@@ -314,11 +352,19 @@ fn print_report(options: &Options, samples: &BTreeMap<Case, Samples>) {
         } else {
             format!("{:.2}", median(&s.redis_cmds))
         };
-        let errors = if s.errors > 0 { format!(" ({} errors)", s.errors) } else { String::new() };
+        let errors = if s.errors > 0 {
+            format!(" ({} errors)", s.errors)
+        } else {
+            String::new()
+        };
         println!(
             "| {} | {} | {} | {:.0} [{:.0}-{:.0}]{} | {:.0} | {:.0} | {:.1} | {} | {} | {} |",
             system.name(),
-            if case.shared { "one shared session" } else { "session per connection" },
+            if case.shared {
+                "one shared session"
+            } else {
+                "session per connection"
+            },
             if case.write { "write" } else { "read" },
             rps,
             lo,
@@ -349,7 +395,9 @@ async fn footprint_report(options: &Options) -> Result<(), String> {
     if options.footprint.is_empty() {
         return Ok(());
     }
-    println!("\n| memory store sessions | bytes per session | beyond its 11-byte JSON | one sweep of all, ms |");
+    println!(
+        "\n| memory store sessions | bytes per session | beyond its 11-byte JSON | one sweep of all, ms |"
+    );
     println!("|---|---|---|---|");
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     for &n in &options.footprint {

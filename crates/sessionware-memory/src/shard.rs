@@ -32,12 +32,14 @@ pub(crate) fn key(id: &SessionId) -> u128 {
     u128::from_le_bytes(*id.as_bytes())
 }
 
-/// A stored session, kept compact: times as Unix milliseconds, data as one JSON object.
+/// A stored session, kept compact: times as Unix milliseconds, and the user and the data (one
+/// JSON object) packed into one allocation, so a map bucket is 48 bytes.
 pub(crate) struct Entry {
     pub(crate) created_ms: i64,
     pub(crate) expires_ms: i64,
-    pub(crate) user: Option<Box<str>>,
-    pub(crate) data: Box<str>,
+    /// `[0]` then the JSON for no user; `[1]`, the user's length (u32 LE), the user, then the
+    /// JSON for a bound session.
+    blob: Box<[u8]>,
 }
 
 impl Entry {
@@ -45,16 +47,16 @@ impl Entry {
         Ok(Self {
             created_ms: to_ms(record.created_at),
             expires_ms: to_ms(record.expires_at),
-            user: record.user.as_deref().map(Box::from),
-            data: encode_data(&record.data)?,
+            blob: pack(record.user.as_deref(), &encode_data(&record.data)?),
         })
     }
 
     pub(crate) fn decode(&self, id: SessionId) -> Result<Record, Error> {
+        let (user, data) = self.unpack()?;
         Ok(Record {
             id,
-            data: decode_data(&self.data)?,
-            user: self.user.as_deref().map(String::from),
+            data: decode_data(data)?,
+            user: user.map(String::from),
             created_at: from_ms(self.created_ms),
             expires_at: from_ms(self.expires_ms),
         })
@@ -63,12 +65,56 @@ impl Entry {
     pub(crate) fn is_live(&self, now_ms: i64) -> bool {
         self.expires_ms > now_ms
     }
+
+    pub(crate) fn unpack(&self) -> Result<(Option<&str>, &str), Error> {
+        match self.blob.split_first() {
+            Some((0, data)) => Ok((None, text(data)?)),
+            Some((1, rest)) if rest.len() >= 4 => {
+                let (len, rest) = rest.split_at(4);
+                let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
+                let (user, data) = rest
+                    .split_at_checked(len)
+                    .ok_or_else(|| Error::corrupt("user"))?;
+                Ok((Some(text(user)?), text(data)?))
+            }
+            _ => Err(Error::corrupt("bad entry header")),
+        }
+    }
+
+    /// Replaces the user, the data, or both.
+    pub(crate) fn repack(
+        &mut self,
+        user: Option<Option<&str>>,
+        data: Option<&str>,
+    ) -> Result<(), Error> {
+        let (old_user, old_data) = self.unpack()?;
+        let blob = pack(user.unwrap_or(old_user), data.unwrap_or(old_data));
+        self.blob = blob;
+        Ok(())
+    }
 }
 
-pub(crate) fn encode_data(data: &Data) -> Result<Box<str>, Error> {
-    serde_json::to_string(data)
-        .map(String::into_boxed_str)
-        .map_err(Error::Encode)
+fn text(bytes: &[u8]) -> Result<&str, Error> {
+    std::str::from_utf8(bytes).map_err(Error::corrupt)
+}
+
+fn pack(user: Option<&str>, data: &str) -> Box<[u8]> {
+    let mut blob = Vec::with_capacity(1 + user.map_or(0, |u| 4 + u.len()) + data.len());
+    match user {
+        None => blob.push(0),
+        Some(user) => {
+            blob.push(1);
+            // Users are application ids; one over 4 GiB is not a case worth a branch.
+            blob.extend_from_slice(&(user.len() as u32).to_le_bytes());
+            blob.extend_from_slice(user.as_bytes());
+        }
+    }
+    blob.extend_from_slice(data.as_bytes());
+    blob.into_boxed_slice()
+}
+
+pub(crate) fn encode_data(data: &Data) -> Result<String, Error> {
+    serde_json::to_string(data).map_err(Error::Encode)
 }
 
 pub(crate) fn decode_data(text: &str) -> Result<Data, Error> {

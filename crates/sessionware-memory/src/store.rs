@@ -182,7 +182,8 @@ impl MemoryStore {
     #[cfg(test)]
     pub(crate) fn corrupt(&self, id: &SessionId) {
         if let Some(e) = self.shard(id).lock().get_mut(&shard::key(id)) {
-            e.data = "{not json".into();
+            e.repack(None, Some("{not json"))
+                .expect("an entry the store wrote unpacks");
         }
     }
 }
@@ -285,17 +286,19 @@ impl SessionStore for MemoryStore {
         else {
             return Ok(false);
         };
-        if changes.is_clear() || changes.keys().len() > 0 {
+        let data = if changes.is_clear() || changes.keys().len() > 0 {
             let mut data = if changes.is_clear() {
                 Default::default()
             } else {
-                shard::decode_data(&e.data)?
+                shard::decode_data(e.unpack()?.1)?
             };
             changes.apply_to(&mut data);
-            e.data = shard::encode_data(&data)?;
-        }
-        if let Some(user) = changes.user() {
-            e.user = user.map(Box::from);
+            Some(shard::encode_data(&data)?)
+        } else {
+            None
+        };
+        if data.is_some() || changes.user().is_some() {
+            e.repack(changes.user(), data.as_deref())?;
         }
         e.expires_ms = to_ms(changes.expires_at());
         Ok(true)

@@ -35,6 +35,10 @@ pub struct Loaded {
 /// - [`touch`](Self::touch) moves the deadline without rewriting the data, under the same
 ///   no-resurrection rule.
 /// - [`delete`](Self::delete) is idempotent.
+/// - [`list_user`](Self::list_user) returns exactly the live sessions bound to a user, from an
+///   index the store keeps (never a scan of every session), and
+///   [`delete_user`](Self::delete_user) ends them. The index never grows without bound: entries
+///   of sessions that expired or were deleted are pruned.
 pub trait SessionStore: Send + Sync + 'static {
     /// Stores a new record under `record.id`, or under a fresh id if that one is taken.
     /// Returns the id used.
@@ -101,6 +105,22 @@ pub trait SessionStore: Send + Sync + 'static {
 
     /// Deletes the session `id`; deleting one that does not exist is not an error.
     fn delete(&self, id: &SessionId) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// The live sessions bound to `user`, in no particular order.
+    fn list_user(
+        &self,
+        user: &str,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<Vec<Record>, Error>> + Send;
+
+    /// Deletes every session bound to `user` except `keep`; returns how many live sessions it
+    /// ended.
+    fn delete_user(
+        &self,
+        user: &str,
+        keep: Option<&SessionId>,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<usize, Error>> + Send;
 }
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -129,6 +149,17 @@ pub trait DynSessionStore: Send + Sync + 'static {
         now: OffsetDateTime,
     ) -> BoxFuture<'a, Result<bool, Error>>;
     fn delete<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<(), Error>>;
+    fn list_user<'a>(
+        &'a self,
+        user: &'a str,
+        now: OffsetDateTime,
+    ) -> BoxFuture<'a, Result<Vec<Record>, Error>>;
+    fn delete_user<'a>(
+        &'a self,
+        user: &'a str,
+        keep: Option<&'a SessionId>,
+        now: OffsetDateTime,
+    ) -> BoxFuture<'a, Result<usize, Error>>;
 }
 
 impl<S: SessionStore> DynSessionStore for S {
@@ -161,6 +192,21 @@ impl<S: SessionStore> DynSessionStore for S {
     }
     fn delete<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<(), Error>> {
         Box::pin(SessionStore::delete(self, id))
+    }
+    fn list_user<'a>(
+        &'a self,
+        user: &'a str,
+        now: OffsetDateTime,
+    ) -> BoxFuture<'a, Result<Vec<Record>, Error>> {
+        Box::pin(SessionStore::list_user(self, user, now))
+    }
+    fn delete_user<'a>(
+        &'a self,
+        user: &'a str,
+        keep: Option<&'a SessionId>,
+        now: OffsetDateTime,
+    ) -> BoxFuture<'a, Result<usize, Error>> {
+        Box::pin(SessionStore::delete_user(self, user, keep, now))
     }
 }
 
@@ -202,5 +248,20 @@ impl<S: SessionStore> SessionStore for Arc<S> {
     }
     fn delete(&self, id: &SessionId) -> impl Future<Output = Result<(), Error>> + Send {
         S::delete(self, id)
+    }
+    fn list_user(
+        &self,
+        user: &str,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<Vec<Record>, Error>> + Send {
+        S::list_user(self, user, now)
+    }
+    fn delete_user(
+        &self,
+        user: &str,
+        keep: Option<&SessionId>,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<usize, Error>> + Send {
+        S::delete_user(self, user, keep, now)
     }
 }

@@ -47,6 +47,7 @@ where
     concurrent_changes(store).await;
     no_resurrection(store).await;
     user_binding(store).await;
+    user_index(store).await;
     corrupt_record(store, corrupt).await;
 }
 
@@ -426,6 +427,119 @@ async fn user_binding<S: SessionStore>(store: &S) {
     );
     store.delete(&rec.id).await.expect("delete");
     store.delete(&bound.id).await.expect("delete");
+}
+
+async fn user_index<S: SessionStore>(store: &S) {
+    let t0 = now();
+    // A user name of its own, so stores shared with other tests list only these sessions.
+    let user = format!("conformance-{}", SessionId::generate().expect("random id"));
+    let other = format!("{user}-other");
+    let bound = |lives: Duration, who: &str| {
+        let mut r = record(json!({"k": 1}), t0, lives);
+        r.user = Some(who.to_owned());
+        r
+    };
+    let ids_of = |records: Vec<Record>| {
+        let mut ids: Vec<SessionId> = records.into_iter().map(|r| r.id).collect();
+        ids.sort();
+        ids
+    };
+    let sorted = |mut ids: Vec<SessionId>| {
+        ids.sort();
+        ids
+    };
+    let list = |at: OffsetDateTime| {
+        let user = user.clone();
+        async move { store.list_user(&user, at).await.expect("list_user") }
+    };
+
+    let mut a = bound(Duration::minutes(5), &user);
+    let mut b = bound(Duration::minutes(30), &user);
+    let mut c = bound(Duration::minutes(30), &user);
+    let mut theirs = bound(Duration::minutes(30), &other);
+    let mut anonymous = record(json!({"k": 1}), t0, Duration::minutes(30));
+    for r in [&mut a, &mut b, &mut c, &mut theirs, &mut anonymous] {
+        create(store, r).await;
+    }
+    let listed = list(t0).await;
+    assert!(
+        listed
+            .iter()
+            .all(|r| r.user.as_deref() == Some(user.as_str()) && r.data == a.data),
+        "user_index: listed records are whole and bound to the user"
+    );
+    assert_eq!(
+        ids_of(listed),
+        sorted(vec![a.id, b.id, c.id]),
+        "user_index: the user's sessions"
+    );
+    assert_eq!(
+        ids_of(list(t0 + Duration::minutes(5)).await),
+        sorted(vec![b.id, c.id]),
+        "user_index: an expired session is not listed"
+    );
+
+    // Binding through `apply` joins the index; unbinding and deleting leave it.
+    let mut bind = ChangeSet::new(t0 + Duration::minutes(30));
+    bind.bind_user(Some(user.clone()));
+    assert!(store.apply(&anonymous.id, &bind, t0).await.expect("apply"));
+    let mut unbind = ChangeSet::new(t0 + Duration::minutes(30));
+    unbind.bind_user(Some(other.clone()));
+    assert!(store.apply(&c.id, &unbind, t0).await.expect("apply"));
+    store.delete(&b.id).await.expect("delete");
+    assert_eq!(
+        ids_of(list(t0).await),
+        sorted(vec![a.id, anonymous.id]),
+        "user_index: follows apply and delete"
+    );
+
+    // Everything but the current session ("after a password change").
+    let mut d = bound(Duration::minutes(30), &user);
+    create(store, &mut d).await;
+    let ended = store
+        .delete_user(&user, Some(&d.id), t0)
+        .await
+        .expect("delete_user");
+    assert_eq!(ended, 2, "user_index: delete_user ends the others");
+    assert_eq!(
+        ids_of(list(t0).await),
+        vec![d.id],
+        "user_index: keep survives"
+    );
+    assert_eq!(
+        load(store, &a.id, t0).await,
+        None,
+        "user_index: deleted for real"
+    );
+    assert!(
+        load(store, &theirs.id, t0).await.is_some(),
+        "user_index: other users untouched"
+    );
+
+    // Everything ("log out everywhere").
+    assert_eq!(
+        store
+            .delete_user(&user, None, t0)
+            .await
+            .expect("delete_user"),
+        1
+    );
+    assert_eq!(list(t0).await, Vec::new(), "user_index: nothing left");
+    assert_eq!(load(store, &d.id, t0).await, None);
+    assert_eq!(
+        store
+            .delete_user(&user, None, t0)
+            .await
+            .expect("delete_user"),
+        0
+    );
+
+    store
+        .delete_user(&other, None, t0)
+        .await
+        .expect("delete_user");
+    assert_eq!(load(store, &theirs.id, t0).await, None);
+    assert_eq!(load(store, &c.id, t0).await, None);
 }
 
 async fn corrupt_record<S, F, Fut>(store: &S, corrupt: F)

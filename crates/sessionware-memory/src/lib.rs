@@ -20,6 +20,9 @@
 //! stays cheap at a million sessions: the evicted session is among the oldest, not always the
 //! very oldest.
 //!
+//! Sessions bound to a user are also indexed by user (a second, smaller sharded map), so
+//! listing or revoking a user's sessions looks at that user's sessions only.
+//!
 //! Expired sessions are never returned. A background task (started when the store is built
 //! inside a Tokio runtime) removes them every sweep interval, and stops when the last clone
 //! of the store is dropped.
@@ -34,5 +37,6 @@ mod shard;
 mod store;
 #[cfg(test)]
 mod tests;
+mod users;
 
 pub use store::{MemoryStore, MemoryStoreBuilder};

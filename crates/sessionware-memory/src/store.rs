@@ -9,6 +9,7 @@ use sessionware_core::{
 use tokio::sync::oneshot;
 
 use crate::shard::{self, Entry, Shard, to_ms};
+use crate::users::Users;
 
 const SHARDS: usize = 64;
 
@@ -22,6 +23,7 @@ pub struct MemoryStore {
 
 struct Inner {
     shards: Box<[Shard]>,
+    users: Users,
     /// Entries held, live or not yet swept.
     held: AtomicUsize,
     capacity: usize,
@@ -72,6 +74,7 @@ impl MemoryStoreBuilder {
         let store = MemoryStore {
             inner: Arc::new(Inner {
                 shards: (0..SHARDS).map(|_| Shard::new()).collect(),
+                users: Users::new(),
                 held: AtomicUsize::new(0),
                 capacity: self.capacity,
                 clock: self.clock,
@@ -155,14 +158,28 @@ impl MemoryStore {
         &self.inner.shards[self.shard_index(id)]
     }
 
+    /// Removes the entry `id` if `pred` holds for it, index entry included.
+    fn remove_if(&self, id: &SessionId, pred: impl FnOnce(&Entry) -> bool) -> Option<Entry> {
+        let k = shard::key(id);
+        let mut map = self.shard(id).lock();
+        if !map.get(&k).is_some_and(pred) {
+            return None;
+        }
+        let entry = map.remove(&k)?;
+        entry.unindex(&self.inner.users, k);
+        self.inner.held.fetch_sub(1, Ordering::Relaxed);
+        Some(entry)
+    }
+
     /// Frees one place at least: the expired sessions of the first shard (from `start` on) that
     /// has any, or else that shard's session with the earliest deadline. One lock at a time, so
     /// two creates never wait on each other in a cycle.
     fn make_room(&self, start: usize, now_ms: i64) {
         for i in 0..SHARDS {
             let mut map = self.inner.shards[(start + i) % SHARDS].lock();
-            let mut freed = shard::drop_expired(&mut map, now_ms);
-            if freed == 0 && shard::evict_earliest(&mut map) {
+            let users = &self.inner.users;
+            let mut freed = shard::drop_expired(&mut map, users, now_ms);
+            if freed == 0 && shard::evict_earliest(&mut map, users) {
                 freed = 1;
             }
             if freed > 0 {
@@ -170,6 +187,12 @@ impl MemoryStore {
                 return;
             }
         }
+    }
+
+    /// Sessions in the per-user index.
+    #[cfg(test)]
+    pub(crate) fn indexed(&self) -> usize {
+        self.inner.users.indexed()
     }
 
     /// Entries held, live or not yet swept.
@@ -208,7 +231,7 @@ impl Inner {
         let now = to_ms(self.clock.now());
         let mut removed = 0;
         for shard in self.shards.iter() {
-            let n = shard::drop_expired(&mut shard.lock(), now);
+            let n = shard::drop_expired(&mut shard.lock(), &self.users, now);
             self.held.fetch_sub(n, Ordering::Relaxed);
             removed += n;
         }
@@ -232,6 +255,7 @@ impl SessionStore for MemoryStore {
                 id = SessionId::generate()?;
                 continue;
             }
+            entry.index(&self.inner.users, k);
             map.insert(k, entry);
             self.inner.held.fetch_add(1, Ordering::Relaxed);
             return Ok(id);
@@ -297,8 +321,13 @@ impl SessionStore for MemoryStore {
         } else {
             None
         };
-        if data.is_some() || changes.user().is_some() {
-            e.repack(changes.user(), data.as_deref())?;
+        if let Some(user) = changes.user() {
+            let k = shard::key(id);
+            e.unindex(&self.inner.users, k);
+            e.repack(Some(user), data.as_deref())?;
+            e.index(&self.inner.users, k);
+        } else if data.is_some() {
+            e.repack(None, data.as_deref())?;
         }
         e.expires_ms = to_ms(changes.expires_at());
         Ok(true)
@@ -324,9 +353,44 @@ impl SessionStore for MemoryStore {
     }
 
     async fn delete(&self, id: &SessionId) -> Result<(), Error> {
-        if self.shard(id).lock().remove(&shard::key(id)).is_some() {
-            self.inner.held.fetch_sub(1, Ordering::Relaxed);
-        }
+        self.remove_if(id, |_| true);
         Ok(())
+    }
+
+    async fn list_user(&self, user: &str, now: OffsetDateTime) -> Result<Vec<Record>, Error> {
+        let now = to_ms(now);
+        let mut records = Vec::new();
+        for k in self.inner.users.ids(user) {
+            let id = SessionId::from_bytes(k.to_le_bytes());
+            let map = self.shard(&id).lock();
+            if let Some(e) = map
+                .get(&k)
+                .filter(|e| e.is_live(now) && e.user() == Some(user))
+            {
+                records.push(e.decode(id)?);
+            }
+        }
+        Ok(records)
+    }
+
+    async fn delete_user(
+        &self,
+        user: &str,
+        keep: Option<&SessionId>,
+        now: OffsetDateTime,
+    ) -> Result<usize, Error> {
+        let now = to_ms(now);
+        let keep = keep.map(shard::key);
+        let mut ended = 0;
+        for k in self.inner.users.ids(user) {
+            if Some(k) == keep {
+                continue;
+            }
+            let id = SessionId::from_bytes(k.to_le_bytes());
+            if let Some(e) = self.remove_if(&id, |e| e.user() == Some(user)) {
+                ended += usize::from(e.is_live(now));
+            }
+        }
+        Ok(ended)
     }
 }

@@ -176,3 +176,23 @@ async fn concurrent_writers_on_one_session_lose_nothing() {
     assert_eq!(data.len(), 65);
     assert!((0..64).all(|i| data[&format!("k{i}")] == json!(i)));
 }
+
+#[tokio::test]
+async fn the_user_index_never_outgrows_the_live_sessions() {
+    let clock = ManualClock::new();
+    let store = MemoryStore::builder()
+        .capacity(50)
+        .sweep_interval(None)
+        .clock(clock.clone())
+        .build();
+    let now = clock.now();
+    for i in 0..200 {
+        let mut r = record(now, Duration::minutes(10 + i));
+        r.user = Some(format!("user-{}", i % 7));
+        store.create(&r).await.unwrap();
+    }
+    assert_eq!(store.indexed(), 50, "evicted sessions left the index");
+    clock.advance(Duration::days(1));
+    assert_eq!(store.sweep(), 50);
+    assert_eq!(store.indexed(), 0, "swept sessions left the index");
+}

@@ -190,6 +190,23 @@ impl SessionStore for Counting {
         self.count();
         self.store.delete(id).await
     }
+    async fn list_user(
+        &self,
+        user: &str,
+        now: OffsetDateTime,
+    ) -> Result<Vec<Record>, sessionware_core::Error> {
+        self.count();
+        self.store.list_user(user, now).await
+    }
+    async fn delete_user(
+        &self,
+        user: &str,
+        keep: Option<&SessionId>,
+        now: OffsetDateTime,
+    ) -> Result<usize, sessionware_core::Error> {
+        self.count();
+        self.store.delete_user(user, keep, now).await
+    }
 }
 
 #[tokio::test]
@@ -656,6 +673,21 @@ impl SessionStore for Down {
     async fn delete(&self, _: &SessionId) -> Result<(), sessionware_core::Error> {
         Err(down())
     }
+    async fn list_user(
+        &self,
+        _: &str,
+        _: OffsetDateTime,
+    ) -> Result<Vec<Record>, sessionware_core::Error> {
+        Err(down())
+    }
+    async fn delete_user(
+        &self,
+        _: &str,
+        _: Option<&SessionId>,
+        _: OffsetDateTime,
+    ) -> Result<usize, sessionware_core::Error> {
+        Err(down())
+    }
 }
 
 /// A store that never answers.
@@ -690,6 +722,21 @@ impl SessionStore for Stalled {
         std::future::pending().await
     }
     async fn delete(&self, _: &SessionId) -> Result<(), sessionware_core::Error> {
+        std::future::pending().await
+    }
+    async fn list_user(
+        &self,
+        _: &str,
+        _: OffsetDateTime,
+    ) -> Result<Vec<Record>, sessionware_core::Error> {
+        std::future::pending().await
+    }
+    async fn delete_user(
+        &self,
+        _: &str,
+        _: Option<&SessionId>,
+        _: OffsetDateTime,
+    ) -> Result<usize, sessionware_core::Error> {
         std::future::pending().await
     }
 }

@@ -13,11 +13,12 @@ use crate::shard::IdHasher;
 const SHARDS: usize = 16;
 
 type Ids = HashSet<u128, BuildHasherDefault<IdHasher>>;
+type Index = HashMap<Box<str>, Ids>;
 
 pub(crate) struct Users {
     /// User ids come from the application, perhaps from a client: hash them with a key.
     hasher: RandomState,
-    shards: Box<[Mutex<HashMap<Box<str>, Ids>>]>,
+    shards: Box<[Mutex<Index>]>,
 }
 
 impl Users {
@@ -28,7 +29,7 @@ impl Users {
         }
     }
 
-    fn shard(&self, user: &str) -> MutexGuard<'_, HashMap<Box<str>, Ids>> {
+    fn shard(&self, user: &str) -> MutexGuard<'_, Index> {
         let i = self.hasher.hash_one(user) as usize % SHARDS;
         // Every change here is one map operation: a poisoned lock holds consistent data.
         self.shards[i].lock().unwrap_or_else(|p| p.into_inner())

@@ -7,12 +7,12 @@ use sessionware_core::time::Duration;
 
 use crate::token::Keys;
 
-/// What the client presented.
+/// What the client presented, by cookie or header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Presented {
-    /// No session cookie.
+    /// No session token.
     Nothing,
-    /// A session cookie that does not verify.
+    /// A token that does not verify.
     Invalid,
     /// A verified id (the store may still not know it).
     Valid(SessionId),

@@ -36,6 +36,8 @@ pub enum Error {
     MissingLayer,
     /// A signing key that cannot be used; says why.
     InvalidKey(&'static str),
+    /// Text that is not a [`DeviceId`](crate::DeviceId) (from a form or URL).
+    InvalidDevice,
 }
 
 impl Error {
@@ -44,6 +46,7 @@ impl Error {
         match self {
             Self::Store(e) if e.is_unavailable() => StatusCode::SERVICE_UNAVAILABLE,
             Self::SessionGone => StatusCode::CONFLICT,
+            Self::InvalidDevice => StatusCode::BAD_REQUEST,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -62,6 +65,7 @@ impl fmt::Display for Error {
             Self::SessionGone => f.write_str("the session ended while this request was using it"),
             Self::MissingLayer => f.write_str("Session extracted on a route without SessionLayer"),
             Self::InvalidKey(why) => write!(f, "invalid signing key: {why}"),
+            Self::InvalidDevice => f.write_str("not a device id"),
         }
     }
 }
@@ -87,6 +91,7 @@ impl IntoResponse for Error {
         let body = match self.status() {
             StatusCode::SERVICE_UNAVAILABLE => "session store unavailable\n",
             StatusCode::CONFLICT => "session ended\n",
+            StatusCode::BAD_REQUEST => "bad device id\n",
             _ => match self {
                 Self::Store(_) => "session could not be read\n",
                 _ => "session error\n",

@@ -16,7 +16,9 @@ use tower_service::Service;
 
 use crate::cookie::CookieConfig;
 use crate::error::ErrorHandler;
+use crate::header::HeaderConfig;
 use crate::token::Keys;
+use crate::users::UserSessions;
 use crate::{Error, Key, Session};
 
 /// Adds sessions to every route below it: a [`Session`] extractor backed by `store`.
@@ -71,6 +73,11 @@ pub(crate) struct Shared {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) timeout: Duration,
     pub(crate) on_error: Option<ErrorHandler>,
+    /// The header transport, when API clients may send the token in a header.
+    pub(crate) header: Option<HeaderConfig>,
+    pub(crate) record_address: bool,
+    pub(crate) max_per_user: Option<usize>,
+    pub(crate) clear_site_data: bool,
     generated_key: bool,
 }
 
@@ -112,6 +119,10 @@ impl SessionLayer {
                 clock: Arc::new(SystemClock),
                 timeout: Duration::from_secs(5),
                 on_error: None,
+                header: None,
+                record_address: false,
+                max_per_user: None,
+                clear_site_data: false,
                 generated_key: true,
             },
         }
@@ -210,6 +221,56 @@ impl SessionLayer {
     pub fn with_store_timeout(mut self, timeout: Duration) -> Self {
         self.shared.timeout = timeout;
         self
+    }
+
+    /// Also accepts the token as `Authorization: Bearer <token>`, for API and mobile clients,
+    /// alongside the cookie: one layer, one store, one user index for a browser app and its
+    /// mobile client.
+    ///
+    /// A request that carries the header is a header client: its new or renewed tokens come
+    /// back in the `Session-Token` response header, never in a cookie, and an ended session
+    /// answers with an empty `Session-Token`. On first contact a client sends any bearer value
+    /// (`Authorization: Bearer new`); it is refused like a bad cookie, and the session the
+    /// request stores comes back in `Session-Token`. Requests without the header use the cookie.
+    pub fn with_bearer_tokens(mut self) -> Self {
+        self.shared.header = Some(HeaderConfig::bearer());
+        self
+    }
+
+    /// Like [`with_bearer_tokens`](Self::with_bearer_tokens), with the bare token in the header
+    /// `name` both ways (say `x-session-token`) instead of `Authorization: Bearer`.
+    pub fn with_token_header(mut self, name: http::HeaderName) -> Self {
+        self.shared.header = Some(HeaderConfig::named(name));
+        self
+    }
+
+    /// Records the client's IP address with the device facts at
+    /// [`login`](crate::Session::login) (off by default: an address is personal data). Needs
+    /// the server to provide it: `app.into_make_service_with_connect_info::<SocketAddr>()`.
+    pub fn with_client_address(mut self, record: bool) -> Self {
+        self.shared.record_address = record;
+        self
+    }
+
+    /// Caps the live sessions one user may have: a [`login`](crate::Session::login) beyond the
+    /// cap ends that user's oldest sessions (by creation). It costs the login one listing of
+    /// the user's sessions and a delete per session ended; other requests pay nothing.
+    pub fn with_max_sessions_per_user(mut self, max: usize) -> Self {
+        self.shared.max_per_user = Some(max.max(1));
+        self
+    }
+
+    /// Adds `Clear-Site-Data: "cookies"` to [`logout`](crate::Session::logout) responses, so
+    /// the browser also drops every other cookie of the site.
+    pub fn with_clear_site_data(mut self, enabled: bool) -> Self {
+        self.shared.clear_site_data = enabled;
+        self
+    }
+
+    /// Lists and revokes any user's sessions outside a request (an admin page, a password
+    /// reset), with this layer's store and settings.
+    pub fn users(&self) -> UserSessions {
+        UserSessions::new(Arc::new(self.shared.clone()))
     }
 
     /// Builds the response sent when the store fails (instead of the default short `503`),

@@ -40,10 +40,14 @@
 
 mod cookie;
 mod error;
+mod header;
 mod key;
 mod layer;
 mod session;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod token;
+mod users;
 mod write_back;
 
 pub use ::cookie::SameSite;
@@ -54,3 +58,4 @@ pub use session::Session;
 pub use sessionware_core::{
     Clock, ExpiryPolicy, ManualClock, SessionId, SessionStore, SystemClock, time,
 };
+pub use users::{Device, DeviceId, UserSessions};

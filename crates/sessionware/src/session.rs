@@ -59,8 +59,32 @@ pub(crate) struct State {
     pub(crate) destroyed: Option<SessionId>,
     /// The load moved the deadline.
     pub(crate) refreshed: bool,
-    /// The client sent a cookie we did not accept (bad tag, unknown or expired id).
+    /// The client sent a token we did not accept (bad tag, unknown or expired id).
     pub(crate) stale_cookie: bool,
+    /// How this client carries its token.
+    pub(crate) transport: Transport,
+    /// `login` was called: enforce the per-user cap at write-back.
+    pub(crate) login: bool,
+    /// `logout` was called: add `Clear-Site-Data` if configured.
+    pub(crate) logout: bool,
+    /// Facts about the client, kept from the request for `login`.
+    pub(crate) user_agent: Option<http::HeaderValue>,
+    pub(crate) address: Option<std::net::SocketAddr>,
+}
+
+/// How the client carries its session token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Transport {
+    Cookie,
+    Header,
+}
+
+/// Keys under this prefix hold what the library itself keeps in a session (device facts,
+/// flash messages, CSRF tokens). The data accessors neither list nor clear them.
+pub(crate) const RESERVED_PREFIX: &str = "sessionware.";
+
+fn is_reserved(key: &str) -> bool {
+    key.starts_with(RESERVED_PREFIX)
 }
 
 impl State {
@@ -77,6 +101,11 @@ impl State {
             destroyed: None,
             refreshed: false,
             stale_cookie: false,
+            transport: Transport::Cookie,
+            login: false,
+            logout: false,
+            user_agent: None,
+            address: None,
         }
     }
 }
@@ -105,17 +134,33 @@ impl Session {
         self.0.loaded.initialized()
     }
 
-    async fn load(&self, headers: &http::HeaderMap) -> Result<(), Error> {
+    async fn load(&self, parts: &Parts) -> Result<(), Error> {
         self.0
             .loaded
             .get_or_try_init(|| async {
                 let shared = &self.0.shared;
                 let now = shared.clock.now();
                 let mut state = State::new(now, shared.policy.deadline(now, now));
-                match shared
-                    .cookie
-                    .read(&shared.cookie_name, &shared.keys, headers)
-                {
+                let name = &shared.cookie_name;
+                let by_header = shared
+                    .header
+                    .as_ref()
+                    .and_then(|h| h.read(name, &shared.keys, &parts.headers));
+                let presented = match by_header {
+                    Some(presented) => {
+                        state.transport = Transport::Header;
+                        presented
+                    }
+                    None => shared.cookie.read(name, &shared.keys, &parts.headers),
+                };
+                state.user_agent = parts.headers.get(http::header::USER_AGENT).cloned();
+                if shared.record_address {
+                    state.address = parts
+                        .extensions
+                        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                        .map(|info| info.0);
+                }
+                match presented {
                     Presented::Nothing => {}
                     Presented::Invalid => state.stale_cookie = true,
                     Presented::Valid(id) => {
@@ -204,28 +249,75 @@ impl Session {
 
     /// The keys, in no particular order.
     pub fn keys(&self) -> Vec<String> {
-        self.state().data.keys().cloned().collect()
+        let state = self.state();
+        state
+            .data
+            .keys()
+            .filter(|k| !is_reserved(k))
+            .cloned()
+            .collect()
     }
 
     /// How many keys hold values.
     pub fn len(&self) -> usize {
-        self.state().data.len()
+        self.state().data.keys().filter(|k| !is_reserved(k)).count()
     }
 
     /// `true` when no key holds a value.
     pub fn is_empty(&self) -> bool {
-        self.state().data.is_empty()
+        self.len() == 0
     }
 
-    /// Removes every key. The session (and its id and cookie) stays.
+    /// Removes every key. The session (its id, cookie and signed-in user) stays.
     pub fn clear(&self) {
         let mut state = self.state();
-        if state.data.is_empty() && state.dirty.is_empty() {
+        if state.data.keys().all(|k| is_reserved(k)) && state.dirty.iter().all(|k| is_reserved(k)) {
             return;
         }
-        state.data.clear();
-        state.dirty.clear();
+        state.data.retain(|k, _| is_reserved(k));
+        // The store drops every key; the library's own ones are written back with the clear.
+        state.dirty = state.data.keys().cloned().collect();
         state.cleared = true;
+    }
+
+    /// Signs `user` in: binds the session to the user and gives it a new id in the same
+    /// write-back, so the id the client held before (perhaps one an attacker planted) stops
+    /// working at once. Records the device facts the devices listing shows: sign-in time, user
+    /// agent, and the client address if the layer is configured to.
+    ///
+    /// ```
+    /// use sessionware::Session;
+    ///
+    /// async fn sign_in(session: Session) -> &'static str {
+    ///     // ... after checking the password:
+    ///     session.login("user-42");
+    ///     "welcome"
+    /// }
+    /// ```
+    pub fn login(&self, user: impl Into<String>) {
+        let now = self.0.shared.clock.now();
+        let mut state = self.state();
+        let user_agent = state.user_agent.as_ref().and_then(|v| v.to_str().ok());
+        let facts =
+            crate::users::device_facts(user_agent, state.address.map(|a| a.ip().to_string()), now);
+        state
+            .data
+            .insert(crate::users::DEVICE_KEY.to_owned(), facts);
+        state.dirty.insert(crate::users::DEVICE_KEY.to_owned());
+        state.user = Some(user.into());
+        state.cycle = true;
+        state.login = true;
+    }
+
+    /// Signs out: ends the session (deleted at write-back) and removes the cookie.
+    pub fn logout(&self) {
+        self.destroy();
+        self.state().logout = true;
+    }
+
+    /// The signed-in user, if any.
+    pub fn user(&self) -> Option<String> {
+        self.state().user.clone()
     }
 
     /// Gives the session a new id at write-back, keeping its data; the old id stops working.
@@ -242,10 +334,13 @@ impl Session {
         let mut state = self.state();
         let now = self.0.shared.clock.now();
         let old = state.id.take().or(state.destroyed);
-        let stale = state.stale_cookie;
-        *state = State::new(now, self.0.shared.policy.deadline(now, now));
-        state.destroyed = old;
-        state.stale_cookie = stale;
+        let mut fresh = State::new(now, self.0.shared.policy.deadline(now, now));
+        fresh.destroyed = old;
+        fresh.stale_cookie = state.stale_cookie;
+        fresh.transport = state.transport;
+        fresh.user_agent = state.user_agent.take();
+        fresh.address = state.address;
+        *state = fresh;
     }
 
     /// The stored session's id; `None` for a new session until the response stores it. After
@@ -287,7 +382,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Session {
                 handler: None,
             });
         };
-        match session.load(&parts.headers).await {
+        match session.load(parts).await {
             Ok(()) => Ok(session),
             Err(error) => {
                 tracing::error!(%error, "session could not be loaded");

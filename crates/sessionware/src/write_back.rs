@@ -4,12 +4,14 @@
 use std::mem;
 
 use axum::response::Response;
-use http::{HeaderValue, header};
+use http::{HeaderName, HeaderValue, header};
 use sessionware_core::time::OffsetDateTime;
 use sessionware_core::{ChangeSet, Record, SessionId};
 
 use crate::layer::Shared;
-use crate::session::State;
+use crate::session::{State, Transport};
+
+const CLEAR_SITE_DATA: HeaderName = HeaderName::from_static("clear-site-data");
 use crate::{Error, Session};
 
 /// What write-back does, decided under the state lock and carried out after it is released.
@@ -21,6 +23,8 @@ enum Plan {
     Create {
         record: Record,
         replaces: Option<SessionId>,
+        /// A sign-in: the user's other sessions are held to the per-user cap.
+        login: bool,
     },
     Apply {
         id: SessionId,
@@ -50,10 +54,18 @@ pub(crate) async fn write_back(session: &Session, mut response: Response) -> Res
     }
     let shared = session.shared();
     let now = shared.clock.now();
-    let plan = plan(&mut session.state(), shared, now);
+    let (plan, transport, logout) = {
+        let mut state = session.state();
+        (plan(&mut state, shared, now), state.transport, state.logout)
+    };
     match execute(shared, plan).await {
         Ok(cookie) => {
-            set_cookie(shared, &mut response, cookie, now);
+            set_cookie(shared, &mut response, cookie, now, transport);
+            if logout && shared.clear_site_data {
+                response
+                    .headers_mut()
+                    .insert(CLEAR_SITE_DATA, HeaderValue::from_static("\"cookies\""));
+            }
             response
         }
         Err(error) => {
@@ -63,7 +75,7 @@ pub(crate) async fn write_back(session: &Session, mut response: Response) -> Res
                 _ => CookieOut::Keep,
             };
             let mut response = shared.error_response(error);
-            set_cookie(shared, &mut response, cookie, now);
+            set_cookie(shared, &mut response, cookie, now, transport);
             response
         }
     }
@@ -71,13 +83,15 @@ pub(crate) async fn write_back(session: &Session, mut response: Response) -> Res
 
 fn plan(state: &mut State, shared: &Shared, now: OffsetDateTime) -> Plan {
     let policy = &shared.policy;
-    let resends = !shared.cookie.browser_session;
+    // A cookie's Max-Age must follow the deadline; a header token carries no expiry.
+    let resends = state.transport == Transport::Cookie && !shared.cookie.browser_session;
     let destroyed = state.destroyed.take();
     let Some(id) = state.id else {
         if !state.data.is_empty() {
             return Plan::Create {
                 record: new_record(state, now, now, shared),
                 replaces: destroyed,
+                login: state.login,
             };
         }
         return if destroyed.is_some() || state.stale_cookie {
@@ -91,6 +105,7 @@ fn plan(state: &mut State, shared: &Shared, now: OffsetDateTime) -> Plan {
         return Plan::Create {
             record: new_record(state, created_at, now, shared),
             replaces: Some(id),
+            login: state.login,
         };
     }
     if state.cleared || !state.dirty.is_empty() {
@@ -144,6 +159,7 @@ async fn execute(shared: &Shared, plan: Plan) -> Result<CookieOut, Error> {
         Plan::Create {
             mut record,
             replaces,
+            login,
         } => {
             record.id = SessionId::generate()?;
             let id = shared.call(shared.store.create(&record)).await?;
@@ -151,6 +167,9 @@ async fn execute(shared: &Shared, plan: Plan) -> Result<CookieOut, Error> {
             // between leaves the session usable under its old id rather than lost.
             if let Some(old) = replaces {
                 shared.call(shared.store.delete(&old)).await?;
+            }
+            if let (true, Some(user), Some(max)) = (login, &record.user, shared.max_per_user) {
+                enforce_cap(shared, user, &id, max).await?;
             }
             Ok(CookieOut::Set(id, record.expires_at))
         }
@@ -179,22 +198,63 @@ async fn execute(shared: &Shared, plan: Plan) -> Result<CookieOut, Error> {
     }
 }
 
-fn set_cookie(shared: &Shared, response: &mut Response, cookie: CookieOut, now: OffsetDateTime) {
+/// Ends the oldest sessions of `user` beyond `max`, keeping `new`.
+async fn enforce_cap(
+    shared: &Shared,
+    user: &str,
+    new: &SessionId,
+    max: usize,
+) -> Result<(), Error> {
+    let now = shared.clock.now();
+    let mut others = shared.call(shared.store.list_user(user, now)).await?;
+    others.retain(|r| r.id != *new);
+    if others.len() < max {
+        return Ok(());
+    }
+    others.sort_by_key(|r| r.created_at);
+    let excess = others.len() + 1 - max;
+    for record in &others[..excess] {
+        shared.call(shared.store.delete(&record.id)).await?;
+    }
+    Ok(())
+}
+
+fn set_cookie(
+    shared: &Shared,
+    response: &mut Response,
+    cookie: CookieOut,
+    now: OffsetDateTime,
+    transport: Transport,
+) {
     let name = &shared.cookie_name;
-    let value = match cookie {
+    let token = match cookie {
         CookieOut::Keep => return,
         CookieOut::Set(id, expires_at) => match shared.keys.sign(name, &id) {
-            Some(token) => shared.cookie.set(name, token, expires_at - now),
+            Some(token) => Some((token, expires_at)),
             None => {
-                tracing::error!("no signing key; the session cookie cannot be set");
-                None
+                tracing::error!("no signing key; the session token cannot be issued");
+                return;
             }
         },
-        CookieOut::Remove => shared.cookie.removal(name),
+        CookieOut::Remove => None,
     };
-    if let Some(value) = value {
-        let headers = response.headers_mut();
-        headers.append(header::SET_COOKIE, value);
+    let headers = response.headers_mut();
+    let set = match (transport, &shared.header) {
+        (Transport::Header, Some(header)) => header
+            .issue(token.as_ref().map_or("", |(t, _)| t.as_str()))
+            .map(|(name, value)| headers.insert(name, value))
+            .is_some(),
+        _ => {
+            let value = match token {
+                Some((token, expires_at)) => shared.cookie.set(name, token, expires_at - now),
+                None => shared.cookie.removal(name),
+            };
+            value
+                .map(|v| headers.append(header::SET_COOKIE, v))
+                .is_some()
+        }
+    };
+    if set {
         // A response that hands out a session must never be served to someone else from a
         // shared cache.
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

@@ -838,3 +838,76 @@ async fn a_handler_can_see_the_rejection_itself() {
         r.body
     );
 }
+
+#[tokio::test]
+async fn a_custom_token_header_carries_the_token_both_ways() {
+    let store = MemoryStore::new();
+    let name = http::HeaderName::from_static("x-session-token");
+    let addr = app(layer(store.clone()).with_token_header(name)).await;
+    let http = reqwest::Client::new();
+    let url = |p: &str| format!("http://{addr}{p}");
+
+    let first = http
+        .get(url("/inc"))
+        .header("x-session-token", "")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        first.headers().get("set-cookie").is_none(),
+        "a header client gets no cookie"
+    );
+    let token = first.headers()["x-session-token"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(first.text().await.unwrap(), "1");
+    let second = http
+        .get(url("/inc"))
+        .header("x-session-token", &token)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        second.headers().get("x-session-token").is_none(),
+        "unchanged: not re-sent"
+    );
+    assert_eq!(second.text().await.unwrap(), "2");
+
+    // The same token is accepted as a cookie too: one token format for both transports.
+    let r = Client::new(addr)
+        .get_with_cookie_header("/peek", &format!("session={token}"))
+        .await;
+    assert_eq!(r.body, "2");
+
+    let mut tampered = token.clone();
+    tampered.replace_range(30..31, if &token[30..31] == "A" { "B" } else { "A" });
+    let r = http
+        .get(url("/peek"))
+        .header("x-session-token", tampered)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.text().await.unwrap(),
+        "0",
+        "a tampered token is not accepted"
+    );
+}
+
+#[tokio::test]
+async fn authorization_of_another_scheme_leaves_the_cookie_in_charge() {
+    let addr = app(layer(MemoryStore::new()).with_bearer_tokens()).await;
+    let mut c = Client::new(addr);
+    c.get("/inc").await;
+    let cookie = format!("session={}", c.jar.clone().unwrap());
+    let r = reqwest::Client::new()
+        .get(format!("http://{addr}/inc"))
+        .header("cookie", cookie)
+        .header("authorization", "Basic dXNlcjpwYXNz")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers().get("session-token").is_none());
+    assert_eq!(r.text().await.unwrap(), "2");
+}

@@ -38,6 +38,9 @@ pub enum Error {
     InvalidKey(&'static str),
     /// Text that is not a [`DeviceId`](crate::DeviceId) (from a form or URL).
     InvalidDevice,
+    /// A form post whose CSRF token is not the session's
+    /// ([`Session::verify_csrf`](crate::Session::verify_csrf)).
+    CsrfMismatch,
 }
 
 impl Error {
@@ -47,6 +50,7 @@ impl Error {
             Self::Store(e) if e.is_unavailable() => StatusCode::SERVICE_UNAVAILABLE,
             Self::SessionGone => StatusCode::CONFLICT,
             Self::InvalidDevice => StatusCode::BAD_REQUEST,
+            Self::CsrfMismatch => StatusCode::FORBIDDEN,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -66,6 +70,7 @@ impl fmt::Display for Error {
             Self::MissingLayer => f.write_str("Session extracted on a route without SessionLayer"),
             Self::InvalidKey(why) => write!(f, "invalid signing key: {why}"),
             Self::InvalidDevice => f.write_str("not a device id"),
+            Self::CsrfMismatch => f.write_str("CSRF token missing or wrong"),
         }
     }
 }
@@ -92,6 +97,7 @@ impl IntoResponse for Error {
             StatusCode::SERVICE_UNAVAILABLE => "session store unavailable\n",
             StatusCode::CONFLICT => "session ended\n",
             StatusCode::BAD_REQUEST => "bad device id\n",
+            StatusCode::FORBIDDEN => "CSRF token missing or wrong\n",
             _ => match self {
                 Self::Store(_) => "session could not be read\n",
                 _ => "session error\n",

@@ -39,7 +39,9 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 mod cookie;
+mod csrf;
 mod error;
+mod flash;
 mod header;
 mod key;
 mod layer;

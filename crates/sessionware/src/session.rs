@@ -304,6 +304,9 @@ impl Session {
             .data
             .insert(crate::users::DEVICE_KEY.to_owned(), facts);
         state.dirty.insert(crate::users::DEVICE_KEY.to_owned());
+        if state.data.remove(crate::csrf::CSRF_KEY).is_some() {
+            state.dirty.insert(crate::csrf::CSRF_KEY.to_owned());
+        }
         state.user = Some(user.into());
         state.cycle = true;
         state.login = true;

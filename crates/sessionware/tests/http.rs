@@ -911,3 +911,89 @@ async fn authorization_of_another_scheme_leaves_the_cookie_in_charge() {
     assert!(r.headers().get("session-token").is_none());
     assert_eq!(r.text().await.unwrap(), "2");
 }
+
+#[tokio::test]
+async fn flash_messages_are_shown_once_and_survive_logout() {
+    let router = Router::new()
+        .route(
+            "/flash/{m}",
+            get(|s: Session, Path(m): Path<String>| async move { s.flash(m) }),
+        )
+        .route(
+            "/flashes",
+            get(|s: Session| async move { s.take_flashes().join("|") }),
+        )
+        .route(
+            "/logout",
+            get(|s: Session| async move {
+                s.login("u");
+                s.logout();
+                s.flash("signed out");
+            }),
+        )
+        .route("/keys", get(|s: Session| async move { s.keys().join(",") }))
+        .layer(layer(MemoryStore::new()));
+    let addr = serve(router).await;
+    let mut c = Client::new(addr);
+    c.get("/flash/one").await;
+    c.get("/flash/two").await;
+    assert_eq!(
+        c.get("/keys").await.body,
+        "",
+        "flash is the library's, not in keys()"
+    );
+    assert_eq!(c.get("/flashes").await.body, "one|two");
+    assert_eq!(c.get("/flashes").await.body, "", "read once");
+    c.get("/logout").await;
+    assert_eq!(c.get("/flashes").await.body, "signed out");
+}
+
+#[tokio::test]
+async fn csrf_tokens_are_per_session_checked_and_renewed_at_login() {
+    let router = Router::new()
+        .route("/form", get(|s: Session| async move { s.csrf_token() }))
+        .route(
+            "/post/{t}",
+            get(|s: Session, Path(t): Path<String>| async move { s.verify_csrf(&t) }),
+        )
+        .route("/login", get(|s: Session| async move { s.login("u") }))
+        .layer(layer(MemoryStore::new()));
+    let addr = serve(router).await;
+    let mut c = Client::new(addr);
+    assert_eq!(c.get("/post/anything").await.status, 403, "no token yet");
+    let token = c.get("/form").await.body;
+    assert_eq!(token.len(), 43);
+    assert!(
+        c.jar.is_some(),
+        "an anonymous form's token keeps its session"
+    );
+    assert_eq!(
+        c.get("/form").await.body,
+        token,
+        "stable within the session"
+    );
+    assert_eq!(c.get(&format!("/post/{token}")).await.status, 200);
+    let r = c.get("/post/wrong").await;
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (403, "CSRF token missing or wrong\n")
+    );
+
+    let mut other = Client::new(addr);
+    let theirs = other.get("/form").await.body;
+    assert_ne!(theirs, token);
+    assert_eq!(
+        c.get(&format!("/post/{theirs}")).await.status,
+        403,
+        "another session's token"
+    );
+
+    c.get("/login").await;
+    assert_eq!(
+        c.get(&format!("/post/{token}")).await.status,
+        403,
+        "renewed at login"
+    );
+    let fresh = c.get("/form").await.body;
+    assert_ne!(fresh, token);
+}

@@ -38,6 +38,15 @@ pub enum Error {
     InvalidKey(&'static str),
     /// Text that is not a [`DeviceId`](crate::DeviceId) (from a form or URL).
     InvalidDevice,
+    /// A change would make the session's data larger than the layer's limit
+    /// ([`SessionLayer::with_max_size`](crate::SessionLayer::with_max_size)). Nothing of it
+    /// was applied.
+    TooLarge {
+        /// The size the data would have had, in bytes of JSON.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// A form post whose CSRF token is not the session's
     /// ([`Session::verify_csrf`](crate::Session::verify_csrf)).
     CsrfMismatch,
@@ -51,6 +60,7 @@ impl Error {
             Self::SessionGone => StatusCode::CONFLICT,
             Self::InvalidDevice => StatusCode::BAD_REQUEST,
             Self::CsrfMismatch => StatusCode::FORBIDDEN,
+            Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -71,6 +81,12 @@ impl fmt::Display for Error {
             Self::InvalidKey(why) => write!(f, "invalid signing key: {why}"),
             Self::InvalidDevice => f.write_str("not a device id"),
             Self::CsrfMismatch => f.write_str("CSRF token missing or wrong"),
+            Self::TooLarge { size, limit } => {
+                write!(
+                    f,
+                    "session data would be {size} bytes, over the limit of {limit}"
+                )
+            }
         }
     }
 }
@@ -98,6 +114,7 @@ impl IntoResponse for Error {
             StatusCode::CONFLICT => "session ended\n",
             StatusCode::BAD_REQUEST => "bad device id\n",
             StatusCode::FORBIDDEN => "CSRF token missing or wrong\n",
+            StatusCode::PAYLOAD_TOO_LARGE => "session too large\n",
             _ => match self {
                 Self::Store(_) => "session could not be read\n",
                 _ => "session error\n",

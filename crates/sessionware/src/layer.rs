@@ -78,6 +78,7 @@ pub(crate) struct Shared {
     pub(crate) record_address: bool,
     pub(crate) max_per_user: Option<usize>,
     pub(crate) clear_site_data: bool,
+    pub(crate) max_size: Option<usize>,
     generated_key: bool,
 }
 
@@ -103,6 +104,9 @@ impl Shared {
 }
 
 impl SessionLayer {
+    /// The default limit on a session's data: 256 KiB of JSON.
+    pub const DEFAULT_MAX_SIZE: usize = 256 * 1024;
+
     /// A layer that keeps sessions in `store`, with the defaults above.
     pub fn new(store: impl SessionStore) -> Self {
         // Without randomness there is no key: then nothing verifies and nothing is signed
@@ -123,6 +127,7 @@ impl SessionLayer {
                 record_address: false,
                 max_per_user: None,
                 clear_site_data: false,
+                max_size: Some(Self::DEFAULT_MAX_SIZE),
                 generated_key: true,
             },
         }
@@ -257,6 +262,14 @@ impl SessionLayer {
     /// the user's sessions and a delete per session ended; other requests pay nothing.
     pub fn with_max_sessions_per_user(mut self, max: usize) -> Self {
         self.shared.max_per_user = Some(max.max(1));
+        self
+    }
+
+    /// Limits a session's data to `bytes` of JSON (default [`Self::DEFAULT_MAX_SIZE`]; `None`
+    /// for no limit). An `insert` that would go over fails with [`Error::TooLarge`] (`413`)
+    /// and changes nothing, so nothing of it is written.
+    pub fn with_max_size(mut self, bytes: Option<usize>) -> Self {
+        self.shared.max_size = bytes;
         self
     }
 

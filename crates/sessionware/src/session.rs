@@ -70,6 +70,41 @@ pub(crate) struct State {
     /// Facts about the client, kept from the request for `login`.
     pub(crate) user_agent: Option<http::HeaderValue>,
     pub(crate) address: Option<std::net::SocketAddr>,
+    /// The data's size as JSON, once something needed it.
+    pub(crate) size: Option<usize>,
+}
+
+/// Bytes `key: value` adds to the data's JSON object, separator included.
+fn entry_size(key: &str, value: &Value) -> usize {
+    // Writing into a counter cannot fail for a `Value` with string keys.
+    let mut counter = Counter(0);
+    let _ = serde_json::to_writer(&mut counter, value);
+    let _ = serde_json::to_writer(&mut counter, key);
+    counter.0 + 2
+}
+
+struct Counter(usize);
+
+impl std::io::Write for Counter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl State {
+    fn size(&mut self) -> usize {
+        *self.size.get_or_insert_with(|| {
+            2 + self
+                .data
+                .iter()
+                .map(|(k, v)| entry_size(k, v))
+                .sum::<usize>()
+        })
+    }
 }
 
 /// How the client carries its session token.
@@ -106,6 +141,7 @@ impl State {
             logout: false,
             user_agent: None,
             address: None,
+            size: None,
         }
     }
 }
@@ -217,10 +253,19 @@ impl Session {
             source,
         })?;
         let mut state = self.state();
-        if state.data.get(&key) != Some(&value) {
-            state.data.insert(key.clone(), value);
-            state.dirty.insert(key);
+        if state.data.get(&key) == Some(&value) {
+            return Ok(());
         }
+        if let Some(limit) = self.0.shared.max_size {
+            let old = state.data.get(&key).map_or(0, |v| entry_size(&key, v));
+            let size = state.size() - old + entry_size(&key, &value);
+            if size > limit {
+                return Err(Error::TooLarge { size, limit });
+            }
+            state.size = Some(size);
+        }
+        state.data.insert(key.clone(), value);
+        state.dirty.insert(key);
         Ok(())
     }
 
@@ -236,8 +281,11 @@ impl Session {
     pub fn remove_value(&self, key: &str) -> Option<Value> {
         let mut state = self.state();
         let value = state.data.remove(key);
-        if value.is_some() {
+        if let Some(v) = &value {
             state.dirty.insert(key.to_owned());
+            if let Some(size) = state.size {
+                state.size = Some(size.saturating_sub(entry_size(key, v)));
+            }
         }
         value
     }
@@ -275,6 +323,7 @@ impl Session {
             return;
         }
         state.data.retain(|k, _| is_reserved(k));
+        state.size = None;
         // The store drops every key; the library's own ones are written back with the clear.
         state.dirty = state.data.keys().cloned().collect();
         state.cleared = true;
@@ -307,6 +356,7 @@ impl Session {
         if state.data.remove(crate::csrf::CSRF_KEY).is_some() {
             state.dirty.insert(crate::csrf::CSRF_KEY.to_owned());
         }
+        state.size = None;
         state.user = Some(user.into());
         state.cycle = true;
         state.login = true;

@@ -997,3 +997,34 @@ async fn csrf_tokens_are_per_session_checked_and_renewed_at_login() {
     let fresh = c.get("/form").await.body;
     assert_ne!(fresh, token);
 }
+
+#[tokio::test]
+async fn a_change_over_the_size_limit_is_refused_and_nothing_is_written() {
+    let store = MemoryStore::new();
+    let addr = app(layer(store.clone()).with_max_size(Some(200))).await;
+    let mut c = Client::new(addr);
+    assert_eq!(c.get("/set/small/value").await.status, 200);
+    let big = "x".repeat(300);
+    let r = c.get(&format!("/set/big/{big}")).await;
+    assert_eq!((r.status, r.body.as_str()), (413, "session too large\n"));
+    assert_eq!(
+        c.get("/get/big").await.body,
+        "",
+        "nothing of it was written"
+    );
+    assert_eq!(
+        c.get("/get/small").await.body,
+        "value",
+        "the rest is intact"
+    );
+    let fits = "y".repeat(100);
+    assert_eq!(
+        c.get(&format!("/set/small/{fits}")).await.status,
+        200,
+        "replacing counts the old value out"
+    );
+    let r = c.get(&format!("/set/other/{fits}")).await;
+    assert_eq!(r.status, 413, "two 100-byte values do not fit in 200");
+    assert_eq!(c.get("/get/small").await.body, fits);
+    assert_eq!(store.len(), 1);
+}

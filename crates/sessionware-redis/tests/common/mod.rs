@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests: HTTP, and Redis servers the tests start themselves.
 #![allow(dead_code, unreachable_pub)]
 
+pub(crate) mod app;
 pub(crate) mod http;
 pub(crate) mod servers;
 

@@ -118,6 +118,11 @@ impl RedisStoreBuilder {
             Source::Pool(pool) => pool,
             Source::Url(ref url) => {
                 check_scheme(url)?;
+                // fred builds the TLS config of a `rediss://` URL with rustls's process-wide
+                // default provider; when more than one crate enables rustls with different
+                // providers there is no default, and building would panic. Name ring, the
+                // workspace's, unless the application installed one already.
+                let _ = rustls::crypto::ring::default_provider().install_default();
                 let config = Config::from_url(url).map_err(ConnectError::InvalidUrl)?;
                 self.build_pool(config).await?
             }

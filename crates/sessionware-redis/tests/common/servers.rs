@@ -261,3 +261,46 @@ impl Sentinel {
             .to_owned()
     }
 }
+
+/// A `redis-server` that speaks only TLS, on a free loopback port, with the given PEM server
+/// certificate and key; clients are not asked for certificates.
+pub(crate) fn start_tls(cert_pem: &str, key_pem: &str) -> Process {
+    let port = free_port();
+    let dir = scratch_dir(port);
+    let (cert, key) = (dir.join("server.pem"), dir.join("server.key"));
+    std::fs::write(&cert, cert_pem).expect("write the certificate");
+    std::fs::write(&key, key_pem).expect("write the key");
+    let child = Command::new("redis-server")
+        .args([
+            "--port",
+            "0",
+            "--tls-port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+        ])
+        .arg("--tls-cert-file")
+        .arg(&cert)
+        .arg("--tls-key-file")
+        .arg(&key)
+        .args([
+            "--tls-auth-clients",
+            "no",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .arg("--dir")
+        .arg(&dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server starts");
+    let process = Process { child, port, dir };
+    wait_for(&format!("TLS redis on port {port}"), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    process
+}

@@ -19,11 +19,21 @@ pub struct RedisStoreBuilder {
     pool_size: usize,
 }
 
-#[derive(Debug)]
 enum Source {
     Url(String),
     Config(Box<Config>),
     Pool(Pool),
+}
+
+/// Names the source only: a URL or a config may hold a password.
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Url(_) => "Url(..)",
+            Self::Config(_) => "Config(..)",
+            Self::Pool(_) => "Pool(..)",
+        })
+    }
 }
 
 impl RedisStore {

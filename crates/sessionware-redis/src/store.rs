@@ -134,14 +134,6 @@ impl RedisStore {
         let refreshed = parts.next().and_then(|v| v.as_i64()) == Some(1);
         let fields = parts.next().unwrap_or(Value::Null);
         let record = codec::decode(*id, fields)?;
-        if let Some(policy) = refresh.filter(|_| refreshed) {
-            // The script evaluates the policy's rule in Lua; this keeps the two in step.
-            debug_assert_eq!(
-                record.expires_at,
-                policy.deadline(record.created_at, now),
-                "the load script and ExpiryPolicy disagree"
-            );
-        }
         Ok(Some(Loaded { record, refreshed }))
     }
 }

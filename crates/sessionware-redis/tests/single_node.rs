@@ -270,3 +270,100 @@ async fn sessions_with_many_keys_round_trip() {
     assert_eq!(back["k1499"], json!(1499));
     store.delete(&id).await.unwrap();
 }
+
+#[tokio::test]
+async fn the_scripts_refresh_rule_is_the_expiry_policys() {
+    let Some(store) = store("refresh-rule").await else {
+        return;
+    };
+    let now = SystemClock.now();
+    let minutes = Duration::minutes;
+    let (mut refreshed, mut kept) = (0, 0);
+    for idle in [None, Some(minutes(10)), Some(minutes(30))] {
+        for absolute in [None, Some(minutes(40)), Some(Duration::hours(24))] {
+            for interval in [None, Some(Duration::ZERO), Some(minutes(2))] {
+                for (age, last_use) in [(5, 0), (20, 1), (35, 3), (39, 39), (60, 2)] {
+                    let mut policy = sessionware_core::ExpiryPolicy::new()
+                        .with_idle_timeout(idle)
+                        .with_absolute_lifetime(absolute);
+                    if let Some(interval) = interval {
+                        policy = policy.with_refresh_interval(interval);
+                    }
+                    let created_at = now - minutes(age);
+                    let expires_at = policy.deadline(created_at, now - minutes(last_use));
+                    if expires_at <= now {
+                        continue;
+                    }
+                    let mut rec = record(json!({"k": 1}), Duration::ZERO);
+                    rec.created_at = created_at;
+                    rec.expires_at = expires_at;
+                    let id = store.create(&rec).await.unwrap();
+                    let expected = policy.refreshed_deadline(created_at, expires_at, now);
+                    let loaded = store
+                        .load_refreshed(&id, &policy, now)
+                        .await
+                        .unwrap()
+                        .unwrap();
+                    let case =
+                        format!("{idle:?} {absolute:?} {interval:?} age {age} last {last_use}");
+                    assert_eq!(loaded.refreshed, expected.is_some(), "{case}");
+                    if loaded.refreshed {
+                        refreshed += 1;
+                    } else {
+                        kept += 1;
+                    }
+                    assert_eq!(
+                        loaded.record.expires_at,
+                        expected.unwrap_or(expires_at),
+                        "{case}"
+                    );
+                    let stored = store.load(&id, now).await.unwrap().unwrap();
+                    assert_eq!(
+                        stored.expires_at, loaded.record.expires_at,
+                        "{case}: stored"
+                    );
+                    store.delete(&id).await.unwrap();
+                }
+            }
+        }
+    }
+    assert!(
+        refreshed > 5 && kept > 5,
+        "both outcomes covered: {refreshed} / {kept}"
+    );
+}
+
+#[tokio::test]
+async fn works_on_a_pool_the_application_already_has() {
+    use sessionware_redis::fred::interfaces::ClientLike as _;
+    use sessionware_redis::fred::types::Builder;
+    use sessionware_redis::fred::types::config::{Config, ReconnectPolicy};
+
+    let Some(url) = common::redis_url().await else {
+        return;
+    };
+    let pool = Builder::from_config(Config::from_url(&url).unwrap())
+        .set_policy(ReconnectPolicy::new_constant(0, 100))
+        .build_pool(2)
+        .unwrap();
+    pool.init().await.unwrap();
+    let store = RedisStore::with_pool(pool.clone())
+        .prefix(common::unique_prefix("app-pool"))
+        .command_timeout(std::time::Duration::from_millis(750))
+        .connect()
+        .await
+        .unwrap();
+    assert_eq!(
+        store.command_timeout(),
+        std::time::Duration::from_millis(750)
+    );
+    assert_eq!(store.pool().size(), 2);
+    let rec = record(json!({"from": "the app's pool"}), Duration::minutes(5));
+    let id = store.create(&rec).await.unwrap();
+    let back = store.load(&id, SystemClock.now()).await.unwrap().unwrap();
+    assert_eq!(back.data, rec.data);
+    store.delete(&id).await.unwrap();
+    // The application still owns its pool.
+    let pong: String = pool.ping(None).await.unwrap();
+    assert_eq!(pong, "PONG");
+}

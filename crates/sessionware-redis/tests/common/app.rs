@@ -2,6 +2,7 @@
 //! touches the session.
 
 use axum::Router;
+use axum::extract::Path;
 use axum::routing::get;
 use sessionware::{Error, Key, Session, SessionLayer};
 
@@ -13,6 +14,17 @@ async fn count(session: Session) -> Result<String, Error> {
 
 async fn peek(session: Session) -> Result<String, Error> {
     Ok(session.get::<u64>("count")?.unwrap_or(0).to_string())
+}
+
+async fn set(session: Session, Path(key): Path<String>) -> Result<&'static str, Error> {
+    session.insert(key, true)?;
+    Ok("set")
+}
+
+async fn keys(session: Session) -> String {
+    let mut keys = session.keys();
+    keys.sort();
+    keys.join(",")
 }
 
 async fn destroy(session: Session) -> &'static str {
@@ -30,6 +42,8 @@ pub(crate) fn app(layer: SessionLayer) -> Router {
         .route("/count", get(count))
         .route("/peek", get(peek))
         .route("/destroy", get(destroy))
+        .route("/set/{key}", get(set))
+        .route("/keys", get(keys))
         .route("/health", get(|| async { "ok" }))
         .layer(layer.with_signing_key(key()).with_secure(false))
 }

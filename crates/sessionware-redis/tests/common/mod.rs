@@ -1,5 +1,5 @@
 //! Helpers shared by the integration tests: HTTP, and Redis servers the tests start themselves.
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code)]
 
 pub(crate) mod app;
 pub(crate) mod http;

@@ -20,8 +20,10 @@ apt_install() {
 tcp_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 
 ensure_redis() {
+  # The Cluster, Sentinel and outage tests start their own redis-server processes and drive
+  # them with redis-cli, so both must be installed even when a Redis already listens on 6379.
+  { command -v redis-server && command -v redis-cli; } >/dev/null || apt_install redis-server
   tcp_open 127.0.0.1 6379 && { echo "ci: redis is up"; return 0; }
-  command -v redis-server >/dev/null || apt_install redis-server
   mkdir -p /var/lib/redis /var/log/redis
   redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
     --dir /var/lib/redis --logfile /var/log/redis/ci.log

@@ -3,7 +3,13 @@
 //! ```text
 //! cargo run -p counter                 # http://127.0.0.1:3000, sessions in memory
 //! PORT=8080 SESSION_KEY=<64 hex digits> SESSION_STORE=memory cargo run -p counter
+//! SESSION_KEY=<64 hex digits> SESSION_STORE=redis://127.0.0.1:6379 cargo run -p counter
 //! ```
+//!
+//! `SESSION_STORE` is `memory` or a Redis URL: `redis://`, `rediss://` (TLS),
+//! `redis-cluster://host:port?node=host:port`, or
+//! `redis-sentinel://host:port?sentinelServiceName=name`. Instances that share a Redis and a
+//! `SESSION_KEY` share their sessions.
 //!
 //! - `GET /` counts the visit and answers the new count;
 //! - `GET /peek` answers the count and changes nothing;
@@ -15,6 +21,7 @@ use axum::Router;
 use axum::routing::get;
 use sessionware::{Error, Key, Session, SessionLayer};
 use sessionware_memory::MemoryStore;
+use sessionware_redis::RedisStore;
 use tracing_subscriber::EnvFilter;
 
 async fn count(session: Session) -> Result<String, Error> {
@@ -52,16 +59,34 @@ fn key() -> Result<Key, String> {
 /// The store named by `SESSION_STORE`.
 async fn sessions() -> Result<SessionLayer, String> {
     let spec = std::env::var("SESSION_STORE").unwrap_or_else(|_| "memory".into());
-    let layer = match spec.as_str() {
-        "memory" => SessionLayer::new(MemoryStore::new()),
+    let (layer, kind) = match spec.as_str() {
+        "memory" => (SessionLayer::new(MemoryStore::new()), "memory"),
+        url if is_redis_url(url) => {
+            // The error names the store, not the URL: it may carry a password.
+            let store = RedisStore::connect(url)
+                .await
+                .map_err(|e| format!("SESSION_STORE: {e}"))?;
+            (SessionLayer::new(store), "redis")
+        }
         other => {
             return Err(format!(
-                "SESSION_STORE={other:?} is not supported; use `memory`"
+                "SESSION_STORE={other:?} is not supported; use `memory` or a Redis URL \
+                 (redis://, rediss://, redis-cluster://, redis-sentinel://)"
             ));
         }
     };
-    tracing::info!(store = %spec, "session store ready");
+    tracing::info!(store = kind, "session store ready");
     Ok(layer.with_signing_key(key()?))
+}
+
+fn is_redis_url(spec: &str) -> bool {
+    let scheme = spec.split_once("://").map_or("", |(scheme, _)| scheme);
+    ["redis", "rediss", "valkey", "valkeys"].iter().any(|base| {
+        scheme == *base
+            || scheme
+                .strip_prefix(base)
+                .is_some_and(|rest| rest.starts_with('-'))
+    })
 }
 
 #[tokio::main]

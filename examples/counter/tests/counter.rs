@@ -123,3 +123,46 @@ async fn bad_configuration_is_a_clear_error() {
         assert!(stderr.contains(says), "{var}={value}: {stderr}");
     }
 }
+
+#[tokio::test]
+async fn two_processes_share_sessions_on_redis() {
+    let Some(url) =
+        sessionware_core::testing::service("Redis", "REDIS_URL", "redis://127.0.0.1:6379").await
+    else {
+        return;
+    };
+    let key = "a7".repeat(32);
+    let env = [
+        ("SESSION_KEY", key.as_str()),
+        ("SESSION_STORE", url.as_str()),
+    ];
+    let (first, second) = (start(&env).await, start(&env).await);
+    assert_ne!(first.base, second.base, "two instances, two ports");
+    let client = reqwest::Client::new();
+
+    let (status, body, cookie) = get(&client, format!("{}/", first.base), None).await;
+    assert_eq!((status, body.as_str()), (200, "1"));
+    let cookie = cookie.expect("a session cookie");
+    let on_second = get(&client, format!("{}/", second.base), Some(&cookie)).await;
+    assert_eq!(
+        on_second.1, "2",
+        "the second instance continues the first's count"
+    );
+    let peek = get(&client, format!("{}/peek", first.base), Some(&cookie)).await;
+    assert_eq!(peek.1, "2", "and the first sees the second's write");
+}
+
+#[tokio::test]
+async fn an_unreachable_redis_is_a_clear_error() {
+    let output = Command::new(env!("CARGO_BIN_EXE_counter"))
+        .env("SESSION_STORE", "redis://127.0.0.1:1")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("SESSION_STORE: cannot connect to Redis"),
+        "{stderr}"
+    );
+}

@@ -1,0 +1,189 @@
+//! The session's hash, field by field: `created_at` and `expires_at` (Unix milliseconds),
+//! `user` when the session is bound, and one `d:<key>` field per data key holding its JSON.
+
+use fred::types::Value;
+use serde_json::Value as Json;
+use sessionware_core::time::{Duration, OffsetDateTime};
+use sessionware_core::{Data, Error, Record, SessionId};
+
+pub(crate) const DATA_PREFIX: &str = "d:";
+const CREATED_AT: &str = "created_at";
+const EXPIRES_AT: &str = "expires_at";
+const USER: &str = "user";
+
+/// Unix milliseconds; deadlines are whole milliseconds throughout sessionware.
+pub(crate) fn to_ms(time: OffsetDateTime) -> i64 {
+    i64::try_from((time - OffsetDateTime::UNIX_EPOCH).whole_milliseconds()).unwrap_or(i64::MAX)
+}
+
+pub(crate) fn duration_ms(duration: Duration) -> i64 {
+    i64::try_from(duration.whole_milliseconds()).unwrap_or(i64::MAX)
+}
+
+fn from_ms(ms: i64) -> OffsetDateTime {
+    OffsetDateTime::UNIX_EPOCH + Duration::milliseconds(ms)
+}
+
+pub(crate) fn data_field(key: &str) -> String {
+    format!("{DATA_PREFIX}{key}")
+}
+
+pub(crate) fn encode_value(value: &Json) -> Result<String, Error> {
+    serde_json::to_string(value).map_err(Error::Encode)
+}
+
+/// The script's arguments for a new record: meta fields, then data field/value pairs.
+pub(crate) fn create_args(record: &Record) -> Result<Vec<Value>, Error> {
+    let mut args = Vec::with_capacity(4 + 2 * record.data.len());
+    args.push(Value::from(to_ms(record.created_at)));
+    args.push(Value::from(to_ms(record.expires_at)));
+    match &record.user {
+        Some(user) => {
+            args.push(Value::from("1"));
+            args.push(Value::from(user.as_str()));
+        }
+        None => {
+            args.push(Value::from("0"));
+            args.push(Value::from(""));
+        }
+    }
+    for (key, value) in &record.data {
+        args.push(Value::from(data_field(key)));
+        args.push(Value::from(encode_value(value)?));
+    }
+    Ok(args)
+}
+
+fn text(value: Value, what: &str) -> Result<String, Error> {
+    match value {
+        Value::String(s) => Ok(s.to_string()),
+        Value::Bytes(b) => String::from_utf8(b.to_vec())
+            .map_err(|_| Error::corrupt(format!("{what} is not UTF-8"))),
+        Value::Integer(i) => Ok(i.to_string()),
+        other => Err(Error::corrupt(format!(
+            "{what} is a {:?}, not a string",
+            other.kind()
+        ))),
+    }
+}
+
+fn millis(text: &str, field: &str) -> Result<i64, Error> {
+    text.parse()
+        .map_err(|_| Error::corrupt(format!("field `{field}` is not a whole number of ms")))
+}
+
+/// A record from the flat field/value list `HGETALL` answers. Unknown fields are ignored, so
+/// a later version may add some.
+pub(crate) fn decode(id: SessionId, fields: Value) -> Result<Record, Error> {
+    let Value::Array(items) = fields else {
+        return Err(Error::corrupt("the session hash came back as a non-array"));
+    };
+    let (mut created_at, mut expires_at, mut user) = (None, None, None);
+    let mut data = Data::with_capacity(items.len() / 2);
+    let mut items = items.into_iter();
+    while let (Some(field), Some(value)) = (items.next(), items.next()) {
+        let field = text(field, "a field name")?;
+        match field.as_str() {
+            CREATED_AT => created_at = Some(millis(&text(value, CREATED_AT)?, CREATED_AT)?),
+            EXPIRES_AT => expires_at = Some(millis(&text(value, EXPIRES_AT)?, EXPIRES_AT)?),
+            USER => user = Some(text(value, USER)?),
+            _ => {
+                if let Some(key) = field.strip_prefix(DATA_PREFIX) {
+                    let what = format!("the value of `{key}`");
+                    let json = serde_json::from_str(&text(value, &what)?)
+                        .map_err(|e| Error::corrupt(format!("{what} is not JSON: {e}")))?;
+                    data.insert(key.to_owned(), json);
+                }
+            }
+        }
+    }
+    let missing = |field| Error::corrupt(format!("field `{field}` is missing"));
+    Ok(Record {
+        id,
+        data,
+        user,
+        created_at: from_ms(created_at.ok_or_else(|| missing(CREATED_AT))?),
+        expires_at: from_ms(expires_at.ok_or_else(|| missing(EXPIRES_AT))?),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn id() -> SessionId {
+        SessionId::from_bytes([7; SessionId::BYTES])
+    }
+
+    fn hash(pairs: &[(&str, &str)]) -> Value {
+        Value::Array(
+            pairs
+                .iter()
+                .flat_map(|(f, v)| [Value::from(*f), Value::from(*v)])
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn decodes_fields_and_ignores_unknown_ones() {
+        let record = decode(
+            id(),
+            hash(&[
+                ("created_at", "1000"),
+                ("expires_at", "2000"),
+                ("user", "u-1"),
+                ("d:count", "3"),
+                ("d:d:nested", r#"{"a":[1]}"#),
+                ("future_field", "x"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(record.created_at, from_ms(1000));
+        assert_eq!(record.expires_at, from_ms(2000));
+        assert_eq!(record.user.as_deref(), Some("u-1"));
+        assert_eq!(
+            record.data,
+            Data::from([
+                ("count".into(), json!(3)),
+                ("d:nested".into(), json!({"a": [1]}))
+            ])
+        );
+    }
+
+    #[test]
+    fn bad_fields_are_corrupt_without_the_id() {
+        let cases = [
+            hash(&[("expires_at", "2000")]),
+            hash(&[("created_at", "x"), ("expires_at", "2000")]),
+            hash(&[
+                ("created_at", "1"),
+                ("expires_at", "2"),
+                ("d:k", "{not json"),
+            ]),
+            Value::from("flat"),
+        ];
+        for case in cases {
+            match decode(id(), case) {
+                Err(Error::Corrupt { reason }) => assert!(!reason.contains(&id().to_string())),
+                other => panic!("expected Corrupt, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn create_args_put_data_under_the_prefix() {
+        let t = from_ms(5);
+        let record = Record {
+            id: id(),
+            data: Data::from([("k".into(), json!("v"))]),
+            user: None,
+            created_at: t,
+            expires_at: t,
+        };
+        let args = create_args(&record).unwrap();
+        assert_eq!(args[4], Value::from("d:k"));
+        assert_eq!(args[5], Value::from("\"v\""));
+        assert_eq!(args[2], Value::from("0"));
+    }
+}

@@ -1,0 +1,94 @@
+//! The Redis session store of [sessionware], on [fred]: one node, Redis Cluster, Sentinel,
+//! TLS. The store to use when an application runs as more than one instance.
+//!
+//! ```no_run
+//! use axum::{Router, routing::get};
+//! use sessionware::{Key, Session, SessionLayer};
+//! use sessionware_redis::RedisStore;
+//!
+//! async fn count(session: Session) -> Result<String, sessionware::Error> {
+//!     let n: u64 = session.get("count")?.unwrap_or(0);
+//!     session.insert("count", n + 1)?;
+//!     Ok((n + 1).to_string())
+//! }
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = RedisStore::builder("redis://127.0.0.1:6379")
+//!     .prefix("myapp:session:")
+//!     .command_timeout(std::time::Duration::from_millis(500))
+//!     .connect()
+//!     .await?;
+//! let key = Key::from_hex(&"ab".repeat(32))?; // the same key on every instance
+//! let app: Router = Router::new()
+//!     .route("/", get(count))
+//!     .layer(SessionLayer::new(store).with_signing_key(key));
+//! # Ok(()) }
+//! ```
+//!
+//! # Layout
+//!
+//! One hash per session, at `<prefix><id>` (prefix `session:` by default), readable with
+//! `redis-cli`:
+//!
+//! ```text
+//! > HGETALL session:q3Vx1bV8mH0TtZ8n1uGv2A
+//! 1) "created_at"   2) "1763784717000"      Unix milliseconds
+//! 3) "expires_at"   4) "1763786517000"      the session's deadline
+//! 5) "user"         6) "user-42"            only when the session is bound to a user
+//! 7) "d:count"      8) "3"                  one field per data key: "d:" + key, JSON value
+//! ```
+//!
+//! Every write sets the key's TTL to the deadline (`PEXPIREAT`) in the same atomic step, so no
+//! session key ever lives without one. The store still compares `expires_at` with the
+//! caller's `now` on every call, so a session is gone at its deadline whatever the server's
+//! clock says.
+//!
+//! # Round trips
+//!
+//! Every store call is one command (a Lua script run with `EVALSHA`, or `DEL`), atomic on the
+//! node that holds the key:
+//!
+//! | request | round trips |
+//! | --- | --- |
+//! | does not extract the session | 0 |
+//! | reads the session, refreshing its deadline when the policy asks | 1 |
+//! | changes an existing session (per key: `HSET`/`HDEL` of only the changed fields) | 2 |
+//! | creates a session | 1 (one more per id collision) |
+//! | destroys a session | 2 (read, `DEL`) |
+//!
+//! A server that lost its script cache (restarted, failed over) answers the first `EVALSHA`
+//! of each script with `NOSCRIPT`; the store then sends the script once with `EVAL`.
+//!
+//! Writes check, in the same script, that the session is still live: a change never brings
+//! back a session another request destroyed or that expired in between, and two requests
+//! that change different keys of one session both survive.
+//!
+//! # Failures
+//!
+//! Each command has a timeout ([`RedisStoreBuilder::command_timeout`], default one second):
+//! a stalled or unreachable Redis yields [`Error::Timeout`](sessionware_core::Error::Timeout)
+//! or [`Error::Backend`](sessionware_core::Error::Backend), which the layer answers with
+//! `503`. The pool reconnects by itself, so the store recovers when Redis comes back. A key
+//! that does not decode (edited by hand, not a hash) is reported as
+//! [`Error::Corrupt`](sessionware_core::Error::Corrupt) and left in place.
+//!
+//! [sessionware]: https://docs.rs/sessionware
+//! [fred]: https://docs.rs/fred
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+
+mod builder;
+mod codec;
+mod error;
+mod script;
+mod store;
+
+pub use builder::RedisStoreBuilder;
+pub use error::ConnectError;
+pub use store::RedisStore;
+
+/// Re-exported so an application can build a [`Config`](fred::types::config::Config) or a
+/// [`Pool`](fred::clients::Pool) with the same fred the store uses.
+pub use fred;

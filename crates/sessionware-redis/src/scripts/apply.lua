@@ -1,0 +1,40 @@
+-- Applies a change set to a live session, atomically; never brings one back.
+-- KEYS[1] the session key
+-- ARGV[1] now, ARGV[2] the new expires_at (Unix ms)
+-- ARGV[3] '1' to drop every data field first
+-- ARGV[4] user: 'k' keep, 's' set to ARGV[5], 'u' unbind
+-- ARGV[6] the number of field, value pairs that follow; then the fields to remove
+-- Returns 1 when applied, 0 when there is no live session, -1 when the key is not a session.
+local key = KEYS[1]
+local kind = redis.call('TYPE', key)['ok']
+if kind == 'none' then return 0 end
+if kind ~= 'hash' then return -1 end
+local expires = tonumber(redis.call('HGET', key, 'expires_at'))
+if not expires then return -1 end
+if expires <= tonumber(ARGV[1]) then return 0 end
+if ARGV[3] == '1' then
+  for _, field in ipairs(redis.call('HKEYS', key)) do
+    if string.sub(field, 1, 2) == 'd:' then redis.call('HDEL', key, field) end
+  end
+end
+if ARGV[4] == 's' then
+  redis.call('HSET', key, 'user', ARGV[5])
+elseif ARGV[4] == 'u' then
+  redis.call('HDEL', key, 'user')
+end
+local sets_end = 6 + 2 * tonumber(ARGV[6])
+local i = 7
+while i <= sets_end do
+  local j = math.min(i + 199, sets_end)
+  redis.call('HSET', key, unpack(ARGV, i, j))
+  i = j + 1
+end
+i = sets_end + 1
+while i <= #ARGV do
+  local j = math.min(i + 199, #ARGV)
+  redis.call('HDEL', key, unpack(ARGV, i, j))
+  i = j + 1
+end
+redis.call('HSET', key, 'expires_at', ARGV[2])
+redis.call('PEXPIREAT', key, ARGV[2])
+return 1

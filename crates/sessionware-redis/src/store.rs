@@ -1,0 +1,242 @@
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fred::clients::Pool;
+use fred::interfaces::{ClientLike as _, KeysInterface as _};
+use fred::types::Value;
+use fred::types::config::Options;
+use fred::types::scripts::Script;
+use sessionware_core::time::OffsetDateTime;
+use sessionware_core::{ChangeSet, Error, ExpiryPolicy, Loaded, Record, SessionId, SessionStore};
+
+use crate::codec::{self, data_field, duration_ms, encode_value, to_ms};
+use crate::error::from_fred;
+use crate::script::{self, Scripts};
+
+/// Draws of a fresh id before `create` gives up. With 128 random bits a second draw is already
+/// astronomically rare; a run of collisions means something else is wrong.
+const MAX_CREATE_ATTEMPTS: usize = 8;
+
+/// The Redis session store: one hash per session under `<prefix><id>`, each with a TTL at the
+/// session's deadline. Cheap to clone: clones share the pool.
+///
+/// Built with [`RedisStore::connect`] or [`RedisStore::builder`]; see the [crate docs](crate)
+/// for the layout and the round trips.
+#[derive(Clone)]
+pub struct RedisStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: Pool,
+    prefix: String,
+    timeout: Duration,
+    options: Options,
+    scripts: Scripts,
+}
+
+impl RedisStore {
+    pub(crate) fn new(pool: Pool, prefix: String, timeout: Duration, scripts: Scripts) -> Self {
+        let options = Options {
+            timeout: Some(timeout),
+            ..Options::default()
+        };
+        Self {
+            inner: Arc::new(Inner {
+                pool,
+                prefix,
+                timeout,
+                options,
+                scripts,
+            }),
+        }
+    }
+
+    /// The fred pool the store talks through, for an application that wants to reuse it.
+    pub fn pool(&self) -> &Pool {
+        &self.inner.pool
+    }
+
+    /// The prefix of every key the store writes.
+    pub fn prefix(&self) -> &str {
+        &self.inner.prefix
+    }
+
+    /// The longest one Redis command may take before a call fails with
+    /// [`Error::Timeout`].
+    pub fn command_timeout(&self) -> Duration {
+        self.inner.timeout
+    }
+
+    /// The Redis key of session `id`: the prefix, then the id as the cookie carries it.
+    pub fn key(&self, id: &SessionId) -> String {
+        format!("{}{id}", self.inner.prefix)
+    }
+
+    /// Runs `op` under a hard cap: fred's per-command timeout is the real limit, this only
+    /// makes sure nothing (a `NOSCRIPT` retry included) outlives twice that.
+    async fn bounded<T>(
+        &self,
+        op: impl Future<Output = Result<T, fred::error::Error>>,
+    ) -> Result<T, Error> {
+        match tokio::time::timeout(self.inner.timeout * 2, op).await {
+            Ok(result) => result.map_err(from_fred),
+            Err(_) => Err(Error::Timeout),
+        }
+    }
+
+    async fn run(&self, script: &Script, id: &SessionId, args: Vec<Value>) -> Result<Value, Error> {
+        let client = self.inner.pool.next();
+        self.bounded(script::call(
+            client,
+            &self.inner.options,
+            script,
+            self.key(id),
+            args,
+        ))
+        .await
+    }
+
+    /// The load script, reading and (when `refresh` says how) moving the deadline.
+    async fn load_with(
+        &self,
+        id: &SessionId,
+        now: OffsetDateTime,
+        refresh: Option<&ExpiryPolicy>,
+    ) -> Result<Option<Loaded>, Error> {
+        let now_ms = to_ms(now);
+        let mut args = vec![Value::from(now_ms)];
+        match refresh {
+            Some(policy) => {
+                let idle = policy.idle_timeout().unwrap_or(ExpiryPolicy::MAX_IDLE);
+                args.push(Value::from("1"));
+                args.push(Value::from(now_ms.saturating_add(duration_ms(idle))));
+                args.push(Value::from(
+                    policy.absolute_lifetime().map_or(-1, duration_ms),
+                ));
+                args.push(Value::from(duration_ms(policy.refresh_interval())));
+            }
+            None => args.extend(["0", "0", "-1", "0"].map(Value::from)),
+        }
+        let reply = self.run(&self.inner.scripts.load, id, args).await?;
+        let mut parts = match reply {
+            Value::Array(parts) => parts.into_iter(),
+            other => return Err(unexpected(&other)),
+        };
+        match parts.next().and_then(|v| v.as_i64()) {
+            Some(0) => return Ok(None),
+            Some(1) => {}
+            Some(-1) => return Err(not_a_session()),
+            _ => return Err(Error::backend("unexpected reply from the load script")),
+        }
+        let refreshed = parts.next().and_then(|v| v.as_i64()) == Some(1);
+        let fields = parts.next().unwrap_or(Value::Null);
+        let record = codec::decode(*id, fields)?;
+        Ok(Some(Loaded { record, refreshed }))
+    }
+}
+
+fn unexpected(reply: &Value) -> Error {
+    Error::backend(format!("unexpected reply from Redis: a {:?}", reply.kind()))
+}
+
+/// A key under the store's prefix that is not a session hash: written by something else.
+fn not_a_session() -> Error {
+    Error::corrupt("the key is not a session hash (wrong type or no `expires_at`)")
+}
+
+/// The 1 / 0 / -1 answer of the write scripts.
+fn written(reply: Value) -> Result<bool, Error> {
+    match reply.as_i64() {
+        Some(1) => Ok(true),
+        Some(0) => Ok(false),
+        Some(-1) => Err(not_a_session()),
+        _ => Err(unexpected(&reply)),
+    }
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("prefix", &self.inner.prefix)
+            .field("timeout", &self.inner.timeout)
+            .field("pool_size", &self.inner.pool.size())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SessionStore for RedisStore {
+    async fn create(&self, record: &Record) -> Result<SessionId, Error> {
+        let args = codec::create_args(record)?;
+        let mut id = record.id;
+        for _ in 0..MAX_CREATE_ATTEMPTS {
+            let reply = self
+                .run(&self.inner.scripts.create, &id, args.clone())
+                .await?;
+            if written(reply)? {
+                return Ok(id);
+            }
+            id = SessionId::generate()?;
+        }
+        Err(Error::backend(
+            "every session id drawn was already taken; is the random source broken?",
+        ))
+    }
+
+    async fn load(&self, id: &SessionId, now: OffsetDateTime) -> Result<Option<Record>, Error> {
+        Ok(self.load_with(id, now, None).await?.map(|l| l.record))
+    }
+
+    async fn load_refreshed(
+        &self,
+        id: &SessionId,
+        policy: &ExpiryPolicy,
+        now: OffsetDateTime,
+    ) -> Result<Option<Loaded>, Error> {
+        self.load_with(id, now, Some(policy)).await
+    }
+
+    async fn apply(
+        &self,
+        id: &SessionId,
+        changes: &ChangeSet,
+        now: OffsetDateTime,
+    ) -> Result<bool, Error> {
+        let sets: Vec<_> = changes.sets().collect();
+        let mut args = Vec::with_capacity(6 + 2 * sets.len() + changes.keys().len());
+        args.push(Value::from(to_ms(now)));
+        args.push(Value::from(to_ms(changes.expires_at())));
+        args.push(Value::from(if changes.is_clear() { "1" } else { "0" }));
+        match changes.user() {
+            None => args.extend(["k", ""].map(Value::from)),
+            Some(Some(user)) => args.extend([Value::from("s"), Value::from(user)]),
+            Some(None) => args.extend(["u", ""].map(Value::from)),
+        }
+        args.push(Value::from(i64::try_from(sets.len()).unwrap_or(i64::MAX)));
+        for (key, value) in sets {
+            args.push(Value::from(data_field(key)));
+            args.push(Value::from(encode_value(value)?));
+        }
+        args.extend(changes.removals().map(|key| Value::from(data_field(key))));
+        written(self.run(&self.inner.scripts.apply, id, args).await?)
+    }
+
+    async fn touch(
+        &self,
+        id: &SessionId,
+        expires_at: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<bool, Error> {
+        let args = vec![Value::from(to_ms(now)), Value::from(to_ms(expires_at))];
+        written(self.run(&self.inner.scripts.touch, id, args).await?)
+    }
+
+    async fn delete(&self, id: &SessionId) -> Result<(), Error> {
+        let client = self.inner.pool.next().with_options(&self.inner.options);
+        self.bounded(client.del::<i64, _>(self.key(id)))
+            .await
+            .map(|_| ())
+    }
+}

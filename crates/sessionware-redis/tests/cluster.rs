@@ -1,0 +1,56 @@
+//! The store on a Redis Cluster of three masters that the test starts from `redis-server`
+//! processes on loopback ports, and stops when it ends.
+
+mod common;
+
+use common::servers;
+use sessionware_core::testing;
+use sessionware_redis::RedisStore;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passes_the_conformance_suite_on_a_three_master_cluster() {
+    if !servers::available("cluster") {
+        return;
+    }
+    let cluster = servers::Cluster::start();
+    let store = RedisStore::builder(cluster.url())
+        .prefix(common::unique_prefix("cluster"))
+        .connect()
+        .await
+        .expect("connect to the cluster");
+    testing::run(&store, |id| common::corrupt(&store, id)).await;
+
+    // Sessions land on every master: keys spread over the slots, each script on its key's node.
+    let mut ids = Vec::new();
+    for _ in 0..30 {
+        let record = sessionware_core::Record {
+            id: sessionware_core::SessionId::generate().unwrap(),
+            data: [("k".to_owned(), serde_json::json!(1))].into(),
+            user: None,
+            created_at: sessionware_core::time::OffsetDateTime::now_utc(),
+            expires_at: sessionware_core::time::OffsetDateTime::now_utc()
+                + sessionware_core::time::Duration::minutes(5),
+        };
+        ids.push(
+            sessionware_core::SessionStore::create(&store, &record)
+                .await
+                .unwrap(),
+        );
+    }
+    for node in &cluster.nodes {
+        let keys: u64 = node.cli(&["dbsize"]).parse().unwrap();
+        assert!(keys > 0, "node {} holds some sessions", node.port);
+    }
+    for id in &ids {
+        sessionware_core::SessionStore::delete(&store, id)
+            .await
+            .unwrap();
+    }
+    for node in &cluster.nodes {
+        assert_eq!(
+            node.cli(&["dbsize"]),
+            "0",
+            "the suite and this test cleaned up"
+        );
+    }
+}

@@ -1,0 +1,67 @@
+//! The store behind Sentinel: one master, one replica and a sentinel the test starts on
+//! loopback ports; a failover replaces the master with the replica and sessions survive it.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::http::Client;
+use common::servers;
+use sessionware::SessionLayer;
+use sessionware_redis::RedisStore;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_survive_a_sentinel_failover() {
+    if !servers::available("sentinel") {
+        return;
+    }
+    let sentinel = servers::Sentinel::start();
+    let old_master = sentinel.master.port.to_string();
+    let store = RedisStore::builder(sentinel.url())
+        .prefix(common::unique_prefix("sentinel"))
+        .connect()
+        .await
+        .expect("connect through the sentinel");
+    let addr = common::http::serve(common::app::app(SessionLayer::new(store))).await;
+    let mut client = Client::new(addr);
+    assert_eq!(client.get("/count").await.body, "1");
+    assert_eq!(client.get("/count").await.body, "2");
+    // Replication is asynchronous: make sure the replica has the writes before failing over.
+    assert_eq!(sentinel.master.cli(&["wait", "1", "5000"]), "1");
+
+    assert_eq!(sentinel.master_port(), old_master);
+    // The sentinel refuses (NOGOODSLAVE) until it has polled the replica itself.
+    servers::wait_for("the sentinel to accept a failover", || {
+        sentinel
+            .sentinel
+            .cli(&["sentinel", "failover", servers::Sentinel::SERVICE])
+            == "OK"
+    });
+    let new_master = sentinel.replica.port.to_string();
+    servers::wait_for("the sentinel to promote the replica", || {
+        sentinel.master_port() == new_master
+    });
+    servers::wait_for("the replica to become master", || {
+        sentinel.replica.cli(&["role"]).starts_with("master")
+    });
+
+    // Requests may fail while the client moves to the new master; within a bound, the
+    // session is back, with its data, and takes writes on the new master.
+    let start = Instant::now();
+    let body = loop {
+        let reply = client.get("/count").await;
+        if reply.status == 200 {
+            break reply.body;
+        }
+        assert_eq!(reply.status, 503, "only unavailability while failing over");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no recovery within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(body, "3", "the session survived the failover");
+    assert_eq!(client.get("/peek").await.body, "3");
+    let keys: u64 = sentinel.replica.cli(&["dbsize"]).parse().unwrap();
+    assert!(keys >= 1, "the new master holds the session");
+}

@@ -1,0 +1,369 @@
+//! The store against one real Redis (REDIS_URL, default redis://127.0.0.1:6379): the
+//! conformance suite, the layout an operator sees, TTLs, prefixes and bad keys.
+
+mod common;
+
+use serde_json::json;
+use sessionware_core::time::{Duration, OffsetDateTime};
+use sessionware_core::{
+    ChangeSet, Clock as _, Data, Error, Record, SessionId, SessionStore, SystemClock, testing,
+};
+use sessionware_redis::fred::interfaces::{HashesInterface as _, KeysInterface as _};
+use sessionware_redis::{ConnectError, RedisStore};
+
+async fn store(test: &str) -> Option<RedisStore> {
+    let url = common::redis_url().await?;
+    Some(
+        RedisStore::builder(url)
+            .prefix(common::unique_prefix(test))
+            .connect()
+            .await
+            .expect("connect"),
+    )
+}
+
+fn record(data: serde_json::Value, lives: Duration) -> Record {
+    let now = SystemClock.now();
+    Record {
+        id: SessionId::generate().unwrap(),
+        data: match data {
+            serde_json::Value::Object(map) => map.into_iter().collect(),
+            _ => Data::new(),
+        },
+        user: None,
+        created_at: now,
+        expires_at: now + lives,
+    }
+}
+
+async fn pttl(store: &RedisStore, id: &SessionId) -> i64 {
+    store.pool().pttl(store.key(id)).await.unwrap()
+}
+
+#[tokio::test]
+async fn passes_the_conformance_suite() {
+    let Some(store) = store("conformance").await else {
+        return;
+    };
+    testing::run(&store, |id| common::corrupt(&store, id)).await;
+}
+
+#[tokio::test]
+async fn one_readable_hash_per_session_with_json_values() {
+    let Some(store) = store("layout").await else {
+        return;
+    };
+    let mut rec = record(json!({"count": 3, "name": "ada"}), Duration::minutes(30));
+    rec.user = Some("user-42".into());
+    let id = store.create(&rec).await.unwrap();
+    assert!(store.key(&id).starts_with("sessionware-test:layout:"));
+
+    let fields: std::collections::HashMap<String, String> =
+        store.pool().hgetall(store.key(&id)).await.unwrap();
+    let ms =
+        |t: OffsetDateTime| ((t - OffsetDateTime::UNIX_EPOCH).whole_milliseconds()).to_string();
+    assert_eq!(
+        fields,
+        [
+            ("created_at", ms(rec.created_at)),
+            ("expires_at", ms(rec.expires_at)),
+            ("user", "user-42".into()),
+            ("d:count", "3".into()),
+            ("d:name", "\"ada\"".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
+    );
+    store.delete(&id).await.unwrap();
+    let exists: i64 = store.pool().exists(store.key(&id)).await.unwrap();
+    assert_eq!(exists, 0, "delete removes the key");
+}
+
+#[tokio::test]
+async fn every_write_leaves_a_ttl_at_the_deadline() {
+    let Some(store) = store("ttl").await else {
+        return;
+    };
+    let rec = record(json!({"k": 1}), Duration::minutes(30));
+    let id = store.create(&rec).await.unwrap();
+    let within = |pttl: i64, of: Duration| {
+        let of = of.whole_milliseconds() as i64;
+        pttl > of - 60_000 && pttl <= of
+    };
+    let ttl = pttl(&store, &id).await;
+    assert!(within(ttl, Duration::minutes(30)), "after create: {ttl}");
+
+    let now = SystemClock.now();
+    let mut changes = ChangeSet::new(now + Duration::hours(2));
+    changes
+        .set("k", json!(2))
+        .remove("nope")
+        .bind_user(Some("u".into()));
+    assert!(store.apply(&id, &changes, now).await.unwrap());
+    let ttl = pttl(&store, &id).await;
+    assert!(within(ttl, Duration::hours(2)), "after apply: {ttl}");
+
+    let mut clear = ChangeSet::new(now + Duration::hours(3));
+    clear.clear();
+    assert!(store.apply(&id, &clear, now).await.unwrap());
+    let ttl = pttl(&store, &id).await;
+    assert!(within(ttl, Duration::hours(3)), "after clear: {ttl}");
+
+    assert!(
+        store
+            .touch(&id, now + Duration::hours(1), now)
+            .await
+            .unwrap()
+    );
+    let ttl = pttl(&store, &id).await;
+    assert!(within(ttl, Duration::hours(1)), "after touch: {ttl}");
+
+    let policy = sessionware_core::ExpiryPolicy::new()
+        .with_idle_timeout(Some(Duration::hours(5)))
+        .with_refresh_interval(Duration::ZERO);
+    let loaded = store
+        .load_refreshed(&id, &policy, now)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(loaded.refreshed);
+    let ttl = pttl(&store, &id).await;
+    assert!(
+        within(ttl, Duration::hours(5)),
+        "after a refreshing read: {ttl}"
+    );
+    store.delete(&id).await.unwrap();
+}
+
+#[tokio::test]
+async fn prefixes_keep_applications_apart() {
+    let Some(url) = common::redis_url().await else {
+        return;
+    };
+    let a = RedisStore::builder(&url)
+        .prefix(common::unique_prefix("app-a"))
+        .connect()
+        .await
+        .unwrap();
+    let b = RedisStore::builder(&url)
+        .prefix(common::unique_prefix("app-b"))
+        .connect()
+        .await
+        .unwrap();
+    let rec = record(json!({"k": 1}), Duration::minutes(5));
+    let id = a.create(&rec).await.unwrap();
+    let now = SystemClock.now();
+    assert!(a.load(&id, now).await.unwrap().is_some());
+    assert_eq!(
+        b.load(&id, now).await.unwrap(),
+        None,
+        "another prefix does not see it"
+    );
+    // The same id is free under the other prefix: no collision.
+    assert_eq!(b.create(&Record { id, ..rec.clone() }).await.unwrap(), id);
+    a.delete(&id).await.unwrap();
+    b.delete(&id).await.unwrap();
+    assert_eq!(RedisStore::DEFAULT_PREFIX, "session:");
+    let default = RedisStore::connect(&url).await.unwrap();
+    assert_eq!(default.key(&id), format!("session:{id}"));
+}
+
+#[tokio::test]
+async fn a_key_that_is_not_a_session_is_corrupt_and_left_alone() {
+    let Some(store) = store("not-a-session").await else {
+        return;
+    };
+    let id = SessionId::generate().unwrap();
+    let key = store.key(&id);
+    let () = store
+        .pool()
+        .set(
+            &key,
+            "plain string",
+            Some(sessionware_redis::fred::types::Expiration::EX(60)),
+            None,
+            false,
+        )
+        .await
+        .unwrap();
+    let now = SystemClock.now();
+    for (what, result) in [
+        ("load", store.load(&id, now).await.map(|_| ())),
+        (
+            "touch",
+            store
+                .touch(&id, now + Duration::minutes(1), now)
+                .await
+                .map(|_| ()),
+        ),
+        (
+            "apply",
+            store
+                .apply(&id, &ChangeSet::new(now + Duration::minutes(1)), now)
+                .await
+                .map(|_| ()),
+        ),
+    ] {
+        match result {
+            Err(Error::Corrupt { reason }) => assert!(!reason.contains(&id.to_string()), "{what}"),
+            other => panic!("{what}: expected Corrupt, got {other:?}"),
+        }
+    }
+    let value: String = store.pool().get(&key).await.unwrap();
+    assert_eq!(value, "plain string", "nothing overwrote it");
+
+    // A hash without its deadline is no session either.
+    let key2 = store.key(&SessionId::generate().unwrap());
+    let _: i64 = store.pool().hset(&key2, ("d:k", "1")).await.unwrap();
+    let _: bool = store.pool().expire(&key2, 60, None).await.unwrap();
+    let id2: SessionId = key2.rsplit(':').next().unwrap().parse().unwrap();
+    assert!(matches!(
+        store.load(&id2, now).await,
+        Err(Error::Corrupt { .. })
+    ));
+    store.delete(&id).await.unwrap();
+    store.delete(&id2).await.unwrap();
+}
+
+#[tokio::test]
+async fn bad_urls_and_unreachable_servers_are_typed_errors() {
+    assert!(matches!(
+        RedisStore::connect("carrier-pigeon://nowhere").await,
+        Err(ConnectError::InvalidUrl(_))
+    ));
+    // Nothing listens on port 1.
+    let err = RedisStore::builder("redis://127.0.0.1:1")
+        .connect_timeout(std::time::Duration::from_secs(2))
+        .connect()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ConnectError::Connect(_)), "{err:?}");
+    assert!(err.to_string().contains("cannot connect"), "{err}");
+}
+
+#[tokio::test]
+async fn sessions_with_many_keys_round_trip() {
+    let Some(store) = store("many-keys").await else {
+        return;
+    };
+    let data: serde_json::Map<String, serde_json::Value> =
+        (0..1500).map(|i| (format!("k{i}"), json!(i))).collect();
+    let rec = record(serde_json::Value::Object(data), Duration::minutes(5));
+    let id = store.create(&rec).await.unwrap();
+    let now = SystemClock.now();
+    assert_eq!(
+        store.load(&id, now).await.unwrap().unwrap().data.len(),
+        1500
+    );
+    let mut changes = ChangeSet::new(now + Duration::minutes(5));
+    for i in 0..700 {
+        changes.set(format!("k{i}"), json!("x"));
+    }
+    for i in 700..1400 {
+        changes.remove(format!("k{i}"));
+    }
+    assert!(store.apply(&id, &changes, now).await.unwrap());
+    let back = store.load(&id, now).await.unwrap().unwrap().data;
+    assert_eq!(back.len(), 800);
+    assert_eq!(back["k0"], json!("x"));
+    assert_eq!(back["k1499"], json!(1499));
+    store.delete(&id).await.unwrap();
+}
+
+#[tokio::test]
+async fn the_scripts_refresh_rule_is_the_expiry_policys() {
+    let Some(store) = store("refresh-rule").await else {
+        return;
+    };
+    let now = SystemClock.now();
+    let minutes = Duration::minutes;
+    let (mut refreshed, mut kept) = (0, 0);
+    for idle in [None, Some(minutes(10)), Some(minutes(30))] {
+        for absolute in [None, Some(minutes(40)), Some(Duration::hours(24))] {
+            for interval in [None, Some(Duration::ZERO), Some(minutes(2))] {
+                for (age, last_use) in [(5, 0), (20, 1), (35, 3), (39, 39), (60, 2)] {
+                    let mut policy = sessionware_core::ExpiryPolicy::new()
+                        .with_idle_timeout(idle)
+                        .with_absolute_lifetime(absolute);
+                    if let Some(interval) = interval {
+                        policy = policy.with_refresh_interval(interval);
+                    }
+                    let created_at = now - minutes(age);
+                    let expires_at = policy.deadline(created_at, now - minutes(last_use));
+                    if expires_at <= now {
+                        continue;
+                    }
+                    let mut rec = record(json!({"k": 1}), Duration::ZERO);
+                    rec.created_at = created_at;
+                    rec.expires_at = expires_at;
+                    let id = store.create(&rec).await.unwrap();
+                    let expected = policy.refreshed_deadline(created_at, expires_at, now);
+                    let loaded = store
+                        .load_refreshed(&id, &policy, now)
+                        .await
+                        .unwrap()
+                        .unwrap();
+                    let case =
+                        format!("{idle:?} {absolute:?} {interval:?} age {age} last {last_use}");
+                    assert_eq!(loaded.refreshed, expected.is_some(), "{case}");
+                    if loaded.refreshed {
+                        refreshed += 1;
+                    } else {
+                        kept += 1;
+                    }
+                    assert_eq!(
+                        loaded.record.expires_at,
+                        expected.unwrap_or(expires_at),
+                        "{case}"
+                    );
+                    let stored = store.load(&id, now).await.unwrap().unwrap();
+                    assert_eq!(
+                        stored.expires_at, loaded.record.expires_at,
+                        "{case}: stored"
+                    );
+                    store.delete(&id).await.unwrap();
+                }
+            }
+        }
+    }
+    assert!(
+        refreshed > 5 && kept > 5,
+        "both outcomes covered: {refreshed} / {kept}"
+    );
+}
+
+#[tokio::test]
+async fn works_on_a_pool_the_application_already_has() {
+    use sessionware_redis::fred::interfaces::ClientLike as _;
+    use sessionware_redis::fred::types::Builder;
+    use sessionware_redis::fred::types::config::{Config, ReconnectPolicy};
+
+    let Some(url) = common::redis_url().await else {
+        return;
+    };
+    let pool = Builder::from_config(Config::from_url(&url).unwrap())
+        .set_policy(ReconnectPolicy::new_constant(0, 100))
+        .build_pool(2)
+        .unwrap();
+    pool.init().await.unwrap();
+    let store = RedisStore::with_pool(pool.clone())
+        .prefix(common::unique_prefix("app-pool"))
+        .command_timeout(std::time::Duration::from_millis(750))
+        .connect()
+        .await
+        .unwrap();
+    assert_eq!(
+        store.command_timeout(),
+        std::time::Duration::from_millis(750)
+    );
+    assert_eq!(store.pool().size(), 2);
+    let rec = record(json!({"from": "the app's pool"}), Duration::minutes(5));
+    let id = store.create(&rec).await.unwrap();
+    let back = store.load(&id, SystemClock.now()).await.unwrap().unwrap();
+    assert_eq!(back.data, rec.data);
+    store.delete(&id).await.unwrap();
+    // The application still owns its pool.
+    let pong: String = pool.ping(None).await.unwrap();
+    assert_eq!(pong, "PONG");
+}

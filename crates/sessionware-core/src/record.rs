@@ -63,6 +63,7 @@ pub struct ChangeSet {
     clear: bool,
     keys: BTreeMap<String, Change>,
     user: Option<Option<String>>,
+    loaded_user: Option<String>,
     expires_at: OffsetDateTime,
 }
 
@@ -73,6 +74,7 @@ impl ChangeSet {
             clear: false,
             keys: BTreeMap::new(),
             user: None,
+            loaded_user: None,
             expires_at,
         }
     }
@@ -101,6 +103,19 @@ impl ChangeSet {
     pub fn bind_user(&mut self, user: Option<String>) -> &mut Self {
         self.user = Some(user);
         self
+    }
+
+    /// Notes the user the session was bound to when the writer loaded it. Not a change: a
+    /// hint for stores that keep a per-user index apart from the record (Redis), so they can
+    /// keep that index's expiry ahead of the session's without reading the record first.
+    pub fn loaded_by(&mut self, user: Option<String>) -> &mut Self {
+        self.loaded_user = user;
+        self
+    }
+
+    /// The user noted by [`loaded_by`](Self::loaded_by).
+    pub fn loaded_user(&self) -> Option<&str> {
+        self.loaded_user.as_deref()
     }
 
     /// Whether every stored key is dropped first.

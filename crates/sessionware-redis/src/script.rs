@@ -12,14 +12,18 @@ pub(crate) const LOAD: &str = include_str!("scripts/load.lua");
 pub(crate) const CREATE: &str = include_str!("scripts/create.lua");
 pub(crate) const APPLY: &str = include_str!("scripts/apply.lua");
 pub(crate) const TOUCH: &str = include_str!("scripts/touch.lua");
+pub(crate) const INDEX: &str = include_str!("scripts/index.lua");
+pub(crate) const DELETE_BOUND: &str = include_str!("scripts/delete_bound.lua");
 
-/// The four scripts with their SHA-1 digests, computed once.
+/// The scripts with their SHA-1 digests, computed once.
 #[derive(Debug)]
 pub(crate) struct Scripts {
     pub(crate) load: Script,
     pub(crate) create: Script,
     pub(crate) apply: Script,
     pub(crate) touch: Script,
+    pub(crate) index: Script,
+    pub(crate) delete_bound: Script,
 }
 
 impl Scripts {
@@ -29,11 +33,20 @@ impl Scripts {
             create: Script::from_lua(CREATE),
             apply: Script::from_lua(APPLY),
             touch: Script::from_lua(TOUCH),
+            index: Script::from_lua(INDEX),
+            delete_bound: Script::from_lua(DELETE_BOUND),
         }
     }
 
-    pub(crate) fn all(&self) -> [&Script; 4] {
-        [&self.load, &self.create, &self.apply, &self.touch]
+    pub(crate) fn all(&self) -> [&Script; 6] {
+        [
+            &self.load,
+            &self.create,
+            &self.apply,
+            &self.touch,
+            &self.index,
+            &self.delete_bound,
+        ]
     }
 }
 

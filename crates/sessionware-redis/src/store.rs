@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fred::clients::Pool;
-use fred::interfaces::{ClientLike as _, KeysInterface as _};
+use fred::interfaces::{ClientLike as _, KeysInterface as _, SetsInterface as _};
 use fred::types::Value;
 use fred::types::config::Options;
 use fred::types::scripts::Script;
@@ -87,16 +87,88 @@ impl RedisStore {
         }
     }
 
+    /// The Redis key of `user`'s index set. `:` never occurs in an id, so it cannot clash
+    /// with a session key.
+    pub fn user_key(&self, user: &str) -> String {
+        format!("{}user:{user}", self.inner.prefix)
+    }
+
     async fn run(&self, script: &Script, id: &SessionId, args: Vec<Value>) -> Result<Value, Error> {
+        self.run_on(script, self.key(id), args).await
+    }
+
+    async fn run_on(&self, script: &Script, key: String, args: Vec<Value>) -> Result<Value, Error> {
         let client = self.inner.pool.next();
-        self.bounded(script::call(
-            client,
-            &self.inner.options,
-            script,
-            self.key(id),
-            args,
-        ))
-        .await
+        self.bounded(script::call(client, &self.inner.options, script, key, args))
+            .await
+    }
+
+    /// Adds `id` to `user`'s index and keeps the index alive at least until `deadline`.
+    async fn index_add(
+        &self,
+        user: &str,
+        id: &SessionId,
+        deadline: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<(), Error> {
+        let args = vec![
+            Value::from("add"),
+            Value::from(id.to_string()),
+            Value::from(to_ms(deadline)),
+            Value::from(to_ms(now)),
+        ];
+        self.run_on(&self.inner.scripts.index, self.user_key(user), args)
+            .await
+            .map(|_| ())
+    }
+
+    /// Drops ids from `user`'s index.
+    async fn index_remove(&self, user: &str, ids: Vec<String>) -> Result<(), Error> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let client = self.inner.pool.next().with_options(&self.inner.options);
+        self.bounded(client.srem::<i64, _, _>(self.user_key(user), ids))
+            .await
+            .map(|_| ())
+    }
+
+    /// The ids in `user`'s index, as text (members that are not ids are returned apart).
+    async fn index_members(&self, user: &str) -> Result<(Vec<SessionId>, Vec<String>), Error> {
+        let client = self.inner.pool.next().with_options(&self.inner.options);
+        let members: Vec<String> = self.bounded(client.smembers(self.user_key(user))).await?;
+        let mut ids = Vec::with_capacity(members.len());
+        let mut junk = Vec::new();
+        for member in members {
+            match member.parse::<SessionId>() {
+                Ok(id) => ids.push(id),
+                Err(_) => junk.push(member),
+            }
+        }
+        Ok((ids, junk))
+    }
+
+    /// Runs `op` for every id at once: one round trip of latency for the lot.
+    async fn for_each<T, F, Fut>(
+        &self,
+        ids: &[SessionId],
+        op: F,
+    ) -> Result<Vec<(SessionId, T)>, Error>
+    where
+        T: Send + 'static,
+        F: Fn(RedisStore, SessionId) -> Fut,
+        Fut: Future<Output = Result<T, Error>> + Send + 'static,
+    {
+        let mut tasks = tokio::task::JoinSet::new();
+        for &id in ids {
+            let call = op(self.clone(), id);
+            tasks.spawn(async move { call.await.map(|t| (id, t)) });
+        }
+        let mut out = Vec::with_capacity(ids.len());
+        while let Some(done) = tasks.join_next().await {
+            out.push(done.map_err(Error::backend)??);
+        }
+        Ok(out)
     }
 
     /// The load script, reading and (when `refresh` says how) moving the deadline.
@@ -134,6 +206,11 @@ impl RedisStore {
         let refreshed = parts.next().and_then(|v| v.as_i64()) == Some(1);
         let fields = parts.next().unwrap_or(Value::Null);
         let record = codec::decode(*id, fields)?;
+        // A bound session that lives longer must not outlive its user's index. Only when the
+        // deadline moved, which the refresh interval makes rare.
+        if let (true, Some(user)) = (refreshed, &record.user) {
+            self.index_add(user, id, record.expires_at, now).await?;
+        }
         Ok(Some(Loaded { record, refreshed }))
     }
 }
@@ -176,6 +253,10 @@ impl SessionStore for RedisStore {
                 .run(&self.inner.scripts.create, &id, args.clone())
                 .await?;
             if written(reply)? {
+                if let Some(user) = &record.user {
+                    self.index_add(user, &id, record.expires_at, record.created_at)
+                        .await?;
+                }
                 return Ok(id);
             }
             id = SessionId::generate()?;
@@ -220,7 +301,31 @@ impl SessionStore for RedisStore {
             args.push(Value::from(encode_value(value)?));
         }
         args.extend(changes.removals().map(|key| Value::from(data_field(key))));
-        written(self.run(&self.inner.scripts.apply, id, args).await?)
+        let deadline = changes.expires_at();
+        let write = self.run(&self.inner.scripts.apply, id, args);
+        // The index's expiry is kept ahead of the session's alongside the write, so a bound
+        // session's write still costs one round trip of latency.
+        let reply = match (changes.user(), changes.loaded_user()) {
+            (None, Some(user)) => {
+                let (reply, index) = tokio::join!(write, self.index_add(user, id, deadline, now));
+                index?;
+                reply?
+            }
+            _ => write.await?,
+        };
+        match reply {
+            Value::Array(parts) => {
+                let previous = parts.into_iter().nth(1).and_then(|v| v.into_string());
+                if let Some(previous) = previous {
+                    self.index_remove(&previous, vec![id.to_string()]).await?;
+                }
+                if let Some(Some(user)) = changes.user() {
+                    self.index_add(user, id, deadline, now).await?;
+                }
+                Ok(true)
+            }
+            other => written(other),
+        }
     }
 
     async fn touch(
@@ -233,10 +338,62 @@ impl SessionStore for RedisStore {
         written(self.run(&self.inner.scripts.touch, id, args).await?)
     }
 
+    /// One `DEL`. A bound session's id stays in its user's index until the next listing
+    /// prunes it or the index expires: reading the user first would cost every sign-out a
+    /// round trip.
     async fn delete(&self, id: &SessionId) -> Result<(), Error> {
         let client = self.inner.pool.next().with_options(&self.inner.options);
         self.bounded(client.del::<i64, _>(self.key(id)))
             .await
             .map(|_| ())
+    }
+
+    async fn list_user(&self, user: &str, now: OffsetDateTime) -> Result<Vec<Record>, Error> {
+        let (ids, mut dead) = self.index_members(user).await?;
+        let loads = self
+            .for_each(&ids, move |store, id| async move {
+                store.load_with(&id, now, None).await
+            })
+            .await?;
+        let mut records = Vec::with_capacity(loads.len());
+        for (id, loaded) in loads {
+            match loaded {
+                Some(l) if l.record.user.as_deref() == Some(user) => records.push(l.record),
+                // Expired, deleted, or rebound: no longer this user's.
+                _ => dead.push(id.to_string()),
+            }
+        }
+        self.index_remove(user, dead).await?;
+        Ok(records)
+    }
+
+    async fn delete_user(
+        &self,
+        user: &str,
+        keep: Option<&SessionId>,
+        now: OffsetDateTime,
+    ) -> Result<usize, Error> {
+        let (mut ids, mut dead) = self.index_members(user).await?;
+        ids.retain(|id| Some(id) != keep);
+        let owner = user.to_owned();
+        let deletes = self
+            .for_each(&ids, move |store, id| {
+                let args = vec![Value::from(owner.as_str()), Value::from(to_ms(now))];
+                async move {
+                    store
+                        .run(&store.inner.scripts.delete_bound, &id, args)
+                        .await
+                }
+            })
+            .await?;
+        let mut ended = 0;
+        for (id, reply) in deletes {
+            if reply.as_i64() == Some(1) {
+                ended += 1;
+            }
+            dead.push(id.to_string());
+        }
+        self.index_remove(user, dead).await?;
+        Ok(ended)
     }
 }

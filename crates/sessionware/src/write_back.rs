@@ -111,6 +111,7 @@ fn plan(state: &mut State, shared: &Shared, now: OffsetDateTime) -> Plan {
     if state.cleared || !state.dirty.is_empty() {
         let deadline = policy.deadline(state.created_at, now);
         let mut changes = ChangeSet::new(deadline);
+        changes.loaded_by(state.user.clone());
         if state.cleared {
             changes.clear();
         }

@@ -4,7 +4,8 @@
 -- ARGV[3] '1' to drop every data field first
 -- ARGV[4] user: 'k' keep, 's' set to ARGV[5], 'u' unbind
 -- ARGV[6] the number of field, value pairs that follow; then the fields to remove
--- Returns 1 when applied, 0 when there is no live session, -1 when the key is not a session.
+-- Returns 1 when applied, 0 when there is no live session, -1 when the key is not a session;
+-- {1, previous user or false} when applied with a change of user ('s' or 'u').
 local key = KEYS[1]
 local kind = redis.call('TYPE', key)['ok']
 if kind == 'none' then return 0 end
@@ -17,6 +18,8 @@ if ARGV[3] == '1' then
     if string.sub(field, 1, 2) == 'd:' then redis.call('HDEL', key, field) end
   end
 end
+local previous = nil
+if ARGV[4] ~= 'k' then previous = redis.call('HGET', key, 'user') end
 if ARGV[4] == 's' then
   redis.call('HSET', key, 'user', ARGV[5])
 elseif ARGV[4] == 'u' then
@@ -37,4 +40,5 @@ while i <= #ARGV do
 end
 redis.call('HSET', key, 'expires_at', ARGV[2])
 redis.call('PEXPIREAT', key, ARGV[2])
+if ARGV[4] ~= 'k' then return {1, previous} end
 return 1

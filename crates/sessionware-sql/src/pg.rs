@@ -117,14 +117,13 @@ impl Pg {
             "CREATE INDEX IF NOT EXISTS {user} ON {t} (user_id, expires_ms) \
              WHERE user_id IS NOT NULL"
         ));
-        let mut tx = self.pool.begin().await.map_err(SqlError::Migrate)?;
-        for statement in &ddl {
-            sqlx::raw_sql(statement)
-                .execute(&mut *tx)
-                .await
-                .map_err(SqlError::Migrate)?;
-        }
-        tx.commit().await.map_err(SqlError::Migrate)
+        // One simple-protocol query: PostgreSQL runs its statements as one transaction, which
+        // holds the advisory lock to the end.
+        sqlx::raw_sql(&ddl.join("; "))
+            .execute(&self.pool)
+            .await
+            .map_err(SqlError::Migrate)?;
+        Ok(())
     }
 
     pub(crate) async fn create(&self, record: &Record) -> Result<SessionId, Error> {

@@ -70,8 +70,8 @@ impl Lite {
         let t = &self.t;
         let expires = self.table.index('"', "expires_idx");
         let user = self.table.index('"', "user_idx");
-        // One write transaction: a second process migrating at the same time waits for the
-        // lock (busy timeout), then finds everything in place.
+        // Each statement is atomic and idempotent on its own; a second process migrating at
+        // the same time waits for the write lock (busy timeout), then finds each in place.
         let ddl = format!(
             "CREATE TABLE IF NOT EXISTS {t} (\
                id TEXT NOT NULL PRIMARY KEY, \
@@ -84,16 +84,11 @@ impl Lite {
              CREATE INDEX IF NOT EXISTS {user} ON {t} (user_id, expires_ms) \
                WHERE user_id IS NOT NULL;"
         );
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(SqlError::Migrate)?;
         sqlx::raw_sql(&ddl)
-            .execute(&mut *tx)
+            .execute(&self.pool)
             .await
             .map_err(SqlError::Migrate)?;
-        tx.commit().await.map_err(SqlError::Migrate)
+        Ok(())
     }
 
     pub(crate) async fn create(&self, record: &Record) -> Result<SessionId, Error> {

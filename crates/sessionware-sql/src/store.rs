@@ -325,3 +325,24 @@ impl SessionStore for SqlStore {
         dispatch!(&self.inner.engine, e => e.delete(id).await)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn send<T: Send>(_: T) {}
+
+    #[test]
+    fn futures_are_send() {
+        // Only compiled, never run: applications spawn these.
+        let run = || async {
+            let store = SqlStore::connect("sqlite::memory:").await?;
+            send(store.migrate());
+            send(store.delete_expired());
+            send(store.user_sessions("u"));
+            send(store.delete_user_sessions("u"));
+            Ok::<_, SqlError>(())
+        };
+        let _ = run;
+    }
+}

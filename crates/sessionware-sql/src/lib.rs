@@ -42,6 +42,7 @@ compile_error!("sessionware-sql needs at least one of the features `postgres`, `
 
 mod cleanup;
 mod codec;
+mod conns;
 mod error;
 #[cfg(feature = "mysql")]
 mod mysql;

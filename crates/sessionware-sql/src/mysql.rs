@@ -1,17 +1,20 @@
 //! MySQL and MariaDB: a `JSON` column edited in place with `JSON_SET` and `JSON_REMOVE`.
 
+use std::sync::Arc;
+
 use sessionware_core::time::OffsetDateTime;
 use sessionware_core::{ChangeSet, Error, Record, SessionId};
 use sqlx::{MySqlPool, Row as _};
 
 use crate::codec::{self, Row};
+use crate::conns::Conns;
 use crate::error::backend;
 use crate::names::Table;
 use crate::{BATCH, MAX_CREATE_TRIES, SqlError};
 
 #[derive(Debug, Clone)]
 pub(crate) struct My {
-    pool: MySqlPool,
+    conns: Arc<Conns<sqlx::MySql>>,
     table: Table,
     t: String,
     sql: Sql,
@@ -36,6 +39,10 @@ const COLUMNS: &str =
 
 impl My {
     pub(crate) fn new(pool: MySqlPool, table: Table) -> Self {
+        Self::with_conns(Arc::new(Conns::new(pool)), table)
+    }
+
+    fn with_conns(conns: Arc<Conns<sqlx::MySql>>, table: Table) -> Self {
         let t = table.qualified('`');
         let sql = Sql {
             insert: format!(
@@ -55,7 +62,7 @@ impl My {
             delete_user: format!("DELETE FROM {t} WHERE user_id = ?"),
         };
         Self {
-            pool,
+            conns,
             table,
             t,
             sql,
@@ -63,10 +70,11 @@ impl My {
     }
 
     pub(crate) fn with_table(&self, table: Table) -> Self {
-        Self::new(self.pool.clone(), table)
+        Self::with_conns(self.conns.clone(), table)
     }
 
     pub(crate) async fn migrate(&self) -> Result<(), SqlError> {
+        let mut conn = self.conns.get().await.map_err(SqlError::Migrate)?;
         let t = &self.t;
         let expires = self.table.index('`', "expires_idx");
         let user = self.table.index('`', "user_idx");
@@ -85,16 +93,17 @@ impl My {
                KEY {user} (user_id, expires_ms)\
              ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
         );
-        sqlx::raw_sql(&ddl)
-            .execute(&self.pool)
+        sqlx::Executor::execute(&mut *conn, ddl.as_str())
             .await
             .map_err(SqlError::Migrate)?;
+        conn.done();
         Ok(())
     }
 
     pub(crate) async fn create(&self, record: &Record) -> Result<SessionId, Error> {
         let data = codec::encode(&record.data)?;
         let mut id = record.id;
+        let mut conn = self.conns.get().await.map_err(backend)?;
         for _ in 0..MAX_CREATE_TRIES {
             // A plain INSERT: `INSERT IGNORE` would also turn real errors into warnings.
             let done = sqlx::query(&self.sql.insert)
@@ -103,10 +112,13 @@ impl My {
                 .bind(record.user.as_deref())
                 .bind(codec::ms(record.created_at))
                 .bind(codec::ms(record.expires_at))
-                .execute(&self.pool)
+                .execute(&mut *conn)
                 .await;
             match done {
-                Ok(_) => return Ok(id),
+                Ok(_) => {
+                    conn.done();
+                    return Ok(id);
+                }
                 Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
                     id = SessionId::generate()?;
                 }
@@ -121,12 +133,14 @@ impl My {
         id: &SessionId,
         now: OffsetDateTime,
     ) -> Result<Option<Record>, Error> {
+        let mut conn = self.conns.get().await.map_err(backend)?;
         let row = sqlx::query(&self.sql.load)
             .bind(id.to_string())
             .bind(codec::ms(now))
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *conn)
             .await
             .map_err(backend)?;
+        conn.done();
         row.map(|row| columns(&row, 0)?.into_record(*id))
             .transpose()
     }
@@ -140,6 +154,7 @@ impl My {
         if !changes.keys().all(|(k, _)| codec::path_safe(k)) {
             return self.apply_in_transaction(id, changes, now).await;
         }
+        let mut conn = self.conns.get().await.map_err(backend)?;
         // Built per shape (how many keys set and removed); sqlx keeps each shape prepared.
         let mut data = if changes.is_clear() {
             "JSON_OBJECT()".to_owned()
@@ -183,9 +198,10 @@ impl My {
             .bind(codec::ms(changes.expires_at()))
             .bind(id.to_string())
             .bind(codec::ms(now))
-            .execute(&self.pool)
+            .execute(&mut *conn)
             .await
             .map_err(backend)?;
+        conn.done();
         Ok(done.rows_affected() > 0)
     }
 
@@ -196,7 +212,10 @@ impl My {
         changes: &ChangeSet,
         now: OffsetDateTime,
     ) -> Result<bool, Error> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut conn = self.conns.get().await.map_err(backend)?;
+        let mut tx = sqlx::Connection::begin(&mut *conn)
+            .await
+            .map_err(backend)?;
         let row = sqlx::query(&self.sql.lock)
             .bind(id.to_string())
             .bind(codec::ms(now))
@@ -225,6 +244,7 @@ impl My {
             .await
             .map_err(backend)?;
         tx.commit().await.map_err(backend)?;
+        conn.done();
         Ok(true)
     }
 
@@ -234,31 +254,37 @@ impl My {
         expires_at: OffsetDateTime,
         now: OffsetDateTime,
     ) -> Result<bool, Error> {
+        let mut conn = self.conns.get().await.map_err(backend)?;
         let done = sqlx::query(&self.sql.touch)
             .bind(codec::ms(expires_at))
             .bind(id.to_string())
             .bind(codec::ms(now))
-            .execute(&self.pool)
+            .execute(&mut *conn)
             .await
             .map_err(backend)?;
+        conn.done();
         Ok(done.rows_affected() > 0)
     }
 
     pub(crate) async fn delete(&self, id: &SessionId) -> Result<(), Error> {
+        let mut conn = self.conns.get().await.map_err(backend)?;
         sqlx::query(&self.sql.delete)
             .bind(id.to_string())
-            .execute(&self.pool)
+            .execute(&mut *conn)
             .await
             .map_err(backend)?;
+        conn.done();
         Ok(())
     }
 
     pub(crate) async fn delete_expired_batch(&self, now: OffsetDateTime) -> Result<u64, Error> {
+        let mut conn = self.conns.get().await.map_err(backend)?;
         let done = sqlx::query(&self.sql.delete_expired)
             .bind(codec::ms(now))
-            .execute(&self.pool)
+            .execute(&mut *conn)
             .await
             .map_err(backend)?;
+        conn.done();
         Ok(done.rows_affected())
     }
 
@@ -267,12 +293,14 @@ impl My {
         user: &str,
         now: OffsetDateTime,
     ) -> Result<Vec<Record>, Error> {
+        let mut conn = self.conns.get().await.map_err(backend)?;
         let rows = sqlx::query(&self.sql.user_sessions)
             .bind(user)
             .bind(codec::ms(now))
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *conn)
             .await
             .map_err(backend)?;
+        conn.done();
         rows.iter()
             .map(|row| {
                 let id = crate::stored_id(row.try_get(0).map_err(backend)?)?;
@@ -282,11 +310,13 @@ impl My {
     }
 
     pub(crate) async fn delete_user(&self, user: &str) -> Result<u64, Error> {
+        let mut conn = self.conns.get().await.map_err(backend)?;
         let done = sqlx::query(&self.sql.delete_user)
             .bind(user)
-            .execute(&self.pool)
+            .execute(&mut *conn)
             .await
             .map_err(backend)?;
+        conn.done();
         Ok(done.rows_affected())
     }
 }

@@ -1,18 +1,21 @@
 //! PostgreSQL: `jsonb` data edited in place with `-` and `||`, and a read that refreshes its
 //! deadline in the same statement.
 
+use std::sync::Arc;
+
 use sessionware_core::time::OffsetDateTime;
 use sessionware_core::{ChangeSet, Error, ExpiryPolicy, Loaded, Record, SessionId};
 use sqlx::{PgPool, Row as _};
 
 use crate::codec::{self, PolicyMs, Row};
+use crate::conns::Conns;
 use crate::error::backend;
 use crate::names::Table;
 use crate::{BATCH, MAX_CREATE_TRIES, SqlError};
 
 #[derive(Debug, Clone)]
 pub(crate) struct Pg {
-    pool: PgPool,
+    conns: Arc<Conns<sqlx::Postgres>>,
     table: Table,
     sql: Sql,
 }
@@ -34,6 +37,10 @@ const COLUMNS: &str = "data::text, user_id, created_ms, expires_ms";
 
 impl Pg {
     pub(crate) fn new(pool: PgPool, table: Table) -> Self {
+        Self::with_conns(Arc::new(Conns::new(pool)), table)
+    }
+
+    fn with_conns(conns: Arc<Conns<sqlx::Postgres>>, table: Table) -> Self {
         let t = table.qualified('"');
         let sql = Sql {
             insert: format!(
@@ -80,14 +87,16 @@ impl Pg {
             ),
             delete_user: format!("DELETE FROM {t} WHERE user_id = $1"),
         };
-        Self { pool, table, sql }
+        Self {
+            conns, table, sql }
     }
 
     pub(crate) fn with_table(&self, table: Table) -> Self {
-        Self::new(self.pool.clone(), table)
+        Self::with_conns(self.conns.clone(), table)
     }
 
     pub(crate) async fn migrate(&self) -> Result<(), SqlError> {
+        let mut conn = self.conns.get().await.map_err(SqlError::Migrate)?;
         let t = self.table.qualified('"');
         let expires = self.table.index('"', "expires_idx");
         let user = self.table.index('"', "user_idx");
@@ -119,16 +128,17 @@ impl Pg {
         ));
         // One simple-protocol query: PostgreSQL runs its statements as one transaction, which
         // holds the advisory lock to the end.
-        sqlx::raw_sql(&ddl.join("; "))
-            .execute(&self.pool)
+        sqlx::Executor::execute(&mut *conn, ddl.join("; ").as_str())
             .await
             .map_err(SqlError::Migrate)?;
+        conn.done();
         Ok(())
     }
 
     pub(crate) async fn create(&self, record: &Record) -> Result<SessionId, Error> {
         let data = codec::encode(&record.data)?;
         let mut id = record.id;
+        let mut conn = self.conns.get().await.map_err(backend)?;
         for _ in 0..MAX_CREATE_TRIES {
             let done = sqlx::query(&self.sql.insert)
                 .bind(id.to_string())
@@ -136,10 +146,11 @@ impl Pg {
                 .bind(record.user.as_deref())
                 .bind(codec::ms(record.created_at))
                 .bind(codec::ms(record.expires_at))
-                .execute(&self.pool)
+                .execute(&mut *conn)
                 .await
                 .map_err(backend)?;
             if done.rows_affected() == 1 {
+                conn.done();
                 return Ok(id);
             }
             id = SessionId::generate()?;
@@ -152,12 +163,14 @@ impl Pg {
         id: &SessionId,
         now: OffsetDateTime,
     ) -> Result<Option<Record>, Error> {
+        let mut conn = self.conns.get().await.map_err(backend)?;
         let row = sqlx::query(&self.sql.load)
             .bind(id.to_string())
             .bind(codec::ms(now))
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *conn)
             .await
             .map_err(backend)?;
+        conn.done();
         row.map(|row| columns(&row)?.into_record(*id)).transpose()
     }
 
@@ -167,6 +180,7 @@ impl Pg {
         policy: &ExpiryPolicy,
         now: OffsetDateTime,
     ) -> Result<Option<Loaded>, Error> {
+        let mut conn = self.conns.get().await.map_err(backend)?;
         let p = PolicyMs::new(policy);
         let row = sqlx::query(&self.sql.load_refreshed)
             .bind(id.to_string())
@@ -174,9 +188,10 @@ impl Pg {
             .bind(p.idle)
             .bind(p.absolute)
             .bind(p.interval)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *conn)
             .await
             .map_err(backend)?;
+        conn.done();
         let Some(row) = row else { return Ok(None) };
         let refreshed: Option<i64> = row.try_get(4).map_err(backend)?;
         let mut columns = columns(&row)?;
@@ -195,6 +210,7 @@ impl Pg {
         changes: &ChangeSet,
         now: OffsetDateTime,
     ) -> Result<bool, Error> {
+        let mut conn = self.conns.get().await.map_err(backend)?;
         let removals: Vec<&str> = changes.removals().collect();
         let sets: serde_json::Map<String, serde_json::Value> = changes
             .sets()
@@ -211,9 +227,10 @@ impl Pg {
             .bind(user.flatten())
             .bind(codec::ms(changes.expires_at()))
             .bind(codec::ms(now))
-            .execute(&self.pool)
+            .execute(&mut *conn)
             .await
             .map_err(backend)?;
+        conn.done();
         Ok(done.rows_affected() > 0)
     }
 
@@ -223,31 +240,37 @@ impl Pg {
         expires_at: OffsetDateTime,
         now: OffsetDateTime,
     ) -> Result<bool, Error> {
+        let mut conn = self.conns.get().await.map_err(backend)?;
         let done = sqlx::query(&self.sql.touch)
             .bind(id.to_string())
             .bind(codec::ms(expires_at))
             .bind(codec::ms(now))
-            .execute(&self.pool)
+            .execute(&mut *conn)
             .await
             .map_err(backend)?;
+        conn.done();
         Ok(done.rows_affected() > 0)
     }
 
     pub(crate) async fn delete(&self, id: &SessionId) -> Result<(), Error> {
+        let mut conn = self.conns.get().await.map_err(backend)?;
         sqlx::query(&self.sql.delete)
             .bind(id.to_string())
-            .execute(&self.pool)
+            .execute(&mut *conn)
             .await
             .map_err(backend)?;
+        conn.done();
         Ok(())
     }
 
     pub(crate) async fn delete_expired_batch(&self, now: OffsetDateTime) -> Result<u64, Error> {
+        let mut conn = self.conns.get().await.map_err(backend)?;
         let done = sqlx::query(&self.sql.delete_expired)
             .bind(codec::ms(now))
-            .execute(&self.pool)
+            .execute(&mut *conn)
             .await
             .map_err(backend)?;
+        conn.done();
         Ok(done.rows_affected())
     }
 
@@ -256,12 +279,14 @@ impl Pg {
         user: &str,
         now: OffsetDateTime,
     ) -> Result<Vec<Record>, Error> {
+        let mut conn = self.conns.get().await.map_err(backend)?;
         let rows = sqlx::query(&self.sql.user_sessions)
             .bind(user)
             .bind(codec::ms(now))
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *conn)
             .await
             .map_err(backend)?;
+        conn.done();
         rows.iter()
             .map(|row| {
                 let id = crate::stored_id(row.try_get(0).map_err(backend)?)?;
@@ -277,11 +302,13 @@ impl Pg {
     }
 
     pub(crate) async fn delete_user(&self, user: &str) -> Result<u64, Error> {
+        let mut conn = self.conns.get().await.map_err(backend)?;
         let done = sqlx::query(&self.sql.delete_user)
             .bind(user)
-            .execute(&self.pool)
+            .execute(&mut *conn)
             .await
             .map_err(backend)?;
+        conn.done();
         Ok(done.rows_affected())
     }
 }

@@ -1,17 +1,20 @@
 //! SQLite: JSON text edited in place with `json_set` and `json_remove`.
 
+use std::sync::Arc;
+
 use sessionware_core::time::OffsetDateTime;
 use sessionware_core::{ChangeSet, Error, Record, SessionId};
 use sqlx::{SqlitePool, Row as _};
 
 use crate::codec::{self, Row};
+use crate::conns::Conns;
 use crate::error::backend;
 use crate::names::Table;
 use crate::{BATCH, MAX_CREATE_TRIES, SqlError};
 
 #[derive(Debug, Clone)]
 pub(crate) struct Lite {
-    pool: SqlitePool,
+    conns: Arc<Conns<sqlx::Sqlite>>,
     table: Table,
     t: String,
     sql: Sql,
@@ -33,6 +36,10 @@ const COLUMNS: &str = "data, user_id, created_ms, expires_ms";
 
 impl Lite {
     pub(crate) fn new(pool: SqlitePool, table: Table) -> Self {
+        Self::with_conns(Arc::new(Conns::new(pool)), table)
+    }
+
+    fn with_conns(conns: Arc<Conns<sqlx::Sqlite>>, table: Table) -> Self {
         let t = table.qualified('"');
         let sql = Sql {
             insert: format!(
@@ -55,7 +62,7 @@ impl Lite {
             delete_user: format!("DELETE FROM {t} WHERE user_id = ?"),
         };
         Self {
-            pool,
+            conns,
             table,
             t,
             sql,
@@ -63,10 +70,11 @@ impl Lite {
     }
 
     pub(crate) fn with_table(&self, table: Table) -> Self {
-        Self::new(self.pool.clone(), table)
+        Self::with_conns(self.conns.clone(), table)
     }
 
     pub(crate) async fn migrate(&self) -> Result<(), SqlError> {
+        let mut conn = self.conns.get().await.map_err(SqlError::Migrate)?;
         let t = &self.t;
         let expires = self.table.index('"', "expires_idx");
         let user = self.table.index('"', "user_idx");
@@ -84,16 +92,17 @@ impl Lite {
              CREATE INDEX IF NOT EXISTS {user} ON {t} (user_id, expires_ms) \
                WHERE user_id IS NOT NULL;"
         );
-        sqlx::raw_sql(&ddl)
-            .execute(&self.pool)
+        sqlx::Executor::execute(&mut *conn, ddl.as_str())
             .await
             .map_err(SqlError::Migrate)?;
+        conn.done();
         Ok(())
     }
 
     pub(crate) async fn create(&self, record: &Record) -> Result<SessionId, Error> {
         let data = codec::encode(&record.data)?;
         let mut id = record.id;
+        let mut conn = self.conns.get().await.map_err(backend)?;
         for _ in 0..MAX_CREATE_TRIES {
             let done = sqlx::query(&self.sql.insert)
                 .bind(id.to_string())
@@ -101,10 +110,11 @@ impl Lite {
                 .bind(record.user.as_deref())
                 .bind(codec::ms(record.created_at))
                 .bind(codec::ms(record.expires_at))
-                .execute(&self.pool)
+                .execute(&mut *conn)
                 .await
                 .map_err(backend)?;
             if done.rows_affected() == 1 {
+                conn.done();
                 return Ok(id);
             }
             id = SessionId::generate()?;
@@ -117,12 +127,14 @@ impl Lite {
         id: &SessionId,
         now: OffsetDateTime,
     ) -> Result<Option<Record>, Error> {
+        let mut conn = self.conns.get().await.map_err(backend)?;
         let row = sqlx::query(&self.sql.load)
             .bind(id.to_string())
             .bind(codec::ms(now))
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *conn)
             .await
             .map_err(backend)?;
+        conn.done();
         row.map(|row| columns(&row, 0)?.into_record(*id))
             .transpose()
     }
@@ -136,6 +148,7 @@ impl Lite {
         if !changes.keys().all(|(k, _)| codec::path_safe(k)) {
             return self.apply_in_transaction(id, changes, now).await;
         }
+        let mut conn = self.conns.get().await.map_err(backend)?;
         // Built per shape (how many keys set and removed); sqlx keeps each shape prepared.
         let mut data = if changes.is_clear() {
             "json_object()".to_owned()
@@ -174,9 +187,10 @@ impl Lite {
             .bind(codec::ms(changes.expires_at()))
             .bind(id.to_string())
             .bind(codec::ms(now))
-            .execute(&self.pool)
+            .execute(&mut *conn)
             .await
             .map_err(backend)?;
+        conn.done();
         Ok(done.rows_affected() > 0)
     }
 
@@ -189,9 +203,8 @@ impl Lite {
     ) -> Result<bool, Error> {
         // IMMEDIATE takes the write lock up front: no other writer can slip in between the
         // read and the write, and the upgrade from reader to writer cannot deadlock.
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
+        let mut conn = self.conns.get().await.map_err(backend)?;
+        let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE")
             .await
             .map_err(backend)?;
         let row = sqlx::query(&self.sql.lock)
@@ -222,6 +235,7 @@ impl Lite {
             .await
             .map_err(backend)?;
         tx.commit().await.map_err(backend)?;
+        conn.done();
         Ok(true)
     }
 
@@ -231,31 +245,37 @@ impl Lite {
         expires_at: OffsetDateTime,
         now: OffsetDateTime,
     ) -> Result<bool, Error> {
+        let mut conn = self.conns.get().await.map_err(backend)?;
         let done = sqlx::query(&self.sql.touch)
             .bind(codec::ms(expires_at))
             .bind(id.to_string())
             .bind(codec::ms(now))
-            .execute(&self.pool)
+            .execute(&mut *conn)
             .await
             .map_err(backend)?;
+        conn.done();
         Ok(done.rows_affected() > 0)
     }
 
     pub(crate) async fn delete(&self, id: &SessionId) -> Result<(), Error> {
+        let mut conn = self.conns.get().await.map_err(backend)?;
         sqlx::query(&self.sql.delete)
             .bind(id.to_string())
-            .execute(&self.pool)
+            .execute(&mut *conn)
             .await
             .map_err(backend)?;
+        conn.done();
         Ok(())
     }
 
     pub(crate) async fn delete_expired_batch(&self, now: OffsetDateTime) -> Result<u64, Error> {
+        let mut conn = self.conns.get().await.map_err(backend)?;
         let done = sqlx::query(&self.sql.delete_expired)
             .bind(codec::ms(now))
-            .execute(&self.pool)
+            .execute(&mut *conn)
             .await
             .map_err(backend)?;
+        conn.done();
         Ok(done.rows_affected())
     }
 
@@ -264,12 +284,14 @@ impl Lite {
         user: &str,
         now: OffsetDateTime,
     ) -> Result<Vec<Record>, Error> {
+        let mut conn = self.conns.get().await.map_err(backend)?;
         let rows = sqlx::query(&self.sql.user_sessions)
             .bind(user)
             .bind(codec::ms(now))
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *conn)
             .await
             .map_err(backend)?;
+        conn.done();
         rows.iter()
             .map(|row| {
                 let id = crate::stored_id(row.try_get(0).map_err(backend)?)?;
@@ -279,11 +301,13 @@ impl Lite {
     }
 
     pub(crate) async fn delete_user(&self, user: &str) -> Result<u64, Error> {
+        let mut conn = self.conns.get().await.map_err(backend)?;
         let done = sqlx::query(&self.sql.delete_user)
             .bind(user)
-            .execute(&self.pool)
+            .execute(&mut *conn)
             .await
             .map_err(backend)?;
+        conn.done();
         Ok(done.rows_affected())
     }
 }

@@ -15,7 +15,6 @@ use sqlx::pool::PoolConnection;
 use sqlx::{Database, Pool};
 use tokio::sync::Notify;
 
-
 #[derive(Debug)]
 pub(crate) struct Conns<DB: Database> {
     pool: Pool<DB>,

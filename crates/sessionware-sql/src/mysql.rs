@@ -34,8 +34,7 @@ struct Sql {
 
 // Converted to a non-binary collation on the way out: sqlx reads `*_bin` columns (and MySQL's
 // native JSON) as bytes, not text.
-const COLUMNS: &str =
-    "CAST(data AS CHAR), CONVERT(user_id USING utf8mb4), created_ms, expires_ms";
+const COLUMNS: &str = "CAST(data AS CHAR), CONVERT(user_id USING utf8mb4), created_ms, expires_ms";
 
 impl My {
     pub(crate) fn new(pool: MySqlPool, table: Table) -> Self {
@@ -213,9 +212,7 @@ impl My {
         now: OffsetDateTime,
     ) -> Result<bool, Error> {
         let mut conn = self.conns.get().await.map_err(backend)?;
-        let mut tx = sqlx::Connection::begin(&mut *conn)
-            .await
-            .map_err(backend)?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(backend)?;
         let row = sqlx::query(&self.sql.lock)
             .bind(id.to_string())
             .bind(codec::ms(now))

@@ -87,8 +87,7 @@ impl Pg {
             ),
             delete_user: format!("DELETE FROM {t} WHERE user_id = $1"),
         };
-        Self {
-            conns, table, sql }
+        Self { conns, table, sql }
     }
 
     pub(crate) fn with_table(&self, table: Table) -> Self {

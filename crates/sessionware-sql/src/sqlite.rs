@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use sessionware_core::time::OffsetDateTime;
 use sessionware_core::{ChangeSet, Error, Record, SessionId};
-use sqlx::{SqlitePool, Row as _};
+use sqlx::{Row as _, SqlitePool};
 
 use crate::codec::{self, Row};
 use crate::conns::Conns;
@@ -47,9 +47,7 @@ impl Lite {
                  ON CONFLICT (id) DO NOTHING"
             ),
             load: format!("SELECT {COLUMNS} FROM {t} WHERE id = ? AND expires_ms > ?"),
-            lock: format!(
-                "SELECT data FROM {t} WHERE id = ? AND expires_ms > ?"
-            ),
+            lock: format!("SELECT data FROM {t} WHERE id = ? AND expires_ms > ?"),
             touch: format!("UPDATE {t} SET expires_ms = ? WHERE id = ? AND expires_ms > ?"),
             delete: format!("DELETE FROM {t} WHERE id = ?"),
             delete_expired: format!(
@@ -342,7 +340,5 @@ pub(crate) async fn pool(url: &str) -> Result<SqlitePool, SqlError> {
     } else {
         pool
     };
-    pool.connect_with(options)
-        .await
-        .map_err(SqlError::Connect)
+    pool.connect_with(options).await.map_err(SqlError::Connect)
 }

@@ -117,7 +117,12 @@ async fn expired_rows_are_never_returned_and_delete_expired_removes_them() {
             ids.push(e.store.create(&r).await.unwrap());
         }
         let later = t0 + Duration::minutes(1);
-        assert_eq!(e.store.load(&ids[0], later).await.unwrap(), None, "{}", e.name);
+        assert_eq!(
+            e.store.load(&ids[0], later).await.unwrap(),
+            None,
+            "{}",
+            e.name
+        );
         assert_eq!(e.count().await, 3, "{}: the row is still there", e.name);
         assert_eq!(e.store.delete_expired().await.unwrap(), 0, "{}", e.name);
         clock.advance(Duration::seconds(90));
@@ -182,7 +187,10 @@ async fn cleanup_task_deletes_expired_rows_and_stops_with_the_store() {
         assert!(e.store.load(&live, clock.now()).await.unwrap().is_some());
         assert!(!task.is_finished());
         let Engine {
-            store, raw, table, name,
+            store,
+            raw,
+            table,
+            name,
         } = e;
         drop(store);
         let mut tries = 0;
@@ -220,7 +228,16 @@ async fn cleanup_task_can_be_stopped() {
 /// Keys no JSON path names (quotes, backslashes, control characters) take the transactional
 /// path; the others are edited in SQL. Both must keep every other key.
 const KEYS: [&str; 10] = [
-    "plain", "a.b", "ünï ✓", "*", "[0]", "", "q\"uote", "back\\slash", "line\nbreak", "$",
+    "plain",
+    "a.b",
+    "ünï ✓",
+    "*",
+    "[0]",
+    "",
+    "q\"uote",
+    "back\\slash",
+    "line\nbreak",
+    "$",
 ];
 
 #[tokio::test]
@@ -234,7 +251,10 @@ async fn concurrent_changes_to_different_keys_all_survive() {
             for round in 0..2 {
                 let store = e.store.clone();
                 let mut c = ChangeSet::new(t0 + Duration::minutes(6));
-                c.set(format!("{key}{round}"), json!({"i": i, "nested": [true, null, 1.5]}));
+                c.set(
+                    format!("{key}{round}"),
+                    json!({"i": i, "nested": [true, null, 1.5]}),
+                );
                 set.spawn(async move { store.apply(&id, &c, t0).await.unwrap() });
             }
         }
@@ -254,7 +274,8 @@ async fn concurrent_changes_to_different_keys_all_survive() {
         // Removal and replacement by any key, on either path.
         for key in KEYS {
             let mut c = ChangeSet::new(t0 + Duration::minutes(6));
-            c.remove(format!("{key}0")).set(format!("{key}1"), json!("s"));
+            c.remove(format!("{key}0"))
+                .set(format!("{key}1"), json!("s"));
             assert!(e.store.apply(&id, &c, t0).await.unwrap(), "{}", e.name);
         }
         let data = e.store.load(&id, t0).await.unwrap().unwrap().data;
@@ -319,10 +340,25 @@ async fn a_users_sessions_are_listed_and_revoked() {
             .map(|r| r.id)
             .collect();
         assert_eq!(listed, mine, "{}: live ones, oldest first", e.name);
-        assert_eq!(e.store.user_sessions("ADA").await.unwrap(), vec![], "{}", e.name);
-        assert_eq!(e.store.delete_user_sessions("ada").await.unwrap(), 3, "{}", e.name);
+        assert_eq!(
+            e.store.user_sessions("ADA").await.unwrap(),
+            vec![],
+            "{}",
+            e.name
+        );
+        assert_eq!(
+            e.store.delete_user_sessions("ada").await.unwrap(),
+            3,
+            "{}",
+            e.name
+        );
         assert_eq!(e.store.user_sessions("ada").await.unwrap(), vec![]);
-        assert_eq!(e.store.user_sessions("bob").await.unwrap().len(), 1, "{}", e.name);
+        assert_eq!(
+            e.store.user_sessions("bob").await.unwrap().len(),
+            1,
+            "{}",
+            e.name
+        );
         clock.set(t0);
         e.drop_table().await;
     }
@@ -415,9 +451,18 @@ async fn lookups_cleanup_and_user_queries_use_indexes() {
         }
         let id = id.unwrap();
         for (query, index) in [
-            (format!("SELECT data FROM `{table}` WHERE id = '{id}' AND expires_ms > 1"), "PRIMARY"),
-            (format!("SELECT id FROM `{table}` WHERE expires_ms <= 1"), "expires_idx"),
-            (format!("SELECT id FROM `{table}` WHERE user_id = 'u' AND expires_ms > 1"), "user_idx"),
+            (
+                format!("SELECT data FROM `{table}` WHERE id = '{id}' AND expires_ms > 1"),
+                "PRIMARY",
+            ),
+            (
+                format!("SELECT id FROM `{table}` WHERE expires_ms <= 1"),
+                "expires_idx",
+            ),
+            (
+                format!("SELECT id FROM `{table}` WHERE user_id = 'u' AND expires_ms > 1"),
+                "user_idx",
+            ),
         ] {
             let row: sqlx::mysql::MySqlRow = sqlx::query(&format!("EXPLAIN {query}"))
                 .fetch_one(&pool)
@@ -488,7 +533,10 @@ async fn bad_names_urls_and_servers_are_typed_errors() {
     // Not migrated: the server's error is a backend failure (a 503), not a panic or a
     // "no session".
     let t0 = SystemClockNow::now();
-    let err = store.load(&SessionId::generate().unwrap(), t0).await.unwrap_err();
+    let err = store
+        .load(&SessionId::generate().unwrap(), t0)
+        .await
+        .unwrap_err();
     assert!(err.is_unavailable(), "{err:?}");
 
     // A server that refuses the database: a typed error.
@@ -548,4 +596,51 @@ impl SystemClockNow {
     fn now() -> OffsetDateTime {
         sessionware_core::SystemClock.now()
     }
+}
+
+#[tokio::test]
+async fn a_connection_the_server_dropped_fails_one_call_then_is_replaced() {
+    let Some(url) = pg_url().await else { return };
+    let table = unique_table("dropped");
+    let store = SqlStore::connect(&url)
+        .await
+        .unwrap()
+        .with_table(&table)
+        .unwrap();
+    store.migrate().await.unwrap();
+    let t0 = SystemClockNow::now();
+    let id = store
+        .create(&record(t0, Duration::minutes(5), json!({"k": 1})))
+        .await
+        .unwrap();
+    assert!(store.load(&id, t0).await.unwrap().is_some());
+    // The store keeps that connection for its next query; the server now ends it.
+    let admin = sqlx::PgPool::connect(&url).await.unwrap();
+    let killed: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE pid <> pg_backend_pid() AND query LIKE '%' || $1 || '%'",
+    )
+    .bind(&table)
+    .fetch_all(&admin)
+    .await
+    .unwrap();
+    assert!(!killed.is_empty() && killed.iter().all(|k| *k));
+    let mut failures = 0;
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        assert!(tries <= 3, "the store did not recover");
+        match store.load(&id, t0).await {
+            Ok(found) => {
+                assert!(found.is_some());
+                break;
+            }
+            Err(e) => {
+                assert!(e.is_unavailable(), "{e:?}");
+                failures += 1;
+            }
+        }
+    }
+    assert!(failures <= 1, "only the call on the dead connection fails");
+    drop_pg(&admin, &table).await;
 }

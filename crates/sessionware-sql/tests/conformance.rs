@@ -26,7 +26,11 @@ async fn postgres() {
         }
     })
     .await;
-    assert_eq!(count_pg(&pool, &table).await, 0, "the suite deletes what it creates");
+    assert_eq!(
+        count_pg(&pool, &table).await,
+        0,
+        "the suite deletes what it creates"
+    );
     drop_pg(&pool, &table).await;
 }
 
@@ -70,11 +74,13 @@ async fn mariadb() {
     testing::run(&store, |id| {
         let (pool, table) = (pool.clone(), table.clone());
         async move {
-            let done = sqlx::query(&format!("UPDATE `{table}` SET data = '[1, 2]' WHERE id = ?"))
-                .bind(id.to_string())
-                .execute(&pool)
-                .await
-                .unwrap();
+            let done = sqlx::query(&format!(
+                "UPDATE `{table}` SET data = '[1, 2]' WHERE id = ?"
+            ))
+            .bind(id.to_string())
+            .execute(&pool)
+            .await
+            .unwrap();
             assert_eq!(done.rows_affected(), 1);
         }
     })

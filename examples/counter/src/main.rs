@@ -3,6 +3,9 @@
 //! ```text
 //! cargo run -p counter                 # http://127.0.0.1:3000, sessions in memory
 //! PORT=8080 SESSION_KEY=<64 hex digits> SESSION_STORE=memory cargo run -p counter
+//! SESSION_STORE=sqlite://counter.db cargo run -p counter       # sessions survive a restart
+//! SESSION_STORE=postgres://user@localhost/db cargo run -p counter
+//! SESSION_STORE=mysql://user@localhost/db cargo run -p counter
 //! ```
 //!
 //! - `GET /` counts the visit and answers the new count;
@@ -15,6 +18,7 @@ use axum::Router;
 use axum::routing::get;
 use sessionware::{Error, Key, Session, SessionLayer};
 use sessionware_memory::MemoryStore;
+use sessionware_sql::SqlStore;
 use tracing_subscriber::EnvFilter;
 
 async fn count(session: Session) -> Result<String, Error> {
@@ -54,14 +58,36 @@ async fn sessions() -> Result<SessionLayer, String> {
     let spec = std::env::var("SESSION_STORE").unwrap_or_else(|_| "memory".into());
     let layer = match spec.as_str() {
         "memory" => SessionLayer::new(MemoryStore::new()),
+        url if ["postgres:", "postgresql:", "mysql:", "mariadb:", "sqlite:"]
+            .iter()
+            .any(|scheme| url.starts_with(scheme)) =>
+        {
+            SessionLayer::new(sql_store(url).await?)
+        }
         other => {
             return Err(format!(
-                "SESSION_STORE={other:?} is not supported; use `memory`"
+                "SESSION_STORE={other:?} is not supported; use `memory` or a \
+                 postgres://, mysql:// or sqlite: URL"
             ));
         }
     };
     tracing::info!(store = %spec, "session store ready");
     Ok(layer.with_signing_key(key()?))
+}
+
+/// A SQL store with its table in place and expired sessions swept every ten minutes.
+async fn sql_store(url: &str) -> Result<SqlStore, String> {
+    let store = SqlStore::connect(url)
+        .await
+        .map_err(|e| format!("SESSION_STORE: {e}"))?;
+    store
+        .migrate()
+        .await
+        .map_err(|e| format!("SESSION_STORE: {e}"))?;
+    store
+        .spawn_cleanup(std::time::Duration::from_secs(600))
+        .map_err(|e| format!("SESSION_STORE: {e}"))?;
+    Ok(store)
 }
 
 #[tokio::main]

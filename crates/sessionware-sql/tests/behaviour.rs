@@ -644,3 +644,69 @@ async fn a_connection_the_server_dropped_fails_one_call_then_is_replaced() {
     assert!(failures <= 1, "only the call on the dead connection fails");
     drop_pg(&admin, &table).await;
 }
+
+/// PostgreSQL computes the refreshed deadline in SQL; every engine must agree with
+/// `ExpiryPolicy::refreshed_deadline` for every kind of policy.
+#[tokio::test]
+async fn reads_refresh_exactly_as_the_policy_says() {
+    use sessionware_core::ExpiryPolicy;
+
+    let policies = [
+        ExpiryPolicy::new(),
+        ExpiryPolicy::new().with_absolute_lifetime(None),
+        ExpiryPolicy::new().with_idle_timeout(None),
+        ExpiryPolicy::new()
+            .with_idle_timeout(None)
+            .with_absolute_lifetime(None),
+        ExpiryPolicy::new()
+            .with_idle_timeout(Some(Duration::minutes(10)))
+            .with_absolute_lifetime(Some(Duration::minutes(25)))
+            .with_refresh_interval(Duration::microseconds(1500)),
+        ExpiryPolicy::new()
+            .with_idle_timeout(Some(Duration::minutes(10)))
+            .with_absolute_lifetime(Some(Duration::MAX)),
+    ];
+    let steps = [
+        Duration::ZERO,
+        Duration::milliseconds(1),
+        Duration::milliseconds(2),
+        Duration::seconds(59),
+        Duration::minutes(1),
+        Duration::minutes(3),
+        Duration::minutes(9),
+        Duration::hours(3),
+        Duration::days(2),
+    ];
+    for e in engines("policy", None).await {
+        for (p, policy) in policies.iter().enumerate() {
+            let t0 = SystemClockNow::now();
+            let mut model = record(t0, Duration::ZERO, json!({"p": p}));
+            model.expires_at = policy.deadline(t0, t0);
+            let id = e.store.create(&model).await.unwrap();
+            model.id = id;
+            let mut t = t0;
+            for step in steps {
+                t += step;
+                let got = e.store.load_refreshed(&id, policy, t).await.unwrap();
+                if model.expires_at <= t {
+                    assert_eq!(got, None, "{} policy {p} at +{}", e.name, t - t0);
+                    break;
+                }
+                let next = policy.refreshed_deadline(model.created_at, model.expires_at, t);
+                if let Some(next) = next {
+                    model.expires_at = next;
+                }
+                let got = got.unwrap_or_else(|| panic!("{} policy {p}: live", e.name));
+                assert_eq!(
+                    got.refreshed,
+                    next.is_some(),
+                    "{} policy {p} at +{}",
+                    e.name,
+                    t - t0
+                );
+                assert_eq!(got.record, model, "{} policy {p} at +{}", e.name, t - t0);
+            }
+        }
+        e.drop_table().await;
+    }
+}

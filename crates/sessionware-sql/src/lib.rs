@@ -25,11 +25,13 @@
 //! inside the database with its JSON functions, so concurrent requests that change different
 //! keys of one session all survive.
 //!
-//! A request costs one query to read its session (two in MySQL and SQLite when the read also
-//! moves the deadline, which the expiry policy throttles), one more to write changes, and none
-//! when the handler does not extract the session. Pools this crate builds do not ping a
-//! connection before handing it out; give [`SqlStore::postgres`] and friends a pool built with
-//! `test_before_acquire(false)` for the same.
+//! A request costs one round trip to read its session (two in MySQL and SQLite when the read
+//! also moves the deadline, which the expiry policy throttles), one more to write changes, and
+//! none when the handler does not extract the session. sqlx's pool pings every connection it
+//! gets back, so the store keeps connections that finished cleanly for its next query instead
+//! (up to half the pool's size). Pools this crate builds also skip the ping on acquire; give
+//! [`SqlStore::postgres`] and friends a pool built with `test_before_acquire(false)` for the
+//! same.
 //!
 //! [sessionware]: https://docs.rs/sessionware
 

@@ -4,11 +4,14 @@
 //! cargo run -p counter                 # http://127.0.0.1:3000, sessions in memory
 //! PORT=8080 SESSION_KEY=<64 hex digits> SESSION_STORE=memory cargo run -p counter
 //! SESSION_KEY=<64 hex digits> SESSION_STORE=redis://127.0.0.1:6379 cargo run -p counter
+//! SESSION_STORE=sqlite://counter.db cargo run -p counter       # sessions survive a restart
+//! SESSION_STORE=postgres://user@localhost/db cargo run -p counter
+//! SESSION_STORE=mysql://user@localhost/db cargo run -p counter
 //! ```
 //!
-//! `SESSION_STORE` is `memory` or a Redis URL: `redis://`, `rediss://` (TLS),
-//! `redis-cluster://host:port?node=host:port`, or
-//! `redis-sentinel://host:port?sentinelServiceName=name`. Instances that share a Redis and a
+//! `SESSION_STORE` is `memory`, a Redis URL (`redis://`, `rediss://` for TLS,
+//! `redis-cluster://host:port?node=host:port`, `redis-sentinel://host:port?sentinelServiceName=name`)
+//! or a SQL URL (`postgres://`, `mysql://`, `sqlite:`). Instances that share a store and a
 //! `SESSION_KEY` share their sessions.
 //!
 //! - `GET /` counts the visit and answers the new count;
@@ -22,6 +25,7 @@ use axum::routing::get;
 use sessionware::{Error, Key, Session, SessionLayer};
 use sessionware_memory::MemoryStore;
 use sessionware_redis::RedisStore;
+use sessionware_sql::SqlStore;
 use tracing_subscriber::EnvFilter;
 
 async fn count(session: Session) -> Result<String, Error> {
@@ -68,15 +72,38 @@ async fn sessions() -> Result<SessionLayer, String> {
                 .map_err(|e| format!("SESSION_STORE: {e}"))?;
             (SessionLayer::new(store), "redis")
         }
+        url if is_sql_url(url) => (SessionLayer::new(sql_store(url).await?), "sql"),
         other => {
             return Err(format!(
-                "SESSION_STORE={other:?} is not supported; use `memory` or a Redis URL \
-                 (redis://, rediss://, redis-cluster://, redis-sentinel://)"
+                "SESSION_STORE={other:?} is not supported; use `memory`, a Redis URL \
+                 (redis://, rediss://, redis-cluster://, redis-sentinel://) or a SQL URL \
+                 (postgres://, mysql://, sqlite:)"
             ));
         }
     };
     tracing::info!(store = kind, "session store ready");
     Ok(layer.with_signing_key(key()?))
+}
+
+fn is_sql_url(spec: &str) -> bool {
+    ["postgres:", "postgresql:", "mysql:", "mariadb:", "sqlite:"]
+        .iter()
+        .any(|scheme| spec.starts_with(scheme))
+}
+
+/// A SQL store with its table in place and expired sessions swept every ten minutes.
+async fn sql_store(url: &str) -> Result<SqlStore, String> {
+    let store = SqlStore::connect(url)
+        .await
+        .map_err(|e| format!("SESSION_STORE: {e}"))?;
+    store
+        .migrate()
+        .await
+        .map_err(|e| format!("SESSION_STORE: {e}"))?;
+    store
+        .spawn_cleanup(std::time::Duration::from_secs(600))
+        .map_err(|e| format!("SESSION_STORE: {e}"))?;
+    Ok(store)
 }
 
 fn is_redis_url(spec: &str) -> bool {

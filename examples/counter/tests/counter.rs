@@ -166,3 +166,73 @@ async fn an_unreachable_redis_is_a_clear_error() {
         "{stderr}"
     );
 }
+
+/// Counts, restarts the counter on the same store and key, and counts on: the session outlived
+/// the process.
+async fn survives_a_restart(store: &str) {
+    let key = "1e".repeat(32);
+    let envs = [("SESSION_KEY", key.as_str()), ("SESSION_STORE", store)];
+    let client = reqwest::Client::new();
+    let first = start(&envs).await;
+    let (status, body, cookie) = get(&client, format!("{}/", first.base), None).await;
+    assert_eq!((status, body.as_str()), (200, "1"), "{store}");
+    let cookie = cookie.expect("a session cookie");
+    assert_eq!(
+        get(&client, format!("{}/", first.base), Some(&cookie))
+            .await
+            .1,
+        "2"
+    );
+    drop(first);
+    let second = start(&envs).await;
+    assert_eq!(
+        get(&client, format!("{}/peek", second.base), Some(&cookie))
+            .await
+            .1,
+        "2",
+        "{store}: the count survived the restart"
+    );
+    assert_eq!(
+        get(&client, format!("{}/", second.base), Some(&cookie))
+            .await
+            .1,
+        "3"
+    );
+}
+
+#[tokio::test]
+async fn sqlite_sessions_survive_a_restart() {
+    let path = std::env::temp_dir().join(format!("counter-{}.db", std::process::id()));
+    survives_a_restart(&format!("sqlite://{}", path.display())).await;
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+}
+
+#[tokio::test]
+async fn postgres_sessions_survive_a_restart() {
+    let Some(url) = sessionware_core::testing::service(
+        "PostgreSQL",
+        "DATABASE_URL_POSTGRES",
+        "postgres://root@127.0.0.1:5432/test",
+    )
+    .await
+    else {
+        return;
+    };
+    survives_a_restart(&url).await;
+}
+
+#[tokio::test]
+async fn mariadb_sessions_survive_a_restart() {
+    let Some(url) = sessionware_core::testing::service(
+        "MariaDB",
+        "DATABASE_URL_MYSQL",
+        "mysql://root@127.0.0.1:3306/test",
+    )
+    .await
+    else {
+        return;
+    };
+    survives_a_restart(&url).await;
+}

@@ -1,0 +1,136 @@
+//! Between the model and the columns: times as whole milliseconds since the Unix epoch, data
+//! as JSON text.
+
+use sessionware_core::time::{Duration, OffsetDateTime};
+use sessionware_core::{Data, Error, ExpiryPolicy, Record, SessionId};
+
+/// A time as whole milliseconds since the Unix epoch (deadlines are whole milliseconds).
+pub(crate) fn ms(t: OffsetDateTime) -> i64 {
+    clamp((t - OffsetDateTime::UNIX_EPOCH).whole_milliseconds())
+}
+
+/// A duration in whole milliseconds, rounded up when `up` (so a threshold is never lowered).
+pub(crate) fn duration_ms(d: Duration, up: bool) -> i64 {
+    let whole = d.whole_milliseconds();
+    let rest = d.subsec_nanoseconds() % 1_000_000;
+    clamp(if up && rest > 0 { whole + 1 } else { whole })
+}
+
+fn clamp(v: i128) -> i64 {
+    // Real times are ~1.7e12 ms; capping far below i64::MAX keeps `now + lifetime` in SQL from
+    // overflowing BIGINT whatever the policy says (about 290,000 years).
+    const CAP: i128 = 1 << 53;
+    v.clamp(-CAP, CAP) as i64
+}
+
+fn time(ms: i64, what: &str) -> Result<OffsetDateTime, Error> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .map_err(|_| Error::corrupt(format!("{what} {ms} ms is out of range")))
+}
+
+/// The columns of one row, as every engine selects them.
+pub(crate) struct Row {
+    pub(crate) data: String,
+    pub(crate) user: Option<String>,
+    pub(crate) created_ms: i64,
+    pub(crate) expires_ms: i64,
+}
+
+impl Row {
+    pub(crate) fn into_record(self, id: SessionId) -> Result<Record, Error> {
+        Ok(Record {
+            id,
+            data: decode(&self.data)?,
+            user: self.user,
+            created_at: time(self.created_ms, "creation time")?,
+            expires_at: time(self.expires_ms, "deadline")?,
+        })
+    }
+}
+
+/// Session data from its JSON text: an object, or the record is corrupt.
+pub(crate) fn decode(text: &str) -> Result<Data, Error> {
+    // serde_json's message names the position and what it expected, never the session id.
+    serde_json::from_str(text).map_err(|e| Error::corrupt(format!("data column: {e}")))
+}
+
+pub(crate) fn encode(data: &Data) -> Result<String, Error> {
+    serde_json::to_string(data).map_err(Error::Encode)
+}
+
+pub(crate) fn value(v: &serde_json::Value) -> Result<String, Error> {
+    serde_json::to_string(v).map_err(Error::Encode)
+}
+
+/// An expiry policy as numbers SQL can compute [`ExpiryPolicy::refreshed_deadline`] with.
+pub(crate) struct PolicyMs {
+    pub(crate) idle: i64,
+    pub(crate) absolute: Option<i64>,
+    pub(crate) interval: i64,
+}
+
+impl PolicyMs {
+    pub(crate) fn new(policy: &ExpiryPolicy) -> Self {
+        Self {
+            idle: duration_ms(
+                policy.idle_timeout().unwrap_or(ExpiryPolicy::MAX_IDLE),
+                false,
+            ),
+            absolute: policy.absolute_lifetime().map(|d| duration_ms(d, false)),
+            // Rounded up: `moved >= interval` on whole milliseconds then agrees with the model.
+            interval: duration_ms(policy.refresh_interval(), true),
+        }
+    }
+}
+
+/// Whether `key` can be named in a JSON path (`$."key"`) by both MariaDB/MySQL and SQLite.
+///
+/// Neither engine unescapes a quoted path key the way JSON does, so keys with quotes,
+/// backslashes or control characters are applied by a read-modify-write in a transaction
+/// instead (see `docs/design-sql.md`).
+pub(crate) fn path_safe(key: &str) -> bool {
+    !key.chars().any(|c| c == '"' || c == '\\' || c.is_control())
+}
+
+/// The JSON path of a top-level key that is [`path_safe`].
+pub(crate) fn path(key: &str) -> String {
+    format!("$.\"{key}\"")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_round_trip_in_ms() {
+        let t = OffsetDateTime::from_unix_timestamp_nanos(1_700_000_000_123_000_000).unwrap();
+        assert_eq!(ms(t), 1_700_000_000_123);
+        assert_eq!(time(ms(t), "t").unwrap(), t);
+        assert!(matches!(time(i64::MAX, "t"), Err(Error::Corrupt { .. })));
+    }
+
+    #[test]
+    fn durations_round_as_asked() {
+        let d = Duration::microseconds(1500);
+        assert_eq!(duration_ms(d, false), 1);
+        assert_eq!(duration_ms(d, true), 2);
+        assert_eq!(duration_ms(Duration::MAX, false), 1 << 53);
+    }
+
+    #[test]
+    fn corrupt_data_is_typed() {
+        for bad in ["", "not json", "[1,2]", "\"s\"", "{\"a\":"] {
+            assert!(matches!(decode(bad), Err(Error::Corrupt { .. })), "{bad}");
+        }
+        assert_eq!(decode("{}").unwrap(), Data::new());
+    }
+
+    #[test]
+    fn path_safety() {
+        assert!(path_safe("a.b c-ü✓*[0]"));
+        assert!(path_safe(""));
+        for k in ["a\"b", "a\\b", "a\nb", "\u{7f}"] {
+            assert!(!path_safe(k), "{k:?}");
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! Connections the store keeps checked out of the sqlx pool between queries.
+//!
+//! sqlx's pool pings every connection as it comes back (a `Sync` in PostgreSQL, `COM_PING` in
+//! MySQL), which would add a round trip to every query, and it offers no switch for that. So
+//! a connection that finished its work cleanly stays here for the next query instead of going
+//! back. One that failed, or whose query was cancelled (a layer timeout dropped the future),
+//! does go back to the pool, whose ping then tests it and closes it if it is broken. The pool
+//! still opens connections and bounds their number; a task waiting for a connection takes
+//! whichever comes first, one the pool opens or one another query hands back here.
+
+use std::ops::{Deref, DerefMut};
+use std::sync::Mutex;
+
+use sqlx::pool::PoolConnection;
+use sqlx::{Database, Pool};
+use tokio::sync::Notify;
+
+#[derive(Debug)]
+pub(crate) struct Conns<DB: Database> {
+    pool: Pool<DB>,
+    idle: Mutex<Vec<PoolConnection<DB>>>,
+    /// How many connections `idle` may hold: half the pool, so an application that shares
+    /// its pool with the store keeps the other half (and a one-connection pool is never
+    /// held here at all).
+    keep: usize,
+    /// Signalled when a connection is handed back to `idle`.
+    returned: Notify,
+}
+
+impl<DB: Database> Conns<DB> {
+    pub(crate) fn new(pool: Pool<DB>) -> Self {
+        Self {
+            keep: pool.options().get_max_connections() as usize / 2,
+            pool,
+            idle: Mutex::new(Vec::new()),
+            returned: Notify::new(),
+        }
+    }
+
+    /// A connection: the one used last (its statements are prepared), or one from the pool.
+    pub(crate) async fn get(&self) -> Result<Lease<'_, DB>, sqlx::Error> {
+        loop {
+            // Registered before looking, so a hand-back between the look and the wait is not
+            // missed.
+            let returned = self.returned.notified();
+            tokio::pin!(returned);
+            returned.as_mut().enable();
+            if let Some(conn) = self.pop() {
+                return Ok(self.lease(conn));
+            }
+            // When every connection the pool may open sits here or in use, only a hand-back
+            // can serve this task: the pool's own queue would wait until its timeout.
+            tokio::select! {
+                conn = self.pool.acquire() => return Ok(self.lease(conn?)),
+                () = &mut returned => {}
+            }
+        }
+    }
+
+    fn pop(&self) -> Option<PoolConnection<DB>> {
+        self.idle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .pop()
+    }
+
+    fn lease(&self, conn: PoolConnection<DB>) -> Lease<'_, DB> {
+        Lease {
+            conns: self,
+            conn: Some(conn),
+            clean: false,
+        }
+    }
+}
+
+impl<DB: Database> Drop for Conns<DB> {
+    fn drop(&mut self) {
+        let idle = std::mem::take(
+            self.idle
+                .get_mut()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        );
+        // Handing a connection back to the pool spawns a task. Outside a runtime (the store
+        // dropped after its runtime) give it a throwaway one: the tasks are dropped with it,
+        // closing the connections.
+        if tokio::runtime::Handle::try_current().is_err() {
+            if let Ok(runtime) = tokio::runtime::Builder::new_current_thread().build() {
+                let _enter = runtime.enter();
+                drop(idle);
+            } else {
+                idle.into_iter().for_each(|conn| drop(conn.leak()));
+            }
+        }
+    }
+}
+
+/// A connection lent to one store operation. Call [`Lease::done`] once the operation has
+/// finished without error to keep it for the next one; dropped otherwise, it returns to the
+/// pool to be tested.
+pub(crate) struct Lease<'a, DB: Database> {
+    conns: &'a Conns<DB>,
+    conn: Option<PoolConnection<DB>>,
+    clean: bool,
+}
+
+impl<DB: Database> Lease<'_, DB> {
+    pub(crate) fn done(mut self) {
+        self.clean = true;
+    }
+}
+
+impl<DB: Database> Deref for Lease<'_, DB> {
+    type Target = DB::Connection;
+
+    fn deref(&self) -> &DB::Connection {
+        match &self.conn {
+            Some(conn) => conn,
+            None => unreachable!("a lease holds its connection until it is dropped"),
+        }
+    }
+}
+
+impl<DB: Database> DerefMut for Lease<'_, DB> {
+    fn deref_mut(&mut self) -> &mut DB::Connection {
+        match &mut self.conn {
+            Some(conn) => conn,
+            None => unreachable!("a lease holds its connection until it is dropped"),
+        }
+    }
+}
+
+impl<DB: Database> Drop for Lease<'_, DB> {
+    fn drop(&mut self) {
+        let Some(conn) = self.conn.take() else { return };
+        if !self.clean {
+            return; // dropped: back to the pool, which tests it
+        }
+        let mut idle = self
+            .conns
+            .idle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if idle.len() < self.conns.keep {
+            idle.push(conn);
+            drop(idle);
+            self.conns.returned.notify_one();
+        }
+    }
+}

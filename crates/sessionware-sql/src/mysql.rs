@@ -1,0 +1,340 @@
+//! MySQL and MariaDB: a `JSON` column edited in place with `JSON_SET` and `JSON_REMOVE`.
+
+use std::sync::Arc;
+
+use sessionware_core::time::OffsetDateTime;
+use sessionware_core::{ChangeSet, Error, Record, SessionId};
+use sqlx::{MySqlPool, Row as _};
+
+use crate::codec::{self, Row};
+use crate::conns::Conns;
+use crate::error::backend;
+use crate::names::Table;
+use crate::{BATCH, MAX_CREATE_TRIES, SqlError};
+
+#[derive(Debug, Clone)]
+pub(crate) struct My {
+    conns: Arc<Conns<sqlx::MySql>>,
+    table: Table,
+    t: String,
+    sql: Sql,
+}
+
+#[derive(Debug, Clone)]
+struct Sql {
+    insert: String,
+    load: String,
+    lock: String,
+    touch: String,
+    delete: String,
+    delete_expired: String,
+    user_sessions: String,
+    delete_user: String,
+}
+
+// Converted to a non-binary collation on the way out: sqlx reads `*_bin` columns (and MySQL's
+// native JSON) as bytes, not text.
+const COLUMNS: &str = "CAST(data AS CHAR), CONVERT(user_id USING utf8mb4), created_ms, expires_ms";
+
+impl My {
+    pub(crate) fn new(pool: MySqlPool, table: Table) -> Self {
+        Self::with_conns(Arc::new(Conns::new(pool)), table)
+    }
+
+    fn with_conns(conns: Arc<Conns<sqlx::MySql>>, table: Table) -> Self {
+        let t = table.qualified('`');
+        let sql = Sql {
+            insert: format!(
+                "INSERT INTO {t} (id, data, user_id, created_ms, expires_ms) VALUES (?, ?, ?, ?, ?)"
+            ),
+            load: format!("SELECT {COLUMNS} FROM {t} WHERE id = ? AND expires_ms > ?"),
+            lock: format!(
+                "SELECT CAST(data AS CHAR) FROM {t} WHERE id = ? AND expires_ms > ? FOR UPDATE"
+            ),
+            touch: format!("UPDATE {t} SET expires_ms = ? WHERE id = ? AND expires_ms > ?"),
+            delete: format!("DELETE FROM {t} WHERE id = ?"),
+            delete_expired: format!("DELETE FROM {t} WHERE expires_ms <= ? LIMIT {BATCH}"),
+            user_sessions: format!(
+                "SELECT CONVERT(id USING utf8mb4), {COLUMNS} FROM {t} WHERE user_id = ? AND expires_ms > ? \
+                 ORDER BY created_ms"
+            ),
+            delete_user: format!(
+                "DELETE FROM {t} WHERE user_id = ? AND id <> ? AND expires_ms > ?"
+            ),
+        };
+        Self {
+            conns,
+            table,
+            t,
+            sql,
+        }
+    }
+
+    pub(crate) fn with_table(&self, table: Table) -> Self {
+        Self::with_conns(self.conns.clone(), table)
+    }
+
+    pub(crate) async fn migrate(&self) -> Result<(), SqlError> {
+        let mut conn = self.conns.get().await.map_err(SqlError::Migrate)?;
+        let t = &self.t;
+        let expires = self.table.index('`', "expires_idx");
+        let user = self.table.index('`', "user_idx");
+        // One statement, indexes included: MySQL has no `CREATE INDEX IF NOT EXISTS`, and a
+        // concurrent twin of `CREATE TABLE IF NOT EXISTS` waits on the metadata lock and then
+        // finds the table. Ids compare byte for byte (`ascii_bin`): base64url is case-sensitive.
+        let ddl = format!(
+            "CREATE TABLE IF NOT EXISTS {t} (\
+               id VARCHAR(32) CHARACTER SET ascii COLLATE ascii_bin NOT NULL, \
+               data JSON NOT NULL, \
+               user_id VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NULL, \
+               created_ms BIGINT NOT NULL, \
+               expires_ms BIGINT NOT NULL, \
+               PRIMARY KEY (id), \
+               KEY {expires} (expires_ms), \
+               KEY {user} (user_id, expires_ms)\
+             ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
+        );
+        sqlx::Executor::execute(&mut *conn, ddl.as_str())
+            .await
+            .map_err(SqlError::Migrate)?;
+        conn.done();
+        Ok(())
+    }
+
+    pub(crate) async fn create(&self, record: &Record) -> Result<SessionId, Error> {
+        let data = codec::encode(&record.data)?;
+        let mut id = record.id;
+        let mut conn = self.conns.get().await.map_err(backend)?;
+        for _ in 0..MAX_CREATE_TRIES {
+            // A plain INSERT: `INSERT IGNORE` would also turn real errors into warnings.
+            let done = sqlx::query(&self.sql.insert)
+                .bind(id.to_string())
+                .bind(&data)
+                .bind(record.user.as_deref())
+                .bind(codec::ms(record.created_at))
+                .bind(codec::ms(record.expires_at))
+                .execute(&mut *conn)
+                .await;
+            match done {
+                Ok(_) => {
+                    conn.done();
+                    return Ok(id);
+                }
+                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                    id = SessionId::generate()?;
+                }
+                Err(e) => return Err(backend(e)),
+            }
+        }
+        Err(crate::no_free_id())
+    }
+
+    pub(crate) async fn load(
+        &self,
+        id: &SessionId,
+        now: OffsetDateTime,
+    ) -> Result<Option<Record>, Error> {
+        let mut conn = self.conns.get().await.map_err(backend)?;
+        let row = sqlx::query(&self.sql.load)
+            .bind(id.to_string())
+            .bind(codec::ms(now))
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(backend)?;
+        conn.done();
+        row.map(|row| columns(&row, 0)?.into_record(*id))
+            .transpose()
+    }
+
+    pub(crate) async fn apply(
+        &self,
+        id: &SessionId,
+        changes: &ChangeSet,
+        now: OffsetDateTime,
+    ) -> Result<bool, Error> {
+        if !changes.keys().all(|(k, _)| codec::path_safe(k)) {
+            return self.apply_in_transaction(id, changes, now).await;
+        }
+        let mut conn = self.conns.get().await.map_err(backend)?;
+        // Built per shape (how many keys set and removed); sqlx keeps each shape prepared.
+        let mut data = if changes.is_clear() {
+            "JSON_OBJECT()".to_owned()
+        } else {
+            "data".to_owned()
+        };
+        let mut params: Vec<String> = Vec::new();
+        let removals: Vec<&str> = changes.removals().collect();
+        if !removals.is_empty() {
+            data = format!("JSON_REMOVE({data}{})", ", ?".repeat(removals.len()));
+            params.extend(removals.iter().map(|k| codec::path(k)));
+        }
+        let sets: Vec<(&str, &serde_json::Value)> = changes.sets().collect();
+        if !sets.is_empty() {
+            // JSON_EXTRACT(?, '$') makes the parameter a JSON value, not a JSON string.
+            data = format!(
+                "JSON_SET({data}{})",
+                ", ?, JSON_EXTRACT(?, '$')".repeat(sets.len())
+            );
+            for (k, v) in sets {
+                params.push(codec::path(k));
+                params.push(codec::value(v)?);
+            }
+        }
+        let user = changes.user();
+        let sql = format!(
+            "UPDATE {} SET data = {data}{}, expires_ms = ? WHERE id = ? AND expires_ms > ?",
+            self.t,
+            if user.is_some() { ", user_id = ?" } else { "" },
+        );
+        let mut query = sqlx::query(&sql);
+        for p in params {
+            query = query.bind(p);
+        }
+        if let Some(user) = user {
+            query = query.bind(user);
+        }
+        // sqlx connects with CLIENT_FOUND_ROWS, so a row that matched counts even when the
+        // update left it as it was.
+        let done = query
+            .bind(codec::ms(changes.expires_at()))
+            .bind(id.to_string())
+            .bind(codec::ms(now))
+            .execute(&mut *conn)
+            .await
+            .map_err(backend)?;
+        conn.done();
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// For keys no JSON path can name: lock the row, apply in Rust, write it back.
+    async fn apply_in_transaction(
+        &self,
+        id: &SessionId,
+        changes: &ChangeSet,
+        now: OffsetDateTime,
+    ) -> Result<bool, Error> {
+        let mut conn = self.conns.get().await.map_err(backend)?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(backend)?;
+        let row = sqlx::query(&self.sql.lock)
+            .bind(id.to_string())
+            .bind(codec::ms(now))
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let Some(row) = row else {
+            return Ok(false); // dropping `tx` rolls back
+        };
+        let mut data = codec::decode(&row.try_get::<String, _>(0).map_err(backend)?)?;
+        changes.apply_to(&mut data);
+        let user = changes.user();
+        let sql = format!(
+            "UPDATE {} SET data = ?{}, expires_ms = ? WHERE id = ?",
+            self.t,
+            if user.is_some() { ", user_id = ?" } else { "" },
+        );
+        let mut query = sqlx::query(&sql).bind(codec::encode(&data)?);
+        if let Some(user) = user {
+            query = query.bind(user);
+        }
+        query
+            .bind(codec::ms(changes.expires_at()))
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        conn.done();
+        Ok(true)
+    }
+
+    pub(crate) async fn touch(
+        &self,
+        id: &SessionId,
+        expires_at: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<bool, Error> {
+        let mut conn = self.conns.get().await.map_err(backend)?;
+        let done = sqlx::query(&self.sql.touch)
+            .bind(codec::ms(expires_at))
+            .bind(id.to_string())
+            .bind(codec::ms(now))
+            .execute(&mut *conn)
+            .await
+            .map_err(backend)?;
+        conn.done();
+        Ok(done.rows_affected() > 0)
+    }
+
+    pub(crate) async fn delete(&self, id: &SessionId) -> Result<(), Error> {
+        let mut conn = self.conns.get().await.map_err(backend)?;
+        sqlx::query(&self.sql.delete)
+            .bind(id.to_string())
+            .execute(&mut *conn)
+            .await
+            .map_err(backend)?;
+        conn.done();
+        Ok(())
+    }
+
+    pub(crate) async fn delete_expired_batch(&self, now: OffsetDateTime) -> Result<u64, Error> {
+        let mut conn = self.conns.get().await.map_err(backend)?;
+        let done = sqlx::query(&self.sql.delete_expired)
+            .bind(codec::ms(now))
+            .execute(&mut *conn)
+            .await
+            .map_err(backend)?;
+        conn.done();
+        Ok(done.rows_affected())
+    }
+
+    pub(crate) async fn user_sessions(
+        &self,
+        user: &str,
+        now: OffsetDateTime,
+    ) -> Result<Vec<Record>, Error> {
+        let mut conn = self.conns.get().await.map_err(backend)?;
+        let rows = sqlx::query(&self.sql.user_sessions)
+            .bind(user)
+            .bind(codec::ms(now))
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(backend)?;
+        conn.done();
+        rows.iter()
+            .map(|row| {
+                let id = crate::stored_id(row.try_get(0).map_err(backend)?)?;
+                columns(row, 1)?.into_record(id)
+            })
+            .collect()
+    }
+
+    /// Deletes the live sessions of `user` but `keep`; expired ones are the cleanup's.
+    pub(crate) async fn delete_user(
+        &self,
+        user: &str,
+        keep: Option<&SessionId>,
+        now: OffsetDateTime,
+    ) -> Result<u64, Error> {
+        let mut conn = self.conns.get().await.map_err(backend)?;
+        // No id is empty, so "" keeps nothing.
+        let keep = keep.map(SessionId::to_string).unwrap_or_default();
+        let done = sqlx::query(&self.sql.delete_user)
+            .bind(user)
+            .bind(keep)
+            .bind(codec::ms(now))
+            .execute(&mut *conn)
+            .await
+            .map_err(backend)?;
+        conn.done();
+        Ok(done.rows_affected())
+    }
+}
+
+fn columns(row: &sqlx::mysql::MySqlRow, at: usize) -> Result<Row, Error> {
+    Ok(Row {
+        data: row.try_get(at).map_err(backend)?,
+        user: row.try_get(at + 1).map_err(backend)?,
+        created_ms: row.try_get(at + 2).map_err(backend)?,
+        expires_ms: row.try_get(at + 3).map_err(backend)?,
+    })
+}

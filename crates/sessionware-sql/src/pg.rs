@@ -1,0 +1,334 @@
+//! PostgreSQL: `jsonb` data edited in place with `-` and `||`, and a read that refreshes its
+//! deadline in the same statement.
+
+use std::sync::Arc;
+
+use sessionware_core::time::OffsetDateTime;
+use sessionware_core::{ChangeSet, Error, ExpiryPolicy, Loaded, Record, SessionId};
+use sqlx::{PgPool, Row as _};
+
+use crate::codec::{self, PolicyMs, Row};
+use crate::conns::Conns;
+use crate::error::backend;
+use crate::names::Table;
+use crate::{BATCH, MAX_CREATE_TRIES, SqlError};
+
+#[derive(Debug, Clone)]
+pub(crate) struct Pg {
+    conns: Arc<Conns<sqlx::Postgres>>,
+    table: Table,
+    sql: Sql,
+}
+
+#[derive(Debug, Clone)]
+struct Sql {
+    insert: String,
+    load: String,
+    load_refreshed: String,
+    apply: String,
+    touch: String,
+    delete: String,
+    delete_expired: String,
+    user_sessions: String,
+    delete_user: String,
+}
+
+const COLUMNS: &str = "data::text, user_id, created_ms, expires_ms";
+
+impl Pg {
+    pub(crate) fn new(pool: PgPool, table: Table) -> Self {
+        Self::with_conns(Arc::new(Conns::new(pool)), table)
+    }
+
+    fn with_conns(conns: Arc<Conns<sqlx::Postgres>>, table: Table) -> Self {
+        let t = table.qualified('"');
+        let sql = Sql {
+            insert: format!(
+                "INSERT INTO {t} (id, data, user_id, created_ms, expires_ms) \
+                 VALUES ($1, $2::jsonb, $3, $4, $5) ON CONFLICT (id) DO NOTHING"
+            ),
+            load: format!("SELECT {COLUMNS} FROM {t} WHERE id = $1 AND expires_ms > $2"),
+            // One statement: the select and the throttled deadline update share a snapshot.
+            // The update re-checks the row it locks, so it never shortens a deadline another
+            // request has just moved further, and never touches an expired or deleted row.
+            load_refreshed: format!(
+                "WITH cur AS (\
+                   SELECT {COLUMNS}, LEAST($2 + $3, COALESCE(created_ms + $4, $2 + $3)) AS next \
+                   FROM {t} WHERE id = $1 AND expires_ms > $2\
+                 ), up AS (\
+                   UPDATE {t} AS s SET expires_ms = cur.next FROM cur \
+                   WHERE s.id = $1 AND s.expires_ms > $2 \
+                     AND cur.next > s.expires_ms AND cur.next - s.expires_ms >= $5 \
+                   RETURNING s.expires_ms\
+                 ) \
+                 SELECT cur.data, cur.user_id, cur.created_ms, cur.expires_ms, \
+                        up.expires_ms AS refreshed_ms \
+                 FROM cur LEFT JOIN up ON TRUE"
+            ),
+            // `$2` (clear) empties the object first; `-` drops the removed keys, `||` sets the
+            // others at top level only (a nested object is replaced, not merged). All of it
+            // runs against the row as it is when the update locks it.
+            apply: format!(
+                "UPDATE {t} SET \
+                   data = (CASE WHEN $2 THEN '{{}}'::jsonb ELSE data END - $3::text[]) || $4::jsonb, \
+                   user_id = CASE WHEN $5 THEN $6 ELSE user_id END, \
+                   expires_ms = $7 \
+                 WHERE id = $1 AND expires_ms > $8"
+            ),
+            touch: format!("UPDATE {t} SET expires_ms = $2 WHERE id = $1 AND expires_ms > $3"),
+            delete: format!("DELETE FROM {t} WHERE id = $1"),
+            delete_expired: format!(
+                "DELETE FROM {t} WHERE id IN (\
+                   SELECT id FROM {t} WHERE expires_ms <= $1 LIMIT {BATCH} FOR UPDATE SKIP LOCKED)"
+            ),
+            user_sessions: format!(
+                "SELECT id, {COLUMNS} FROM {t} WHERE user_id = $1 AND expires_ms > $2 \
+                 ORDER BY created_ms"
+            ),
+            delete_user: format!(
+                "DELETE FROM {t} WHERE user_id = $1 AND id <> $2 AND expires_ms > $3"
+            ),
+        };
+        Self { conns, table, sql }
+    }
+
+    pub(crate) fn with_table(&self, table: Table) -> Self {
+        Self::with_conns(self.conns.clone(), table)
+    }
+
+    pub(crate) async fn migrate(&self) -> Result<(), SqlError> {
+        let mut conn = self.conns.get().await.map_err(SqlError::Migrate)?;
+        let t = self.table.qualified('"');
+        let expires = self.table.index('"', "expires_idx");
+        let user = self.table.index('"', "user_idx");
+        let mut ddl = vec![
+            // `CREATE ... IF NOT EXISTS` is not safe against a concurrent twin (it can fail on
+            // the catalog's unique index), so instances take turns on an advisory lock.
+            "SELECT pg_advisory_xact_lock(736573736973)".to_owned(),
+        ];
+        if let Some(schema) = &self.table.schema {
+            ddl.push(format!(
+                "CREATE SCHEMA IF NOT EXISTS \"{}\"",
+                schema.as_str()
+            ));
+        }
+        ddl.push(format!(
+            "CREATE TABLE IF NOT EXISTS {t} (\
+               id TEXT PRIMARY KEY, \
+               data JSONB NOT NULL, \
+               user_id TEXT, \
+               created_ms BIGINT NOT NULL, \
+               expires_ms BIGINT NOT NULL)"
+        ));
+        ddl.push(format!(
+            "CREATE INDEX IF NOT EXISTS {expires} ON {t} (expires_ms)"
+        ));
+        ddl.push(format!(
+            "CREATE INDEX IF NOT EXISTS {user} ON {t} (user_id, expires_ms) \
+             WHERE user_id IS NOT NULL"
+        ));
+        // One simple-protocol query: PostgreSQL runs its statements as one transaction, which
+        // holds the advisory lock to the end.
+        sqlx::Executor::execute(&mut *conn, ddl.join("; ").as_str())
+            .await
+            .map_err(SqlError::Migrate)?;
+        conn.done();
+        Ok(())
+    }
+
+    pub(crate) async fn create(&self, record: &Record) -> Result<SessionId, Error> {
+        let data = codec::encode(&record.data)?;
+        let mut id = record.id;
+        let mut conn = self.conns.get().await.map_err(backend)?;
+        for _ in 0..MAX_CREATE_TRIES {
+            let done = sqlx::query(&self.sql.insert)
+                .bind(id.to_string())
+                .bind(&data)
+                .bind(record.user.as_deref())
+                .bind(codec::ms(record.created_at))
+                .bind(codec::ms(record.expires_at))
+                .execute(&mut *conn)
+                .await
+                .map_err(backend)?;
+            if done.rows_affected() == 1 {
+                conn.done();
+                return Ok(id);
+            }
+            id = SessionId::generate()?;
+        }
+        Err(crate::no_free_id())
+    }
+
+    pub(crate) async fn load(
+        &self,
+        id: &SessionId,
+        now: OffsetDateTime,
+    ) -> Result<Option<Record>, Error> {
+        let mut conn = self.conns.get().await.map_err(backend)?;
+        let row = sqlx::query(&self.sql.load)
+            .bind(id.to_string())
+            .bind(codec::ms(now))
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(backend)?;
+        conn.done();
+        row.map(|row| columns(&row)?.into_record(*id)).transpose()
+    }
+
+    pub(crate) async fn load_refreshed(
+        &self,
+        id: &SessionId,
+        policy: &ExpiryPolicy,
+        now: OffsetDateTime,
+    ) -> Result<Option<Loaded>, Error> {
+        let mut conn = self.conns.get().await.map_err(backend)?;
+        let p = PolicyMs::new(policy);
+        let row = sqlx::query(&self.sql.load_refreshed)
+            .bind(id.to_string())
+            .bind(codec::ms(now))
+            .bind(p.idle)
+            .bind(p.absolute)
+            .bind(p.interval)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(backend)?;
+        conn.done();
+        let Some(row) = row else { return Ok(None) };
+        let refreshed: Option<i64> = row.try_get(4).map_err(backend)?;
+        let mut columns = columns(&row)?;
+        if let Some(ms) = refreshed {
+            columns.expires_ms = ms;
+        }
+        Ok(Some(Loaded {
+            record: columns.into_record(*id)?,
+            refreshed: refreshed.is_some(),
+        }))
+    }
+
+    pub(crate) async fn apply(
+        &self,
+        id: &SessionId,
+        changes: &ChangeSet,
+        now: OffsetDateTime,
+    ) -> Result<bool, Error> {
+        let mut conn = self.conns.get().await.map_err(backend)?;
+        let removals: Vec<&str> = changes.removals().collect();
+        let sets: serde_json::Map<String, serde_json::Value> = changes
+            .sets()
+            .map(|(k, v)| (k.to_owned(), v.clone()))
+            .collect();
+        let sets = serde_json::to_string(&sets).map_err(Error::Encode)?;
+        let user = changes.user();
+        let done = sqlx::query(&self.sql.apply)
+            .bind(id.to_string())
+            .bind(changes.is_clear())
+            .bind(removals)
+            .bind(sets)
+            .bind(user.is_some())
+            .bind(user.flatten())
+            .bind(codec::ms(changes.expires_at()))
+            .bind(codec::ms(now))
+            .execute(&mut *conn)
+            .await
+            .map_err(backend)?;
+        conn.done();
+        Ok(done.rows_affected() > 0)
+    }
+
+    pub(crate) async fn touch(
+        &self,
+        id: &SessionId,
+        expires_at: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<bool, Error> {
+        let mut conn = self.conns.get().await.map_err(backend)?;
+        let done = sqlx::query(&self.sql.touch)
+            .bind(id.to_string())
+            .bind(codec::ms(expires_at))
+            .bind(codec::ms(now))
+            .execute(&mut *conn)
+            .await
+            .map_err(backend)?;
+        conn.done();
+        Ok(done.rows_affected() > 0)
+    }
+
+    pub(crate) async fn delete(&self, id: &SessionId) -> Result<(), Error> {
+        let mut conn = self.conns.get().await.map_err(backend)?;
+        sqlx::query(&self.sql.delete)
+            .bind(id.to_string())
+            .execute(&mut *conn)
+            .await
+            .map_err(backend)?;
+        conn.done();
+        Ok(())
+    }
+
+    pub(crate) async fn delete_expired_batch(&self, now: OffsetDateTime) -> Result<u64, Error> {
+        let mut conn = self.conns.get().await.map_err(backend)?;
+        let done = sqlx::query(&self.sql.delete_expired)
+            .bind(codec::ms(now))
+            .execute(&mut *conn)
+            .await
+            .map_err(backend)?;
+        conn.done();
+        Ok(done.rows_affected())
+    }
+
+    pub(crate) async fn user_sessions(
+        &self,
+        user: &str,
+        now: OffsetDateTime,
+    ) -> Result<Vec<Record>, Error> {
+        let mut conn = self.conns.get().await.map_err(backend)?;
+        let rows = sqlx::query(&self.sql.user_sessions)
+            .bind(user)
+            .bind(codec::ms(now))
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(backend)?;
+        conn.done();
+        rows.iter()
+            .map(|row| {
+                let id = crate::stored_id(row.try_get(0).map_err(backend)?)?;
+                Row {
+                    data: row.try_get(1).map_err(backend)?,
+                    user: row.try_get(2).map_err(backend)?,
+                    created_ms: row.try_get(3).map_err(backend)?,
+                    expires_ms: row.try_get(4).map_err(backend)?,
+                }
+                .into_record(id)
+            })
+            .collect()
+    }
+
+    /// Deletes the live sessions of `user` but `keep`; expired ones are the cleanup's.
+    pub(crate) async fn delete_user(
+        &self,
+        user: &str,
+        keep: Option<&SessionId>,
+        now: OffsetDateTime,
+    ) -> Result<u64, Error> {
+        let mut conn = self.conns.get().await.map_err(backend)?;
+        // No id is empty, so "" keeps nothing.
+        let keep = keep.map(SessionId::to_string).unwrap_or_default();
+        let done = sqlx::query(&self.sql.delete_user)
+            .bind(user)
+            .bind(keep)
+            .bind(codec::ms(now))
+            .execute(&mut *conn)
+            .await
+            .map_err(backend)?;
+        conn.done();
+        Ok(done.rows_affected())
+    }
+}
+
+fn columns(row: &sqlx::postgres::PgRow) -> Result<Row, Error> {
+    Ok(Row {
+        data: row.try_get(0).map_err(backend)?,
+        user: row.try_get(1).map_err(backend)?,
+        created_ms: row.try_get(2).map_err(backend)?,
+        expires_ms: row.try_get(3).map_err(backend)?,
+    })
+}

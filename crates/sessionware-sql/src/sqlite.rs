@@ -1,0 +1,356 @@
+//! SQLite: JSON text edited in place with `json_set` and `json_remove`.
+
+use std::sync::Arc;
+
+use sessionware_core::time::OffsetDateTime;
+use sessionware_core::{ChangeSet, Error, Record, SessionId};
+use sqlx::{Row as _, SqlitePool};
+
+use crate::codec::{self, Row};
+use crate::conns::Conns;
+use crate::error::backend;
+use crate::names::Table;
+use crate::{BATCH, MAX_CREATE_TRIES, SqlError};
+
+#[derive(Debug, Clone)]
+pub(crate) struct Lite {
+    conns: Arc<Conns<sqlx::Sqlite>>,
+    table: Table,
+    t: String,
+    sql: Sql,
+}
+
+#[derive(Debug, Clone)]
+struct Sql {
+    insert: String,
+    load: String,
+    lock: String,
+    touch: String,
+    delete: String,
+    delete_expired: String,
+    user_sessions: String,
+    delete_user: String,
+}
+
+const COLUMNS: &str = "data, user_id, created_ms, expires_ms";
+
+impl Lite {
+    pub(crate) fn new(pool: SqlitePool, table: Table) -> Self {
+        Self::with_conns(Arc::new(Conns::new(pool)), table)
+    }
+
+    fn with_conns(conns: Arc<Conns<sqlx::Sqlite>>, table: Table) -> Self {
+        let t = table.qualified('"');
+        let sql = Sql {
+            insert: format!(
+                "INSERT INTO {t} (id, data, user_id, created_ms, expires_ms) VALUES (?, ?, ?, ?, ?) \
+                 ON CONFLICT (id) DO NOTHING"
+            ),
+            load: format!("SELECT {COLUMNS} FROM {t} WHERE id = ? AND expires_ms > ?"),
+            lock: format!("SELECT data FROM {t} WHERE id = ? AND expires_ms > ?"),
+            touch: format!("UPDATE {t} SET expires_ms = ? WHERE id = ? AND expires_ms > ?"),
+            delete: format!("DELETE FROM {t} WHERE id = ?"),
+            delete_expired: format!(
+                "DELETE FROM {t} WHERE id IN (SELECT id FROM {t} WHERE expires_ms <= ? LIMIT {BATCH})"
+            ),
+            user_sessions: format!(
+                "SELECT id, {COLUMNS} FROM {t} WHERE user_id = ? AND expires_ms > ? \
+                 ORDER BY created_ms"
+            ),
+            delete_user: format!(
+                "DELETE FROM {t} WHERE user_id = ? AND id <> ? AND expires_ms > ?"
+            ),
+        };
+        Self {
+            conns,
+            table,
+            t,
+            sql,
+        }
+    }
+
+    pub(crate) fn with_table(&self, table: Table) -> Self {
+        Self::with_conns(self.conns.clone(), table)
+    }
+
+    pub(crate) async fn migrate(&self) -> Result<(), SqlError> {
+        let mut conn = self.conns.get().await.map_err(SqlError::Migrate)?;
+        let t = &self.t;
+        let expires = self.table.index('"', "expires_idx");
+        let user = self.table.index('"', "user_idx");
+        // Each statement is atomic and idempotent on its own; a second process migrating at
+        // the same time waits for the write lock (busy timeout), then finds each in place.
+        let ddl = format!(
+            "CREATE TABLE IF NOT EXISTS {t} (\
+               id TEXT NOT NULL PRIMARY KEY, \
+               data TEXT NOT NULL, \
+               user_id TEXT, \
+               created_ms INTEGER NOT NULL, \
+               expires_ms INTEGER NOT NULL\
+             ) WITHOUT ROWID; \
+             CREATE INDEX IF NOT EXISTS {expires} ON {t} (expires_ms); \
+             CREATE INDEX IF NOT EXISTS {user} ON {t} (user_id, expires_ms) \
+               WHERE user_id IS NOT NULL;"
+        );
+        sqlx::Executor::execute(&mut *conn, ddl.as_str())
+            .await
+            .map_err(SqlError::Migrate)?;
+        conn.done();
+        Ok(())
+    }
+
+    pub(crate) async fn create(&self, record: &Record) -> Result<SessionId, Error> {
+        let data = codec::encode(&record.data)?;
+        let mut id = record.id;
+        let mut conn = self.conns.get().await.map_err(backend)?;
+        for _ in 0..MAX_CREATE_TRIES {
+            let done = sqlx::query(&self.sql.insert)
+                .bind(id.to_string())
+                .bind(&data)
+                .bind(record.user.as_deref())
+                .bind(codec::ms(record.created_at))
+                .bind(codec::ms(record.expires_at))
+                .execute(&mut *conn)
+                .await
+                .map_err(backend)?;
+            if done.rows_affected() == 1 {
+                conn.done();
+                return Ok(id);
+            }
+            id = SessionId::generate()?;
+        }
+        Err(crate::no_free_id())
+    }
+
+    pub(crate) async fn load(
+        &self,
+        id: &SessionId,
+        now: OffsetDateTime,
+    ) -> Result<Option<Record>, Error> {
+        let mut conn = self.conns.get().await.map_err(backend)?;
+        let row = sqlx::query(&self.sql.load)
+            .bind(id.to_string())
+            .bind(codec::ms(now))
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(backend)?;
+        conn.done();
+        row.map(|row| columns(&row, 0)?.into_record(*id))
+            .transpose()
+    }
+
+    pub(crate) async fn apply(
+        &self,
+        id: &SessionId,
+        changes: &ChangeSet,
+        now: OffsetDateTime,
+    ) -> Result<bool, Error> {
+        if !changes.keys().all(|(k, _)| codec::path_safe(k)) {
+            return self.apply_in_transaction(id, changes, now).await;
+        }
+        let mut conn = self.conns.get().await.map_err(backend)?;
+        // Built per shape (how many keys set and removed); sqlx keeps each shape prepared.
+        let mut data = if changes.is_clear() {
+            "json_object()".to_owned()
+        } else {
+            "data".to_owned()
+        };
+        let mut params: Vec<String> = Vec::new();
+        let removals: Vec<&str> = changes.removals().collect();
+        if !removals.is_empty() {
+            data = format!("json_remove({data}{})", ", ?".repeat(removals.len()));
+            params.extend(removals.iter().map(|k| codec::path(k)));
+        }
+        let sets: Vec<(&str, &serde_json::Value)> = changes.sets().collect();
+        if !sets.is_empty() {
+            // json(?) makes the parameter a JSON value, not a JSON string.
+            data = format!("json_set({data}{})", ", ?, json(?)".repeat(sets.len()));
+            for (k, v) in sets {
+                params.push(codec::path(k));
+                params.push(codec::value(v)?);
+            }
+        }
+        let user = changes.user();
+        let sql = format!(
+            "UPDATE {} SET data = {data}{}, expires_ms = ? WHERE id = ? AND expires_ms > ?",
+            self.t,
+            if user.is_some() { ", user_id = ?" } else { "" },
+        );
+        let mut query = sqlx::query(&sql);
+        for p in params {
+            query = query.bind(p);
+        }
+        if let Some(user) = user {
+            query = query.bind(user);
+        }
+        let done = query
+            .bind(codec::ms(changes.expires_at()))
+            .bind(id.to_string())
+            .bind(codec::ms(now))
+            .execute(&mut *conn)
+            .await
+            .map_err(backend)?;
+        conn.done();
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// For keys no JSON path can name: take the write lock, apply in Rust, write it back.
+    async fn apply_in_transaction(
+        &self,
+        id: &SessionId,
+        changes: &ChangeSet,
+        now: OffsetDateTime,
+    ) -> Result<bool, Error> {
+        // IMMEDIATE takes the write lock up front: no other writer can slip in between the
+        // read and the write, and the upgrade from reader to writer cannot deadlock.
+        let mut conn = self.conns.get().await.map_err(backend)?;
+        let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE")
+            .await
+            .map_err(backend)?;
+        let row = sqlx::query(&self.sql.lock)
+            .bind(id.to_string())
+            .bind(codec::ms(now))
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let Some(row) = row else {
+            return Ok(false); // dropping `tx` rolls back
+        };
+        let mut data = codec::decode(&row.try_get::<String, _>(0).map_err(backend)?)?;
+        changes.apply_to(&mut data);
+        let user = changes.user();
+        let sql = format!(
+            "UPDATE {} SET data = ?{}, expires_ms = ? WHERE id = ?",
+            self.t,
+            if user.is_some() { ", user_id = ?" } else { "" },
+        );
+        let mut query = sqlx::query(&sql).bind(codec::encode(&data)?);
+        if let Some(user) = user {
+            query = query.bind(user);
+        }
+        query
+            .bind(codec::ms(changes.expires_at()))
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        conn.done();
+        Ok(true)
+    }
+
+    pub(crate) async fn touch(
+        &self,
+        id: &SessionId,
+        expires_at: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<bool, Error> {
+        let mut conn = self.conns.get().await.map_err(backend)?;
+        let done = sqlx::query(&self.sql.touch)
+            .bind(codec::ms(expires_at))
+            .bind(id.to_string())
+            .bind(codec::ms(now))
+            .execute(&mut *conn)
+            .await
+            .map_err(backend)?;
+        conn.done();
+        Ok(done.rows_affected() > 0)
+    }
+
+    pub(crate) async fn delete(&self, id: &SessionId) -> Result<(), Error> {
+        let mut conn = self.conns.get().await.map_err(backend)?;
+        sqlx::query(&self.sql.delete)
+            .bind(id.to_string())
+            .execute(&mut *conn)
+            .await
+            .map_err(backend)?;
+        conn.done();
+        Ok(())
+    }
+
+    pub(crate) async fn delete_expired_batch(&self, now: OffsetDateTime) -> Result<u64, Error> {
+        let mut conn = self.conns.get().await.map_err(backend)?;
+        let done = sqlx::query(&self.sql.delete_expired)
+            .bind(codec::ms(now))
+            .execute(&mut *conn)
+            .await
+            .map_err(backend)?;
+        conn.done();
+        Ok(done.rows_affected())
+    }
+
+    pub(crate) async fn user_sessions(
+        &self,
+        user: &str,
+        now: OffsetDateTime,
+    ) -> Result<Vec<Record>, Error> {
+        let mut conn = self.conns.get().await.map_err(backend)?;
+        let rows = sqlx::query(&self.sql.user_sessions)
+            .bind(user)
+            .bind(codec::ms(now))
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(backend)?;
+        conn.done();
+        rows.iter()
+            .map(|row| {
+                let id = crate::stored_id(row.try_get(0).map_err(backend)?)?;
+                columns(row, 1)?.into_record(id)
+            })
+            .collect()
+    }
+
+    /// Deletes the live sessions of `user` but `keep`; expired ones are the cleanup's.
+    pub(crate) async fn delete_user(
+        &self,
+        user: &str,
+        keep: Option<&SessionId>,
+        now: OffsetDateTime,
+    ) -> Result<u64, Error> {
+        let mut conn = self.conns.get().await.map_err(backend)?;
+        // No id is empty, so "" keeps nothing.
+        let keep = keep.map(SessionId::to_string).unwrap_or_default();
+        let done = sqlx::query(&self.sql.delete_user)
+            .bind(user)
+            .bind(keep)
+            .bind(codec::ms(now))
+            .execute(&mut *conn)
+            .await
+            .map_err(backend)?;
+        conn.done();
+        Ok(done.rows_affected())
+    }
+}
+
+fn columns(row: &sqlx::sqlite::SqliteRow, at: usize) -> Result<Row, Error> {
+    Ok(Row {
+        data: row.try_get(at).map_err(backend)?,
+        user: row.try_get(at + 1).map_err(backend)?,
+        created_ms: row.try_get(at + 2).map_err(backend)?,
+        expires_ms: row.try_get(at + 3).map_err(backend)?,
+    })
+}
+
+/// A pool for a SQLite URL, tuned for sessions.
+pub(crate) async fn pool(url: &str) -> Result<SqlitePool, SqlError> {
+    use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
+    use std::str::FromStr as _;
+
+    let options = SqliteConnectOptions::from_str(url)
+        .map_err(SqlError::Connect)?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .busy_timeout(std::time::Duration::from_secs(5));
+    let pool = SqlitePoolOptions::new().test_before_acquire(false);
+    // An in-memory database lives as long as one of its connections: keep exactly one, for
+    // good (one connection also rules out shared-cache table locks).
+    let pool = if url.contains(":memory:") || url.contains("mode=memory") {
+        pool.max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+    } else {
+        pool
+    };
+    pool.connect_with(options).await.map_err(SqlError::Connect)
+}

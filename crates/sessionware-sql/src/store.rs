@@ -1,0 +1,363 @@
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sessionware_core::time::OffsetDateTime;
+use sessionware_core::{
+    ChangeSet, Clock, Error, ExpiryPolicy, Loaded, Record, SessionId, SessionStore, SystemClock,
+};
+
+use crate::names::{Ident, Table};
+use crate::{BATCH, CleanupTask, SqlError};
+
+/// The URL schemes this build accepts, for error messages.
+pub(crate) fn supported_schemes() -> String {
+    let mut schemes = Vec::new();
+    if cfg!(feature = "postgres") {
+        schemes.push("postgres://");
+    }
+    if cfg!(feature = "mysql") {
+        schemes.push("mysql://, mariadb://");
+    }
+    if cfg!(feature = "sqlite") {
+        schemes.push("sqlite:");
+    }
+    schemes.join(", ")
+}
+
+/// A session store in a SQL database. Cheap to clone: clones share one pool.
+///
+/// Build it with [`connect`](Self::connect) from a URL, or from a pool the application
+/// already has ([`postgres`](Self::postgres), [`mysql`](Self::mysql),
+/// [`sqlite`](Self::sqlite)); then call [`migrate`](Self::migrate) once at start.
+#[derive(Clone)]
+pub struct SqlStore {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    engine: Engine,
+    table: Table,
+    clock: Arc<dyn Clock>,
+}
+
+#[derive(Debug, Clone)]
+enum Engine {
+    #[cfg(feature = "postgres")]
+    Postgres(crate::pg::Pg),
+    #[cfg(feature = "mysql")]
+    MySql(crate::mysql::My),
+    #[cfg(feature = "sqlite")]
+    Sqlite(crate::sqlite::Lite),
+}
+
+/// Runs `$body` with `$e` bound to whichever engine the store uses.
+macro_rules! dispatch {
+    ($engine:expr, $e:ident => $body:expr) => {
+        match $engine {
+            #[cfg(feature = "postgres")]
+            Engine::Postgres($e) => $body,
+            #[cfg(feature = "mysql")]
+            Engine::MySql($e) => $body,
+            #[cfg(feature = "sqlite")]
+            Engine::Sqlite($e) => $body,
+        }
+    };
+}
+
+impl fmt::Debug for SqlStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let engine = dispatch!(&self.inner.engine, _e => std::any::type_name_of_val(_e));
+        f.debug_struct("SqlStore")
+            .field("engine", &engine.rsplit("::").next().unwrap_or(engine))
+            .field("table", &self.inner.table)
+            .finish_non_exhaustive()
+    }
+}
+
+const DEFAULT_TABLE: &str = "sessions";
+
+fn default_table() -> Table {
+    Table {
+        schema: None,
+        name: Ident(DEFAULT_TABLE.to_owned()),
+    }
+}
+
+impl SqlStore {
+    /// Connects to the database at `url` and builds a pool for it:
+    /// `postgres://…`, `mysql://…` (or `mariadb://…`), `sqlite:path` / `sqlite://path`
+    /// (the file is created if missing) or `sqlite::memory:`.
+    ///
+    /// The pool never pings a connection before handing it out (a dead one fails its query
+    /// and is replaced), so a request pays only for its own queries. SQLite files use WAL
+    /// journaling, so readers do not wait for the writer.
+    pub async fn connect(url: &str) -> Result<Self, SqlError> {
+        let scheme = url.split(':').next().unwrap_or(url);
+        match scheme {
+            #[cfg(feature = "postgres")]
+            "postgres" | "postgresql" => {
+                let pool = sqlx::postgres::PgPoolOptions::new()
+                    .test_before_acquire(false)
+                    .connect(url)
+                    .await
+                    .map_err(SqlError::Connect)?;
+                Ok(Self::postgres(pool))
+            }
+            #[cfg(feature = "mysql")]
+            "mysql" | "mariadb" => {
+                let url = match url.strip_prefix("mariadb:") {
+                    Some(rest) => format!("mysql:{rest}"),
+                    None => url.to_owned(),
+                };
+                let pool = sqlx::mysql::MySqlPoolOptions::new()
+                    .test_before_acquire(false)
+                    .connect(&url)
+                    .await
+                    .map_err(SqlError::Connect)?;
+                Ok(Self::mysql(pool))
+            }
+            #[cfg(feature = "sqlite")]
+            "sqlite" => Ok(Self::sqlite(crate::sqlite::pool(url).await?)),
+            _ => Err(SqlError::UnsupportedUrl {
+                scheme: scheme.to_owned(),
+            }),
+        }
+    }
+
+    /// A store on an existing PostgreSQL pool.
+    #[cfg(feature = "postgres")]
+    pub fn postgres(pool: sqlx::PgPool) -> Self {
+        Self::with_engine(Engine::Postgres(crate::pg::Pg::new(pool, default_table())))
+    }
+
+    /// A store on an existing MySQL or MariaDB pool.
+    #[cfg(feature = "mysql")]
+    pub fn mysql(pool: sqlx::MySqlPool) -> Self {
+        Self::with_engine(Engine::MySql(crate::mysql::My::new(pool, default_table())))
+    }
+
+    /// A store on an existing SQLite pool.
+    #[cfg(feature = "sqlite")]
+    pub fn sqlite(pool: sqlx::SqlitePool) -> Self {
+        Self::with_engine(Engine::Sqlite(crate::sqlite::Lite::new(
+            pool,
+            default_table(),
+        )))
+    }
+
+    fn with_engine(engine: Engine) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                engine,
+                table: default_table(),
+                clock: Arc::new(SystemClock),
+            }),
+        }
+    }
+
+    pub(crate) fn from_inner(inner: Arc<Inner>) -> Self {
+        Self { inner }
+    }
+
+    /// Keeps sessions in table `name` (default `sessions`), a plain identifier.
+    pub fn with_table(self, name: &str) -> Result<Self, SqlError> {
+        let name = Ident::new(name)?;
+        let schema = self.inner.table.schema.clone();
+        Ok(self.rebuilt(Table { schema, name }))
+    }
+
+    /// Puts the table in PostgreSQL schema `name` ([`migrate`](Self::migrate) creates it).
+    /// Other engines have no schemas: this is [`SqlError::SchemaUnsupported`] there.
+    pub fn with_schema(self, name: &str) -> Result<Self, SqlError> {
+        let schema = Ident::new(name)?;
+        if !self.is_postgres() {
+            return Err(SqlError::SchemaUnsupported);
+        }
+        let name = self.inner.table.name.clone();
+        Ok(self.rebuilt(Table {
+            schema: Some(schema),
+            name,
+        }))
+    }
+
+    /// Takes "now" for [`delete_expired`](Self::delete_expired), the cleanup task and
+    /// [`user_sessions`](Self::user_sessions) from `clock` (default: the system clock).
+    /// Session methods take the time from their caller, as the store contract says.
+    pub fn with_clock(self, clock: impl Clock) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                engine: self.inner.engine.clone(),
+                table: self.inner.table.clone(),
+                clock: Arc::new(clock),
+            }),
+        }
+    }
+
+    fn is_postgres(&self) -> bool {
+        #[cfg(feature = "postgres")]
+        if let Engine::Postgres(_) = self.inner.engine {
+            return true;
+        }
+        false
+    }
+
+    fn rebuilt(self, table: Table) -> Self {
+        let engine = match &self.inner.engine {
+            #[cfg(feature = "postgres")]
+            Engine::Postgres(e) => Engine::Postgres(e.with_table(table.clone())),
+            #[cfg(feature = "mysql")]
+            Engine::MySql(e) => Engine::MySql(e.with_table(table.clone())),
+            #[cfg(feature = "sqlite")]
+            Engine::Sqlite(e) => Engine::Sqlite(e.with_table(table.clone())),
+        };
+        Self {
+            inner: Arc::new(Inner {
+                engine,
+                table,
+                clock: self.inner.clock.clone(),
+            }),
+        }
+    }
+
+    /// Creates the table and its indexes if they do not exist (and, in PostgreSQL, the
+    /// schema). Idempotent, and safe to run from several instances at once.
+    pub async fn migrate(&self) -> Result<(), SqlError> {
+        dispatch!(&self.inner.engine, e => e.migrate().await)
+    }
+
+    /// Deletes every session whose deadline has passed, in batches; returns how many.
+    pub async fn delete_expired(&self) -> Result<u64, Error> {
+        let now = self.inner.clock.now();
+        let mut total = 0;
+        loop {
+            let n = dispatch!(&self.inner.engine, e => e.delete_expired_batch(now).await)?;
+            total += n;
+            if n < u64::from(BATCH) {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Starts a task on the current Tokio runtime that runs
+    /// [`delete_expired`](Self::delete_expired) every `period`, until the last clone of this
+    /// store is dropped or the runtime shuts down.
+    pub fn spawn_cleanup(&self, period: Duration) -> Result<CleanupTask, SqlError> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| SqlError::NoRuntime)?;
+        Ok(CleanupTask::spawn(
+            &runtime,
+            Arc::downgrade(&self.inner),
+            period,
+        ))
+    }
+
+    /// The live sessions bound to `user`, oldest first: the devices a user is signed in on.
+    pub async fn user_sessions(&self, user: &str) -> Result<Vec<Record>, Error> {
+        let now = self.inner.clock.now();
+        dispatch!(&self.inner.engine, e => e.user_sessions(user, now).await)
+    }
+
+    /// Deletes every session bound to `user` ("log out everywhere"); returns how many.
+    pub async fn delete_user_sessions(&self, user: &str) -> Result<u64, Error> {
+        let now = self.inner.clock.now();
+        dispatch!(&self.inner.engine, e => e.delete_user(user, None, now).await)
+    }
+}
+
+impl SessionStore for SqlStore {
+    async fn list_user(&self, user: &str, now: OffsetDateTime) -> Result<Vec<Record>, Error> {
+        dispatch!(&self.inner.engine, e => e.user_sessions(user, now).await)
+    }
+
+    async fn delete_user(
+        &self,
+        user: &str,
+        keep: Option<&SessionId>,
+        now: OffsetDateTime,
+    ) -> Result<usize, Error> {
+        let ended = dispatch!(&self.inner.engine, e => e.delete_user(user, keep, now).await)?;
+        Ok(usize::try_from(ended).unwrap_or(usize::MAX))
+    }
+
+    async fn create(&self, record: &Record) -> Result<SessionId, Error> {
+        dispatch!(&self.inner.engine, e => e.create(record).await)
+    }
+
+    async fn load(&self, id: &SessionId, now: OffsetDateTime) -> Result<Option<Record>, Error> {
+        dispatch!(&self.inner.engine, e => e.load(id, now).await)
+    }
+
+    async fn load_refreshed(
+        &self,
+        id: &SessionId,
+        policy: &ExpiryPolicy,
+        now: OffsetDateTime,
+    ) -> Result<Option<Loaded>, Error> {
+        #[cfg(feature = "postgres")]
+        if let Engine::Postgres(e) = &self.inner.engine {
+            return e.load_refreshed(id, policy, now).await;
+        }
+        // MySQL and SQLite: the read, then (throttled) a deadline-only update.
+        let Some(mut record) = self.load(id, now).await? else {
+            return Ok(None);
+        };
+        let Some(deadline) = policy.refreshed_deadline(record.created_at, record.expires_at, now)
+        else {
+            return Ok(Some(Loaded {
+                record,
+                refreshed: false,
+            }));
+        };
+        if !self.touch(id, deadline, now).await? {
+            return Ok(None);
+        }
+        record.expires_at = deadline;
+        Ok(Some(Loaded {
+            record,
+            refreshed: true,
+        }))
+    }
+
+    async fn apply(
+        &self,
+        id: &SessionId,
+        changes: &ChangeSet,
+        now: OffsetDateTime,
+    ) -> Result<bool, Error> {
+        dispatch!(&self.inner.engine, e => e.apply(id, changes, now).await)
+    }
+
+    async fn touch(
+        &self,
+        id: &SessionId,
+        expires_at: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<bool, Error> {
+        dispatch!(&self.inner.engine, e => e.touch(id, expires_at, now).await)
+    }
+
+    async fn delete(&self, id: &SessionId) -> Result<(), Error> {
+        dispatch!(&self.inner.engine, e => e.delete(id).await)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn send<T: Send>(_: T) {}
+
+    #[test]
+    fn futures_are_send() {
+        // Only compiled, never run: applications spawn these.
+        let run = || async {
+            let store = SqlStore::connect("sqlite::memory:").await?;
+            send(store.migrate());
+            send(store.delete_expired());
+            send(store.user_sessions("u"));
+            send(store.delete_user_sessions("u"));
+            Ok::<_, SqlError>(())
+        };
+        let _ = run;
+    }
+}

@@ -72,7 +72,9 @@ async fn devices(session: Session) -> Result<Response, Error> {
     };
     let flashes = session.take_flashes();
     let csrf = session.csrf_token()?;
-    let devices = session.devices().await?;
+    let mut devices = session.devices().await?;
+    // This browser first; the sort is stable, so the others stay newest use first.
+    devices.sort_by_key(|d| !d.current);
     let body = html::devices(&devices, &csrf, time::OffsetDateTime::now_utc());
     Ok(html::page(Some(&user), &csrf, &flashes, &body).into_response())
 }

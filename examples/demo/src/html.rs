@@ -17,6 +17,7 @@ button.danger { border-color: #b33; color: #b33; }
 .flash { background: #e8f4e8; border: 1px solid #9c9; padding: .4rem .8rem; border-radius: 4px; list-style: none; margin: .5rem 0; }
 ul.flashes, ul.devices { padding: 0; }
 li.device { list-style: none; border: 1px solid #ddd; border-radius: 6px; padding: .6rem .8rem; margin: .6rem 0; }
+li.device .name { font-weight: bold; }
 li.device .agent { font-family: monospace; font-size: .8rem; color: #555; word-break: break-all; }
 .this-device { background: #246; color: #fff; border-radius: 4px; padding: 0 .4rem; font-size: .85rem; }
 #count { font-size: 2.5rem; font-weight: bold; margin-right: 1rem; }
@@ -117,14 +118,17 @@ pub(crate) fn devices(devices: &[Device], csrf: &str, now: OffsetDateTime) -> St
         } else {
             String::new()
         };
+        let agent = device.user_agent.as_deref().unwrap_or("");
         let _ = write!(
             items,
             r#"<li class="device">
+<div class="name">{name}</div>
 <div class="agent">{agent}</div>
 <div>from {address} · created {created} · last seen {seen}{mark}</div>
 <div>{revoke}</div>
 </li>"#,
-            agent = escape(device.user_agent.as_deref().unwrap_or("unknown browser")),
+            name = device_name(agent),
+            agent = escape(agent),
             address = escape(device.address.as_deref().unwrap_or("an unknown address")),
             created = ago(device.created_at, now),
             seen = ago(device.last_seen, now),
@@ -139,7 +143,7 @@ pub(crate) fn devices(devices: &[Device], csrf: &str, now: OffsetDateTime) -> St
     }
     format!(
         r#"<h1>Your devices</h1>
-<p>Every browser signed in as you, newest use first. Revoke one to sign it out on its next page load.</p>
+<p>Every browser signed in as you: this one first, then the others by latest use. Revoke one to sign it out on its next page load.</p>
 <ul class="devices">{items}</ul>
 <p>{}</p>"#,
         button(
@@ -150,6 +154,39 @@ pub(crate) fn devices(devices: &[Device], csrf: &str, now: OffsetDateTime) -> St
             "danger"
         )
     )
+}
+
+/// "Chrome on Linux", guessed from a `User-Agent` for people to recognise their devices by; the
+/// full text is shown below it. Order matters: most agents also name the browsers they extend.
+fn device_name(agent: &str) -> String {
+    let has = |word: &str| agent.contains(word);
+    let browser = if has("Edg/") {
+        "Edge"
+    } else if has("Firefox/") {
+        "Firefox"
+    } else if has("HeadlessChrome/") {
+        "Headless Chrome"
+    } else if has("Chrome/") {
+        "Chrome"
+    } else if has("Safari/") {
+        "Safari"
+    } else {
+        "A browser"
+    };
+    let system = if has("Android") {
+        "Android"
+    } else if has("iPhone") || has("iPad") {
+        "iOS"
+    } else if has("Windows") {
+        "Windows"
+    } else if has("Mac OS X") {
+        "macOS"
+    } else if has("Linux") {
+        "Linux"
+    } else {
+        return browser.to_owned();
+    };
+    format!("{browser} on {system}")
 }
 
 /// "just now", "5 min ago", "3 h ago", "2 days ago".
@@ -173,6 +210,37 @@ mod tests {
             escape(r#"<b a="1" b='2'>&amp;</b> ok"#),
             "&lt;b a=&quot;1&quot; b=&#39;2&#39;&gt;&amp;amp;&lt;/b&gt; ok"
         );
+    }
+
+    #[test]
+    fn devices_are_named_by_browser_and_system() {
+        let name = |agent: &str| device_name(agent);
+        assert_eq!(
+            name(
+                "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/156.0.0.0 Safari/537.36"
+            ),
+            "Headless Chrome on Linux"
+        );
+        assert_eq!(
+            name(
+                "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1"
+            ),
+            "Safari on iOS"
+        );
+        assert_eq!(
+            name(
+                "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36 Edg/120.0.0.0"
+            ),
+            "Edge on Windows"
+        );
+        assert_eq!(
+            name(
+                "Mozilla/5.0 (Macintosh; Intel Mac OS X 14.0; rv:120.0) Gecko/20100101 Firefox/120.0"
+            ),
+            "Firefox on macOS"
+        );
+        assert_eq!(name("curl/8.0"), "A browser");
+        assert_eq!(name(""), "A browser");
     }
 
     #[test]

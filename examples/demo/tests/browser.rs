@@ -313,8 +313,17 @@ async fn two_devices_sign_in_see_each_other_and_sign_each_other_out() {
         ["this device"],
         "exactly one is this device"
     );
+    assert_eq!(
+        laptop.texts("li.device:first-child .this-device").await,
+        ["this device"],
+        "this device comes first"
+    );
     for device in laptop.texts("li.device").await {
-        assert!(device.contains("HeadlessChrome"), "user agent: {device}");
+        assert!(
+            device.starts_with("Headless Chrome on Linux\n"),
+            "name: {device}"
+        );
+        assert!(device.contains("HeadlessChrome/"), "user agent: {device}");
         assert!(device.contains("from 127.0.0.1"), "address: {device}");
         assert!(device.contains("created just now"), "created: {device}");
         assert!(device.contains("last seen just now"), "last seen: {device}");

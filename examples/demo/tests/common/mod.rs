@@ -21,7 +21,12 @@ impl Drop for Demo {
 pub(crate) async fn start_demo() -> Demo {
     let mut child = Command::new(env!("CARGO_BIN_EXE_demo"))
         .env("PORT", "0")
-        .env("SESSION_STORE", "memory")
+        // The memory store unless the run names another: `SESSION_STORE=... cargo test -p demo`
+        // drives the same flows against that store.
+        .env(
+            "SESSION_STORE",
+            std::env::var("SESSION_STORE").unwrap_or_else(|_| "memory".into()),
+        )
         .env_remove("SESSION_KEY")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

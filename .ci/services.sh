@@ -60,3 +60,14 @@ ensure_mariadb() {
   fi
   mariadb -uroot -e 'create database if not exists test' 2>/dev/null || true
 }
+
+# The demo's browser test drives Debian's Chromium through the matching chromedriver; both come
+# from apt so their versions agree, and nothing is downloaded at test time.
+ensure_chromium() {
+  if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then
+    echo "ci: chromium and chromedriver are installed"
+    return 0
+  fi
+  apt_install chromium chromium-driver
+  /usr/bin/chromedriver --version
+}

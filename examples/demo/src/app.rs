@@ -1,0 +1,144 @@
+//! The routes. Every page takes the flash messages queued for it; every form post checks the
+//! session's CSRF token first, then acts, queues a flash message and redirects (303) to a page.
+
+use axum::Router;
+use axum::extract::Form;
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use sessionware::{DeviceId, Error, Session, SessionLayer};
+
+use crate::html;
+
+/// The one password of the demo, stated on the sign-in page.
+pub(crate) const DEMO_PASSWORD: &str = "demo";
+
+/// Longest accepted user name, in characters.
+const MAX_USER_NAME: usize = 40;
+
+pub(crate) fn router(sessions: SessionLayer) -> Router {
+    Router::new()
+        .route("/", get(home))
+        .route("/devices", get(devices))
+        .route("/login", post(login))
+        .route("/count", post(count))
+        .route("/devices/revoke", post(revoke))
+        .route("/logout", post(logout))
+        .route("/logout-everywhere", post(logout_everywhere))
+        .layer(sessions)
+}
+
+// Missing fields read as empty, so a post without a token is refused by `verify_csrf` (403)
+// like one with a wrong token, not by the form parser.
+#[derive(Deserialize)]
+struct Plain {
+    #[serde(default)]
+    csrf: String,
+}
+
+#[derive(Deserialize)]
+struct SignIn {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    user: String,
+    #[serde(default)]
+    password: String,
+}
+
+#[derive(Deserialize)]
+struct Revoke {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    device: String,
+}
+
+async fn home(session: Session) -> Result<Html<String>, Error> {
+    let flashes = session.take_flashes();
+    let csrf = session.csrf_token()?;
+    let user = session.user();
+    let body = match &user {
+        Some(_) => html::counter(session.get::<u64>("count")?.unwrap_or(0), &csrf),
+        None => html::sign_in(&csrf, DEMO_PASSWORD),
+    };
+    Ok(html::page(user.as_deref(), &csrf, &flashes, &body))
+}
+
+async fn devices(session: Session) -> Result<Response, Error> {
+    let Some(user) = session.user() else {
+        session.flash("Sign in to see your devices.");
+        return Ok(Redirect::to("/").into_response());
+    };
+    let flashes = session.take_flashes();
+    let csrf = session.csrf_token()?;
+    let mut devices = session.devices().await?;
+    // This browser first; the sort is stable, so the others stay newest use first.
+    devices.sort_by_key(|d| !d.current);
+    let body = html::devices(&devices, &csrf, time::OffsetDateTime::now_utc());
+    Ok(html::page(Some(&user), &csrf, &flashes, &body).into_response())
+}
+
+async fn login(session: Session, Form(form): Form<SignIn>) -> Result<Redirect, Error> {
+    session.verify_csrf(&form.csrf)?;
+    let user = form.user.trim();
+    if user.is_empty() || user.chars().count() > MAX_USER_NAME {
+        session.flash(format!(
+            "Choose a user name of 1 to {MAX_USER_NAME} characters."
+        ));
+    } else if form.password != DEMO_PASSWORD {
+        session.flash(format!(
+            "Wrong password: the demo password is \"{DEMO_PASSWORD}\"."
+        ));
+    } else {
+        session.login(user);
+        session.flash(format!("Signed in as {user}."));
+    }
+    Ok(Redirect::to("/"))
+}
+
+async fn count(session: Session, Form(form): Form<Plain>) -> Result<Redirect, Error> {
+    session.verify_csrf(&form.csrf)?;
+    if session.user().is_none() {
+        session.flash("Sign in to count.");
+        return Ok(Redirect::to("/"));
+    }
+    let n = session.get::<u64>("count")?.unwrap_or(0) + 1;
+    session.insert("count", n)?;
+    session.flash(format!("Counted to {n}."));
+    Ok(Redirect::to("/"))
+}
+
+async fn revoke(session: Session, Form(form): Form<Revoke>) -> Result<Redirect, Error> {
+    session.verify_csrf(&form.csrf)?;
+    let device: DeviceId = form.device.parse()?;
+    if !session.revoke(&device).await? {
+        session.flash("That device was already signed out.");
+        return Ok(Redirect::to("/devices"));
+    }
+    // Revoking the current device is a sign-out, which leaves no user to show devices for.
+    if session.user().is_none() {
+        session.flash("Signed out this device.");
+        return Ok(Redirect::to("/"));
+    }
+    session.flash("Signed out that device.");
+    Ok(Redirect::to("/devices"))
+}
+
+async fn logout(session: Session, Form(form): Form<Plain>) -> Result<Redirect, Error> {
+    session.verify_csrf(&form.csrf)?;
+    session.logout();
+    // Queued after `logout`, so it lands in the fresh anonymous session.
+    session.flash("Signed out.");
+    Ok(Redirect::to("/"))
+}
+
+async fn logout_everywhere(session: Session, Form(form): Form<Plain>) -> Result<Redirect, Error> {
+    session.verify_csrf(&form.csrf)?;
+    let ended = session.revoke_all().await?;
+    session.flash(match ended {
+        1 => "Signed out everywhere: 1 session ended.".to_owned(),
+        n => format!("Signed out everywhere: {n} sessions ended."),
+    });
+    Ok(Redirect::to("/"))
+}

@@ -274,7 +274,9 @@ impl SessionLayer {
     }
 
     /// Adds `Clear-Site-Data: "cookies"` to [`logout`](crate::Session::logout) responses, so
-    /// the browser also drops every other cookie of the site.
+    /// the browser also drops every other cookie of the site. Left out when the same response
+    /// starts a new session (data inserted after `logout`, such as a flash message), which
+    /// the header would wipe too.
     pub fn with_clear_site_data(mut self, enabled: bool) -> Self {
         self.shared.clear_site_data = enabled;
         self

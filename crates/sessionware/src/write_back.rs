@@ -60,8 +60,11 @@ pub(crate) async fn write_back(session: &Session, mut response: Response) -> Res
     };
     match execute(shared, plan).await {
         Ok(cookie) => {
+            // Clear-Site-Data would also drop the anonymous session this response starts (a
+            // "signed out" flash set after `logout`), so it goes only with a plain sign-out.
+            let starts_session = matches!(cookie, CookieOut::Set(..));
             set_cookie(shared, &mut response, cookie, now, transport);
-            if logout && shared.clear_site_data {
+            if logout && shared.clear_site_data && !starts_session {
                 response
                     .headers_mut()
                     .insert(CLEAR_SITE_DATA, HeaderValue::from_static("\"cookies\""));

@@ -1028,3 +1028,50 @@ async fn a_change_over_the_size_limit_is_refused_and_nothing_is_written() {
     assert_eq!(c.get("/get/small").await.body, fits);
     assert_eq!(store.len(), 1);
 }
+
+#[tokio::test]
+async fn clear_site_data_goes_with_a_plain_sign_out_only() {
+    let router = Router::new()
+        .route("/login", get(|s: Session| async move { s.login("u") }))
+        .route("/logout", get(|s: Session| async move { s.logout() }))
+        .route(
+            "/logout-with-flash",
+            get(|s: Session| async move {
+                s.logout();
+                s.flash("signed out");
+            }),
+        )
+        .layer(layer(MemoryStore::new()).with_clear_site_data(true));
+    let addr = serve(router).await;
+    let mut c = Client::new(addr);
+    c.get("/login").await;
+    let r = c
+        .get_with_cookie_header("/logout", &format!("session={}", c.jar.clone().unwrap()))
+        .await;
+    assert_eq!(
+        r.cookie("session").map(|c| c.value().is_empty()),
+        Some(true)
+    );
+    let plain = reqwest::Client::new()
+        .get(format!("http://{addr}/logout"))
+        .header("cookie", format!("session={}", c.jar.clone().unwrap()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(plain.headers()["clear-site-data"], "\"cookies\"");
+    c.get("/login").await;
+    let flash = reqwest::Client::new()
+        .get(format!("http://{addr}/logout-with-flash"))
+        .header("cookie", format!("session={}", c.jar.clone().unwrap()))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        flash.headers().get("clear-site-data").is_none(),
+        "it would wipe the flash"
+    );
+    assert!(
+        flash.headers().get("set-cookie").is_some(),
+        "the flash's new session"
+    );
+}

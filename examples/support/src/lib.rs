@@ -1,0 +1,133 @@
+//! What the example servers share, so each example shows only its own routes:
+//!
+//! - `SESSION_STORE`: `memory`, a Redis URL (`redis://`, `rediss://`, `redis-cluster://`,
+//!   `redis-sentinel://`) or a SQL URL (`postgres://`, `mysql://`, `sqlite:`);
+//! - `SESSION_KEY`: the signing key, 64 hex digits or more (random, with a warning, if unset);
+//! - `PORT`: the port on 127.0.0.1 (0 picks a free one).
+//!
+//! Bad values are errors that name the variable; `main` exits with status 2 on them.
+
+use std::net::{Ipv4Addr, SocketAddr};
+
+use axum::Router;
+use sessionware::{Key, SessionLayer};
+use sessionware_memory::MemoryStore;
+use sessionware_redis::RedisStore;
+use sessionware_sql::SqlStore;
+use tracing_subscriber::EnvFilter;
+
+/// Logs to stderr, `info` unless `RUST_LOG` says otherwise.
+pub fn init_tracing() {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// A session layer on the store `SESSION_STORE` names (`default` when unset), signed with the
+/// key from `SESSION_KEY`.
+pub async fn session_layer(default: &str) -> Result<SessionLayer, String> {
+    let spec = std::env::var("SESSION_STORE").unwrap_or_else(|_| default.to_owned());
+    let (layer, kind) = match spec.as_str() {
+        "memory" => (SessionLayer::new(MemoryStore::new()), "memory"),
+        url if is_redis_url(url) => {
+            // Errors name the store, never the URL: it may carry a password.
+            let store = RedisStore::connect(url)
+                .await
+                .map_err(|e| format!("SESSION_STORE: {e}"))?;
+            (SessionLayer::new(store), "redis")
+        }
+        url if is_sql_url(url) => (SessionLayer::new(sql_store(url).await?), "sql"),
+        other => {
+            return Err(format!(
+                "SESSION_STORE={other:?} is not supported; use `memory`, a Redis URL \
+                 (redis://, rediss://, redis-cluster://, redis-sentinel://) or a SQL URL \
+                 (postgres://, mysql://, sqlite:)"
+            ));
+        }
+    };
+    tracing::info!(store = kind, "session store ready");
+    Ok(layer.with_signing_key(signing_key()?))
+}
+
+/// The signing key from `SESSION_KEY` (hex), or a random one.
+pub fn signing_key() -> Result<Key, String> {
+    match std::env::var("SESSION_KEY") {
+        Ok(hex) => Key::from_hex(&hex).map_err(|e| format!("SESSION_KEY: {e}")),
+        Err(_) => {
+            tracing::warn!(
+                "SESSION_KEY is not set: using a random key, so sessions end with this process \
+                 (set 64 hex digits, e.g. from `openssl rand -hex 32`)"
+            );
+            Key::generate().map_err(|e| e.to_string())
+        }
+    }
+}
+
+fn is_sql_url(spec: &str) -> bool {
+    ["postgres:", "postgresql:", "mysql:", "mariadb:", "sqlite:"]
+        .iter()
+        .any(|scheme| spec.starts_with(scheme))
+}
+
+fn is_redis_url(spec: &str) -> bool {
+    let scheme = spec.split_once("://").map_or("", |(scheme, _)| scheme);
+    ["redis", "rediss", "valkey", "valkeys"].iter().any(|base| {
+        scheme == *base
+            || scheme
+                .strip_prefix(base)
+                .is_some_and(|rest| rest.starts_with('-'))
+    })
+}
+
+/// A SQL store with its table in place and expired sessions swept every ten minutes.
+async fn sql_store(url: &str) -> Result<SqlStore, String> {
+    let store = SqlStore::connect(url)
+        .await
+        .map_err(|e| format!("SESSION_STORE: {e}"))?;
+    store
+        .migrate()
+        .await
+        .map_err(|e| format!("SESSION_STORE: {e}"))?;
+    store
+        .spawn_cleanup(std::time::Duration::from_secs(600))
+        .map_err(|e| format!("SESSION_STORE: {e}"))?;
+    Ok(store)
+}
+
+/// Serves `app` on 127.0.0.1:`PORT` (default 3000) until Ctrl-C, first printing
+/// `<name> listening on http://<addr>` on stdout (tests read it to find the port). Handlers
+/// can see the client's address (`ConnectInfo`).
+pub async fn serve(name: &str, app: Router) -> Result<(), String> {
+    let port = match std::env::var("PORT") {
+        Ok(p) => p
+            .parse::<u16>()
+            .map_err(|_| format!("PORT={p:?} is not a port number"))?,
+        Err(_) => 3000,
+    };
+    let listener = tokio::net::TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
+        .await
+        .map_err(|e| format!("cannot listen on 127.0.0.1:{port}: {e}"))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    println!("{name} listening on http://{addr}");
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await
+    .map_err(|e| e.to_string())
+}
+
+/// Runs `main`'s body and turns an error into a message and exit status 2.
+pub fn exit_code(name: &str, result: Result<(), String>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}

@@ -31,6 +31,8 @@ struct Options {
     server_threads: usize,
     systems: Vec<System>,
     redis_url: String,
+    postgres_url: String,
+    sqlite_url: String,
     footprint: Vec<usize>,
     /// Requests per second of the paced phase that measures CPU per request.
     paced_rate: f64,
@@ -46,6 +48,12 @@ impl Options {
             systems: System::ALL.to_vec(),
             redis_url: std::env::var("REDIS_URL")
                 .unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
+            postgres_url: std::env::var("DATABASE_URL_POSTGRES")
+                .unwrap_or_else(|_| "postgres://root@127.0.0.1:5432/test".into()),
+            sqlite_url: format!(
+                "sqlite://{}",
+                std::env::temp_dir().join("sessionware-bench.db").display()
+            ),
             footprint: vec![100_000, 1_000_000],
             paced_rate: 10_000.0,
         };
@@ -62,6 +70,7 @@ impl Options {
                     o.server_threads = value()?.parse().map_err(|_| "--server-threads: a number")?
                 }
                 "--redis" => o.redis_url = value()?,
+                "--postgres" => o.postgres_url = value()?,
                 "--paced-rate" => {
                     o.paced_rate = value()?.parse().map_err(|_| "--paced-rate: a number")?
                 }
@@ -114,14 +123,19 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
-/// `serve <system> <threads> <redis-url>`: one server, on a free loopback port, until killed.
+/// `serve <system> <threads> <redis-url> <postgres-url> <sqlite-url>`: one server, on a free
+/// loopback port, until killed.
 async fn serve(args: &[String]) -> Result<(), String> {
-    let [slug, threads, redis_url] = args else {
-        return Err("serve SYSTEM THREADS REDIS_URL".into());
+    let [slug, threads, redis, postgres, sqlite] = args else {
+        return Err("serve SYSTEM THREADS REDIS_URL POSTGRES_URL SQLITE_URL".into());
     };
     let system = System::from_slug(slug).ok_or(format!("unknown system {slug}"))?;
     let threads: usize = threads.parse().map_err(|_| "threads: a number")?;
-    let redis_url = redis_url.clone();
+    let urls = systems::Urls {
+        redis: redis.clone(),
+        postgres: postgres.clone(),
+        sqlite: sqlite.clone(),
+    };
     // The server gets its own runtime with a fixed number of workers, apart from the
     // current-thread runtime `main` started on.
     std::thread::spawn(move || {
@@ -131,7 +145,7 @@ async fn serve(args: &[String]) -> Result<(), String> {
             .build()
             .map_err(|e| e.to_string())?;
         runtime.block_on(async move {
-            let app = system.app(&redis_url).await?;
+            let app = system.app(&urls).await?;
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
                 .await
                 .map_err(|e| e.to_string())?;
@@ -159,6 +173,8 @@ async fn start(system: System, options: &Options) -> Result<Server, String> {
             system.slug(),
             &options.server_threads.to_string(),
             &options.redis_url,
+            &options.postgres_url,
+            &options.sqlite_url,
         ])
         .stdout(Stdio::piped())
         .kill_on_drop(true)
@@ -192,6 +208,7 @@ struct Samples {
     p99: Vec<f64>,
     cpu_us: Vec<f64>,
     redis_cmds: Vec<f64>,
+    redis_sent: Vec<f64>,
     errors: u64,
 }
 
@@ -242,9 +259,10 @@ async fn bench(options: Options) -> Result<(), String> {
             let system = options.systems[i];
             for (shared, write) in [(false, false), (false, true), (true, false), (true, true)] {
                 let pid = servers[i].child.id().ok_or("server exited")?;
+                let top_level = system.redis_top_level();
                 let redis_before = system
                     .uses_redis()
-                    .then(|| probe::redis_commands(&redis_host, redis_port))
+                    .then(|| probe::redis_commands(&redis_host, redis_port, top_level))
                     .transpose()?;
                 let path = if write { "/write" } else { "/read" };
                 let addr = servers[i].addr;
@@ -262,12 +280,13 @@ async fn bench(options: Options) -> Result<(), String> {
                 s.p50.push(out.quantile_us(0.5));
                 s.p99.push(out.quantile_us(0.99));
                 s.errors += out.errors;
-                if let Some(before) = redis_before {
-                    let after = probe::redis_commands(&redis_host, redis_port)?;
+                if let Some((all, sent)) = redis_before {
+                    let (all_after, sent_after) =
+                        probe::redis_commands(&redis_host, redis_port, top_level)?;
                     // Setting up the sessions took one request per session.
-                    let setup = if shared { 1 } else { conns } as f64;
-                    s.redis_cmds
-                        .push((after - before) as f64 / (measured + setup));
+                    let requests = measured + if shared { 1 } else { conns } as f64;
+                    s.redis_cmds.push((all_after - all) as f64 / requests);
+                    s.redis_sent.push((sent_after - sent) as f64 / requests);
                 }
                 // CPU per request at one fixed rate for every system. The set-up requests
                 // are counted too: they are `connections` among many thousands.
@@ -324,7 +343,7 @@ fn print_report(options: &Options, samples: &BTreeMap<Case, Samples>) {
         options.paced_rate
     );
     println!(
-        "| system | shape | route | req/s | p50 µs | p99 µs | server CPU µs/req | Redis cmds/req | vs peer | vs bare |"
+        "| system | shape | route | req/s | p50 µs | p99 µs | server CPU µs/req | Redis round trips/req (commands incl. in scripts) | vs peer | vs bare |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|");
     let find = |system: System, shared: bool, write: bool| {
@@ -350,7 +369,11 @@ fn print_report(options: &Options, samples: &BTreeMap<Case, Samples>) {
         let cmds = if s.redis_cmds.is_empty() {
             String::new()
         } else {
-            format!("{:.2}", median(&s.redis_cmds))
+            format!(
+                "{:.2} ({:.2})",
+                median(&s.redis_sent),
+                median(&s.redis_cmds)
+            )
         };
         let errors = if s.errors > 0 {
             format!(" ({} errors)", s.errors)

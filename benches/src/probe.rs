@@ -23,22 +23,39 @@ pub(crate) fn cpu_us(pid: u32) -> Result<f64, String> {
     Ok(ns as f64 / 1e3)
 }
 
-/// Commands Redis has executed so far, other than the `INFO` calls that read this.
-pub(crate) fn redis_commands(host: &str, port: u16) -> Result<u64, String> {
+/// Commands Redis has executed so far, other than the `INFO` calls that read this: all of
+/// them, and those of `top_level` (the ones a client sends; `None` for all, when the client
+/// runs no scripts, whose inner commands Redis counts too).
+pub(crate) fn redis_commands(
+    host: &str,
+    port: u16,
+    top_level: Option<&[&str]>,
+) -> Result<(u64, u64), String> {
     let output = Command::new("redis-cli")
         .args(["-h", host, "-p", &port.to_string(), "info", "commandstats"])
         .output()
         .map_err(|e| format!("redis-cli: {e}"))?;
     let text = String::from_utf8_lossy(&output.stdout);
-    Ok(text
+    let counts: Vec<(&str, u64)> = text
         .lines()
         .filter_map(|line| line.strip_prefix("cmdstat_"))
         .filter(|line| !line.starts_with("info:"))
         .filter_map(|line| {
-            let calls = line.split_once("calls=")?.1;
-            calls.split(',').next()?.parse::<u64>().ok()
+            let (name, stats) = line.split_once(':')?;
+            let calls = stats.split_once("calls=")?.1;
+            Some((name, calls.split(',').next()?.parse::<u64>().ok()?))
         })
-        .sum())
+        .collect();
+    let all = counts.iter().map(|(_, n)| n).sum();
+    let sent = match top_level {
+        None => all,
+        Some(names) => counts
+            .iter()
+            .filter(|(name, _)| names.contains(name))
+            .map(|(_, n)| n)
+            .sum(),
+    };
+    Ok((all, sent))
 }
 
 /// Resident memory of this process, in bytes.

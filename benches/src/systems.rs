@@ -10,6 +10,9 @@ use sessionware::{Key, Session, SessionLayer};
 pub(crate) enum System {
     Bare,
     SessionwareMemory,
+    SessionwareRedis,
+    SessionwarePostgres,
+    SessionwareSqlite,
     TowerSessionsMemory,
     TowerSessionsRedis,
 }
@@ -18,6 +21,9 @@ impl System {
     pub(crate) const ALL: &[System] = &[
         System::Bare,
         System::SessionwareMemory,
+        System::SessionwareRedis,
+        System::SessionwarePostgres,
+        System::SessionwareSqlite,
         System::TowerSessionsMemory,
         System::TowerSessionsRedis,
     ];
@@ -26,6 +32,9 @@ impl System {
         match self {
             System::Bare => "axum (no sessions)",
             System::SessionwareMemory => "sessionware memory",
+            System::SessionwareRedis => "sessionware redis",
+            System::SessionwarePostgres => "sessionware postgres",
+            System::SessionwareSqlite => "sessionware sqlite",
             System::TowerSessionsMemory => "tower-sessions memory",
             System::TowerSessionsRedis => "tower-sessions redis",
         }
@@ -35,6 +44,9 @@ impl System {
         match self {
             System::Bare => "bare",
             System::SessionwareMemory => "sessionware-memory",
+            System::SessionwareRedis => "sessionware-redis",
+            System::SessionwarePostgres => "sessionware-postgres",
+            System::SessionwareSqlite => "sessionware-sqlite",
             System::TowerSessionsMemory => "tower-sessions-memory",
             System::TowerSessionsRedis => "tower-sessions-redis",
         }
@@ -48,24 +60,47 @@ impl System {
     pub(crate) fn peer(self) -> Option<System> {
         match self {
             System::SessionwareMemory => Some(System::TowerSessionsMemory),
+            System::SessionwareRedis => Some(System::TowerSessionsRedis),
             _ => None,
         }
     }
 
     pub(crate) fn uses_redis(self) -> bool {
-        matches!(self, System::TowerSessionsRedis)
+        matches!(self, System::TowerSessionsRedis | System::SessionwareRedis)
+    }
+
+    /// The commands this system sends to Redis itself; the others Redis counts ran inside its
+    /// scripts. `None`: it runs no scripts, every command counted was sent.
+    pub(crate) fn redis_top_level(self) -> Option<&'static [&'static str]> {
+        match self {
+            System::SessionwareRedis => Some(&["evalsha", "eval", "del", "smembers", "srem"]),
+            _ => None,
+        }
     }
 
     pub(crate) fn has_sessions(self) -> bool {
         self != System::Bare
     }
 
-    pub(crate) async fn app(self, redis_url: &str) -> Result<Router, String> {
+    pub(crate) async fn app(self, urls: &Urls) -> Result<Router, String> {
+        let redis_url = urls.redis.as_str();
         Ok(match self {
             System::Bare => bare(),
             System::SessionwareMemory => {
                 sessionware(SessionLayer::new(sessionware_memory::MemoryStore::new()))
             }
+            System::SessionwareRedis => {
+                let store = sessionware_redis::RedisStore::builder(redis_url)
+                    .prefix("bench:session:")
+                    .connect()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                sessionware(SessionLayer::new(store))
+            }
+            System::SessionwarePostgres => {
+                sessionware(SessionLayer::new(sql(&urls.postgres).await?))
+            }
+            System::SessionwareSqlite => sessionware(SessionLayer::new(sql(&urls.sqlite).await?)),
             System::TowerSessionsMemory => {
                 tower_sessions_app(tower_sessions::MemoryStore::default())
             }
@@ -78,6 +113,25 @@ impl System {
             }
         })
     }
+}
+
+/// Where the servers' stores are.
+#[derive(Debug, Clone)]
+pub(crate) struct Urls {
+    pub(crate) redis: String,
+    pub(crate) postgres: String,
+    pub(crate) sqlite: String,
+}
+
+/// A migrated SQL store in a table of the benchmark's own.
+async fn sql(url: &str) -> Result<sessionware_sql::SqlStore, String> {
+    let store = sessionware_sql::SqlStore::connect(url)
+        .await
+        .map_err(|e| e.to_string())?
+        .with_table("bench_sessions")
+        .map_err(|e| e.to_string())?;
+    store.migrate().await.map_err(|e| e.to_string())?;
+    Ok(store)
 }
 
 /// The floor: the same routes with a counter that lives nowhere.

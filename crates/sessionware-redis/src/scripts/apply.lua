@@ -7,10 +7,14 @@
 -- Returns 1 when applied, 0 when there is no live session, -1 when the key is not a session;
 -- {1, previous user or false} when applied with a change of user ('s' or 'u').
 local key = KEYS[1]
-local kind = redis.call('TYPE', key)['ok']
-if kind == 'none' then return 0 end
-if kind ~= 'hash' then return -1 end
-local expires = tonumber(redis.call('HGET', key, 'expires_at'))
+-- HGET on a missing key is false, on a key of another type an error (pcall): no TYPE needed.
+local ok, raw = pcall(redis.call, 'HGET', key, 'expires_at')
+if not ok then return -1 end
+if not raw then
+  if redis.call('EXISTS', key) == 1 then return -1 end
+  return 0
+end
+local expires = tonumber(raw)
 if not expires then return -1 end
 if expires <= tonumber(ARGV[1]) then return 0 end
 if ARGV[3] == '1' then

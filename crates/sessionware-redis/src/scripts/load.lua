@@ -7,16 +7,22 @@
 -- ARGV[5] the refresh interval (ms)
 -- Returns {0} when there is no live session, {-1} when the key is not a session,
 -- or {1, refreshed (0|1), HGETALL}.
+-- One HGETALL does it all on the hot path: no TYPE, no HGET (a key of another type makes
+-- HGETALL fail, which pcall turns into -1).
 local key = KEYS[1]
-local kind = redis.call('TYPE', key)['ok']
-if kind == 'none' then return {0} end
-if kind ~= 'hash' then return {-1} end
-local expires = tonumber(redis.call('HGET', key, 'expires_at'))
+local ok, fields = pcall(redis.call, 'HGETALL', key)
+if not ok then return {-1} end
+if #fields == 0 then return {0} end
+local expires, created
+for i = 1, #fields, 2 do
+  local f = fields[i]
+  if f == 'expires_at' then expires = tonumber(fields[i + 1])
+  elseif f == 'created_at' then created = tonumber(fields[i + 1]) end
+end
 if not expires then return {-1} end
 if expires <= tonumber(ARGV[1]) then return {0} end
 local refreshed = 0
 if ARGV[2] == '1' then
-  local created = tonumber(redis.call('HGET', key, 'created_at'))
   if not created then return {-1} end
   -- The same rule as ExpiryPolicy::refreshed_deadline, evaluated here so a read that
   -- refreshes costs one round trip.
@@ -29,6 +35,9 @@ if ARGV[2] == '1' then
     redis.call('HSET', key, 'expires_at', deadline)
     redis.call('PEXPIREAT', key, deadline)
     refreshed = 1
+    for i = 1, #fields, 2 do
+      if fields[i] == 'expires_at' then fields[i + 1] = deadline end
+    end
   end
 end
-return {1, refreshed, redis.call('HGETALL', key)}
+return {1, refreshed, fields}

@@ -57,6 +57,7 @@ mod mysql;
 mod names;
 #[cfg(feature = "postgres")]
 mod pg;
+mod shared;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 mod store;

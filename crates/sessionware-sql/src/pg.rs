@@ -75,7 +75,7 @@ impl Pg {
                    expires_ms = $7 \
                  WHERE id = $1 AND expires_ms > $8"
             ),
-            touch: format!("UPDATE {t} SET expires_ms = $2 WHERE id = $1 AND expires_ms > $3"),
+            touch: format!("UPDATE {t} SET expires_ms = $1 WHERE id = $2 AND expires_ms > $3"),
             delete: format!("DELETE FROM {t} WHERE id = $1"),
             delete_expired: format!(
                 "DELETE FROM {t} WHERE id IN (\
@@ -172,7 +172,8 @@ impl Pg {
             .await
             .map_err(backend)?;
         conn.done();
-        row.map(|row| columns(&row)?.into_record(*id)).transpose()
+        row.map(|row| columns(&row, 0)?.into_record(*id))
+            .transpose()
     }
 
     pub(crate) async fn load_refreshed(
@@ -195,7 +196,7 @@ impl Pg {
         conn.done();
         let Some(row) = row else { return Ok(None) };
         let refreshed: Option<i64> = row.try_get(4).map_err(backend)?;
-        let mut columns = columns(&row)?;
+        let mut columns = columns(&row, 0)?;
         if let Some(ms) = refreshed {
             columns.expires_ms = ms;
         }
@@ -235,100 +236,14 @@ impl Pg {
         Ok(done.rows_affected() > 0)
     }
 
-    pub(crate) async fn touch(
-        &self,
-        id: &SessionId,
-        expires_at: OffsetDateTime,
-        now: OffsetDateTime,
-    ) -> Result<bool, Error> {
-        let mut conn = self.conns.get().await.map_err(backend)?;
-        let done = sqlx::query(&self.sql.touch)
-            .bind(id.to_string())
-            .bind(codec::ms(expires_at))
-            .bind(codec::ms(now))
-            .execute(&mut *conn)
-            .await
-            .map_err(backend)?;
-        conn.done();
-        Ok(done.rows_affected() > 0)
-    }
-
-    pub(crate) async fn delete(&self, id: &SessionId) -> Result<(), Error> {
-        let mut conn = self.conns.get().await.map_err(backend)?;
-        sqlx::query(&self.sql.delete)
-            .bind(id.to_string())
-            .execute(&mut *conn)
-            .await
-            .map_err(backend)?;
-        conn.done();
-        Ok(())
-    }
-
-    pub(crate) async fn delete_expired_batch(&self, now: OffsetDateTime) -> Result<u64, Error> {
-        let mut conn = self.conns.get().await.map_err(backend)?;
-        let done = sqlx::query(&self.sql.delete_expired)
-            .bind(codec::ms(now))
-            .execute(&mut *conn)
-            .await
-            .map_err(backend)?;
-        conn.done();
-        Ok(done.rows_affected())
-    }
-
-    pub(crate) async fn user_sessions(
-        &self,
-        user: &str,
-        now: OffsetDateTime,
-    ) -> Result<Vec<Record>, Error> {
-        let mut conn = self.conns.get().await.map_err(backend)?;
-        let rows = sqlx::query(&self.sql.user_sessions)
-            .bind(user)
-            .bind(codec::ms(now))
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(backend)?;
-        conn.done();
-        rows.iter()
-            .map(|row| {
-                let id = crate::stored_id(row.try_get(0).map_err(backend)?)?;
-                Row {
-                    data: row.try_get(1).map_err(backend)?,
-                    user: row.try_get(2).map_err(backend)?,
-                    created_ms: row.try_get(3).map_err(backend)?,
-                    expires_ms: row.try_get(4).map_err(backend)?,
-                }
-                .into_record(id)
-            })
-            .collect()
-    }
-
-    /// Deletes the live sessions of `user` but `keep`; expired ones are the cleanup's.
-    pub(crate) async fn delete_user(
-        &self,
-        user: &str,
-        keep: Option<&SessionId>,
-        now: OffsetDateTime,
-    ) -> Result<u64, Error> {
-        let mut conn = self.conns.get().await.map_err(backend)?;
-        // No id is empty, so "" keeps nothing.
-        let keep = keep.map(SessionId::to_string).unwrap_or_default();
-        let done = sqlx::query(&self.sql.delete_user)
-            .bind(user)
-            .bind(keep)
-            .bind(codec::ms(now))
-            .execute(&mut *conn)
-            .await
-            .map_err(backend)?;
-        conn.done();
-        Ok(done.rows_affected())
-    }
+    crate::shared::shared_statements!();
 }
 
-fn columns(row: &sqlx::postgres::PgRow) -> Result<Row, Error> {
+fn columns(row: &sqlx::postgres::PgRow, at: usize) -> Result<Row, Error> {
     Ok(Row {
-        data: row.try_get(0).map_err(backend)?,
-        user: row.try_get(1).map_err(backend)?,
-        created_ms: row.try_get(2).map_err(backend)?,
-        expires_ms: row.try_get(3).map_err(backend)?,
+        data: row.try_get(at).map_err(backend)?,
+        user: row.try_get(at + 1).map_err(backend)?,
+        created_ms: row.try_get(at + 2).map_err(backend)?,
+        expires_ms: row.try_get(at + 3).map_err(backend)?,
     })
 }

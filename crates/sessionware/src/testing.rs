@@ -12,6 +12,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test suite: panicking is how it reports
 
+pub mod client;
+
 use std::net::SocketAddr;
 
 use axum::Router;
@@ -22,12 +24,7 @@ use sessionware_core::SessionStore;
 
 use crate::{DeviceId, Error, Key, Session, SessionLayer};
 
-async fn serve(app: Router) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    addr
-}
+use client::serve;
 
 fn app(layer: SessionLayer) -> Router {
     Router::new()

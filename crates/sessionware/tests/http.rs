@@ -1,7 +1,5 @@
 //! The layer and extractor over real HTTP on loopback, on the memory store.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration as StdDuration;
@@ -10,7 +8,7 @@ use axum::Router;
 use axum::extract::{Path, State};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use common::{Client, serve};
+use sessionware::testing::client::{Client, serve};
 use sessionware::time::{Duration, OffsetDateTime};
 use sessionware::{
     Error, ExpiryPolicy, Key, ManualClock, SameSite, Session, SessionId, SessionLayer,

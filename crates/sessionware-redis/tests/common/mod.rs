@@ -2,7 +2,8 @@
 #![allow(dead_code)]
 
 pub(crate) mod app;
-pub(crate) mod http;
+#[allow(unused_imports)] // not every test binary serves an app
+pub(crate) use sessionware::testing::client as http;
 pub(crate) mod servers;
 
 use sessionware_core::SessionId;

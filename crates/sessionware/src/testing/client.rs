@@ -1,12 +1,24 @@
-//! An app on a loopback port and a client that keeps one cookie (copied from the layer's tests).
+//! A real server on a loopback port and a client that keeps one cookie, for HTTP-level tests
+//! of an app behind [`SessionLayer`](crate::SessionLayer).
+//!
+//! ```no_run
+//! # async fn t(app: axum::Router) {
+//! use sessionware::testing::client::{Client, serve};
+//!
+//! let addr = serve(app).await;
+//! let mut browser = Client::new(addr);
+//! let reply = browser.get("/").await; // keeps the `session` cookie it is given
+//! assert_eq!(reply.status, 200);
+//! # }
+//! ```
 
 use std::net::SocketAddr;
 
 use axum::Router;
 use cookie::Cookie;
 
-/// Serves `app` on 127.0.0.1 on a free port until the test's runtime ends.
-pub(crate) async fn serve(app: Router) -> SocketAddr {
+/// Serves `app` on 127.0.0.1 on a free port until the test's runtime ends; returns the address.
+pub async fn serve(app: Router) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -15,33 +27,42 @@ pub(crate) async fn serve(app: Router) -> SocketAddr {
 
 /// One response, with the `Set-Cookie` headers parsed.
 #[derive(Debug)]
-pub(crate) struct Reply {
-    pub(crate) status: u16,
-    pub(crate) body: String,
-    pub(crate) set_cookies: Vec<Cookie<'static>>,
-    pub(crate) cache_control: Option<String>,
+pub struct Reply {
+    /// The status code.
+    pub status: u16,
+    /// The body, as text.
+    pub body: String,
+    /// Every `Set-Cookie`, parsed.
+    pub set_cookies: Vec<Cookie<'static>>,
+    /// The `Cache-Control` header, if any.
+    pub cache_control: Option<String>,
 }
 
 impl Reply {
-    pub(crate) fn cookie(&self, name: &str) -> Option<&Cookie<'static>> {
+    /// The `Set-Cookie` named `name`, if the response set one.
+    pub fn cookie(&self, name: &str) -> Option<&Cookie<'static>> {
         self.set_cookies.iter().find(|c| c.name() == name)
     }
 }
 
 /// A browser-like client: holds the session cookie `name` it is given, sends it back.
-pub(crate) struct Client {
+pub struct Client {
     http: reqwest::Client,
     base: String,
-    pub(crate) name: String,
-    pub(crate) jar: Option<String>,
+    /// The session cookie's name.
+    pub name: String,
+    /// The session cookie's value, as the client holds it.
+    pub jar: Option<String>,
 }
 
 impl Client {
-    pub(crate) fn new(addr: SocketAddr) -> Self {
+    /// A client of the server at `addr`, for the cookie `session`.
+    pub fn new(addr: SocketAddr) -> Self {
         Self::named(addr, "session")
     }
 
-    pub(crate) fn named(addr: SocketAddr, name: &str) -> Self {
+    /// A client of the server at `addr`, for the cookie `name`.
+    pub fn named(addr: SocketAddr, name: &str) -> Self {
         Self {
             http: reqwest::Client::new(),
             base: format!("http://{addr}"),
@@ -50,8 +71,8 @@ impl Client {
         }
     }
 
-    /// Same cookie, another server.
-    pub(crate) fn at(&self, addr: SocketAddr) -> Self {
+    /// The same cookie, sent to another server.
+    pub fn at(&self, addr: SocketAddr) -> Self {
         Self {
             http: self.http.clone(),
             base: format!("http://{addr}"),
@@ -60,7 +81,8 @@ impl Client {
         }
     }
 
-    pub(crate) async fn get(&mut self, path: &str) -> Reply {
+    /// `GET path` with the cookie held; keeps (or drops) the cookie the response sets.
+    pub async fn get(&mut self, path: &str) -> Reply {
         let mut request = self.http.get(format!("{}{path}", self.base));
         if let Some(value) = &self.jar {
             request = request.header("cookie", format!("{}={value}", self.name));
@@ -74,7 +96,7 @@ impl Client {
     }
 
     /// A request with exactly this `Cookie` header, leaving the jar alone.
-    pub(crate) async fn get_with_cookie_header(&self, path: &str, header: &str) -> Reply {
+    pub async fn get_with_cookie_header(&self, path: &str, header: &str) -> Reply {
         send(
             self.http
                 .get(format!("{}{path}", self.base))

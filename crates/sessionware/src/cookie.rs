@@ -110,3 +110,41 @@ impl CookieConfig {
         cookie
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use http::HeaderValue;
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::Key;
+
+    proptest! {
+        /// Whatever a `Cookie` header holds, reading it does not panic, and only the exact
+        /// token the keys signed is accepted, wherever it stands among other cookies.
+        #[test]
+        fn any_cookie_header_is_read_safely(
+            noise in proptest::collection::vec(any::<u8>(), 0..300),
+            with_token in any::<bool>(),
+        ) {
+            let keys = Keys::new(Some(Key::from_bytes(&[9; 32]).unwrap()));
+            let config = CookieConfig::default();
+            let id = SessionId::from_bytes([3; SessionId::BYTES]);
+            let token = keys.sign("session", &id).unwrap();
+            let mut headers = HeaderMap::new();
+            if let Ok(value) = HeaderValue::from_bytes(&noise) {
+                headers.append(header::COOKIE, value);
+            }
+            if with_token {
+                let value = HeaderValue::try_from(format!("x=1; session={token}")).unwrap();
+                headers.append(header::COOKIE, value);
+            }
+            let read = config.read("session", &keys, &headers);
+            if with_token {
+                prop_assert_eq!(read, Presented::Valid(id));
+            } else {
+                prop_assert_ne!(read, Presented::Valid(id));
+            }
+        }
+    }
+}

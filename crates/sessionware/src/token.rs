@@ -145,3 +145,63 @@ mod tests {
         assert_eq!(Keys::new(Some(new)).verify("s", &new_token), Some(id));
     }
 }
+
+/// Properties over many generated inputs: nothing panics, and nothing verifies without a tag
+/// made with one of the keys for that exact context and id.
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn keys(byte: u8) -> Keys {
+        Keys::new(Some(Key::from_bytes(&[byte; 32]).unwrap()))
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_text_never_verifies(text in "\\PC{0,200}") {
+            prop_assert_eq!(keys(1).verify("session", &text), None);
+        }
+
+        #[test]
+        fn token_shaped_text_never_verifies(text in "[A-Za-z0-9_-]{22}\\.[A-Za-z0-9_-]{43}") {
+            prop_assert_eq!(keys(1).verify("session", &text), None);
+        }
+
+        #[test]
+        fn any_change_to_a_real_token_fails(
+            at in 0..TOKEN_LEN,
+            byte in any::<u8>(),
+            cut in 0..TOKEN_LEN,
+        ) {
+            let keys = keys(1);
+            let id = SessionId::from_bytes([7; SessionId::BYTES]);
+            let token = keys.sign("session", &id).unwrap();
+            let mut changed = token.clone().into_bytes();
+            changed[at] = byte;
+            if let Ok(changed) = String::from_utf8(changed) && changed != token {
+                prop_assert_eq!(keys.verify("session", &changed), None);
+            }
+            prop_assert_eq!(keys.verify("session", &token[..cut]), None);
+            prop_assert_eq!(keys.verify("session", &format!("{token}{}", &token[..cut.max(1)])), None);
+        }
+
+        #[test]
+        fn re_signed_or_re_encoded_tokens_fail(id in any::<[u8; 16]>(), other in 2u8..255) {
+            let id = SessionId::from_bytes(id);
+            let ours = keys(1);
+            let token = keys(other).sign("session", &id).unwrap();
+            prop_assert_eq!(ours.verify("session", &token), None, "signed with another key");
+            let real = ours.sign("session", &id).unwrap();
+            prop_assert_eq!(ours.verify("session", &real), Some(id));
+            prop_assert_eq!(ours.verify("other", &real), None, "another context");
+            // Standard base64 with padding, or upper-cased: not the canonical form, refused.
+            let std = real.replace('-', "+").replace('_', "/") + "=";
+            prop_assert_eq!(ours.verify("session", &std), None);
+            if real.to_uppercase() != real {
+                prop_assert_eq!(ours.verify("session", &real.to_uppercase()), None);
+            }
+        }
+    }
+}

@@ -245,6 +245,18 @@ async fn store_calls_per_request() {
         7,
         "writing the value a key already holds writes nothing"
     );
+    let token = c.jar.clone().unwrap();
+    let flipped = if &token[40..41] == "A" { "B" } else { "A" };
+    let forged = format!("{}{flipped}{}", &token[..40], &token[41..]);
+    let r = c
+        .get_with_cookie_header("/peek", &format!("session={forged}"))
+        .await;
+    assert_eq!(r.body, "0");
+    assert_eq!(
+        store.calls(),
+        7,
+        "a token that fails verification costs no store lookup"
+    );
 }
 
 #[tokio::test]

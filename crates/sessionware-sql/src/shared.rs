@@ -1,10 +1,28 @@
 //! The statements every engine runs the same way, written once. sqlx's engines are distinct
 //! types with no common trait that is pleasant to bound on, so this is a macro each engine's
-//! `impl` invokes; it expects `self.conns`, `self.sql` (with `touch`, `delete`,
+//! `impl` invokes; it expects `self.conns`, `self.sql` (with `load`, `touch`, `delete`,
 //! `delete_expired`, `user_sessions`, `delete_user`) and a `columns(row, at)` in scope.
 
 macro_rules! shared_statements {
     () => {
+        /// The live session `id`.
+        pub(crate) async fn load(
+            &self,
+            id: &SessionId,
+            now: OffsetDateTime,
+        ) -> Result<Option<Record>, Error> {
+            let mut conn = self.conns.get().await.map_err(backend)?;
+            let row = sqlx::query(&self.sql.load)
+                .bind(id.to_string())
+                .bind(codec::ms(now))
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(backend)?;
+            conn.done();
+            row.map(|row| columns(&row, 0)?.into_record(*id))
+                .transpose()
+        }
+
         /// Moves the deadline of a live session; `?`s: the deadline, the id, now.
         pub(crate) async fn touch(
             &self,

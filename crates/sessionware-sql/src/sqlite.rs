@@ -122,23 +122,6 @@ impl Lite {
         Err(crate::no_free_id())
     }
 
-    pub(crate) async fn load(
-        &self,
-        id: &SessionId,
-        now: OffsetDateTime,
-    ) -> Result<Option<Record>, Error> {
-        let mut conn = self.conns.get().await.map_err(backend)?;
-        let row = sqlx::query(&self.sql.load)
-            .bind(id.to_string())
-            .bind(codec::ms(now))
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(backend)?;
-        conn.done();
-        row.map(|row| columns(&row, 0)?.into_record(*id))
-            .transpose()
-    }
-
     pub(crate) async fn apply(
         &self,
         id: &SessionId,

@@ -25,7 +25,7 @@ pub use error::Error;
 pub use expiry::ExpiryPolicy;
 pub use id::SessionId;
 pub use record::{Change, ChangeSet, Data, Record};
-pub use store::{DynSessionStore, Loaded, SessionStore};
+pub use store::{DynSessionStore, Loaded, SessionStore, load_then_touch};
 
 /// Re-exported so stores and applications name the same `time` types.
 pub use time;

@@ -62,27 +62,7 @@ pub trait SessionStore: Send + Sync + 'static {
         policy: &ExpiryPolicy,
         now: OffsetDateTime,
     ) -> impl Future<Output = Result<Option<Loaded>, Error>> + Send {
-        async move {
-            let Some(mut record) = self.load(id, now).await? else {
-                return Ok(None);
-            };
-            let Some(deadline) =
-                policy.refreshed_deadline(record.created_at, record.expires_at, now)
-            else {
-                return Ok(Some(Loaded {
-                    record,
-                    refreshed: false,
-                }));
-            };
-            if !self.touch(id, deadline, now).await? {
-                return Ok(None);
-            }
-            record.expires_at = deadline;
-            Ok(Some(Loaded {
-                record,
-                refreshed: true,
-            }))
-        }
+        load_then_touch(self, id, policy, now)
     }
 
     /// Applies `changes` to the live session `id`. Returns `false`, writing nothing, when there
@@ -121,6 +101,35 @@ pub trait SessionStore: Send + Sync + 'static {
         keep: Option<&SessionId>,
         now: OffsetDateTime,
     ) -> impl Future<Output = Result<usize, Error>> + Send;
+}
+
+/// [`SessionStore::load_refreshed`] in two calls: [`load`](SessionStore::load), then, when a
+/// refresh is due, [`touch`](SessionStore::touch). The trait's provided implementation, and
+/// the fallback of a store that refreshes in one call only on some of its backends.
+pub async fn load_then_touch<S: SessionStore + ?Sized>(
+    store: &S,
+    id: &SessionId,
+    policy: &ExpiryPolicy,
+    now: OffsetDateTime,
+) -> Result<Option<Loaded>, Error> {
+    let Some(mut record) = store.load(id, now).await? else {
+        return Ok(None);
+    };
+    let Some(deadline) = policy.refreshed_deadline(record.created_at, record.expires_at, now)
+    else {
+        return Ok(Some(Loaded {
+            record,
+            refreshed: false,
+        }));
+    };
+    if !store.touch(id, deadline, now).await? {
+        return Ok(None);
+    }
+    record.expires_at = deadline;
+    Ok(Some(Loaded {
+        record,
+        refreshed: true,
+    }))
 }
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

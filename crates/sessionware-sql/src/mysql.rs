@@ -189,48 +189,8 @@ impl My {
         Ok(done.rows_affected() > 0)
     }
 
-    /// For keys no JSON path can name: lock the row, apply in Rust, write it back.
-    async fn apply_in_transaction(
-        &self,
-        id: &SessionId,
-        changes: &ChangeSet,
-        now: OffsetDateTime,
-    ) -> Result<bool, Error> {
-        let mut conn = self.conns.get().await.map_err(backend)?;
-        let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(backend)?;
-        let row = sqlx::query(&self.sql.lock)
-            .bind(id.to_string())
-            .bind(codec::ms(now))
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(backend)?;
-        let Some(row) = row else {
-            return Ok(false); // dropping `tx` rolls back
-        };
-        let mut data = codec::decode(&row.try_get::<String, _>(0).map_err(backend)?)?;
-        changes.apply_to(&mut data);
-        let user = changes.user();
-        let sql = format!(
-            "UPDATE {} SET data = ?{}, expires_ms = ? WHERE id = ?",
-            self.t,
-            if user.is_some() { ", user_id = ?" } else { "" },
-        );
-        let mut query = sqlx::query(&sql).bind(codec::encode(&data)?);
-        if let Some(user) = user {
-            query = query.bind(user);
-        }
-        query
-            .bind(codec::ms(changes.expires_at()))
-            .bind(id.to_string())
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        tx.commit().await.map_err(backend)?;
-        conn.done();
-        Ok(true)
-    }
-
     crate::shared::shared_statements!();
+    crate::shared::apply_locked!("BEGIN");
 }
 
 fn columns(row: &sqlx::mysql::MySqlRow, at: usize) -> Result<Row, Error> {

@@ -136,29 +136,6 @@ impl Pg {
         Ok(())
     }
 
-    pub(crate) async fn create(&self, record: &Record) -> Result<SessionId, Error> {
-        let data = codec::encode(&record.data)?;
-        let mut id = record.id;
-        let mut conn = self.conns.get().await.map_err(backend)?;
-        for _ in 0..MAX_CREATE_TRIES {
-            let done = sqlx::query(&self.sql.insert)
-                .bind(id.to_string())
-                .bind(&data)
-                .bind(record.user.as_deref())
-                .bind(codec::ms(record.created_at))
-                .bind(codec::ms(record.expires_at))
-                .execute(&mut *conn)
-                .await
-                .map_err(backend)?;
-            if done.rows_affected() == 1 {
-                conn.done();
-                return Ok(id);
-            }
-            id = SessionId::generate()?;
-        }
-        Err(crate::no_free_id())
-    }
-
     pub(crate) async fn load_refreshed(
         &self,
         id: &SessionId,
@@ -220,6 +197,7 @@ impl Pg {
     }
 
     crate::shared::shared_statements!();
+    crate::shared::create_on_conflict!();
 }
 
 fn columns(row: &sqlx::postgres::PgRow, at: usize) -> Result<Row, Error> {

@@ -108,4 +108,88 @@ macro_rules! shared_statements {
     };
 }
 
-pub(crate) use shared_statements;
+/// `create` for engines with `INSERT ... ON CONFLICT DO NOTHING` (PostgreSQL, SQLite): a taken
+/// id inserts no row, and a fresh id is drawn. `self.sql.insert` binds id, data, user,
+/// created, expires.
+#[allow(unused_macros)] // each serves only some engines; a build may enable one
+macro_rules! create_on_conflict {
+    () => {
+        pub(crate) async fn create(&self, record: &Record) -> Result<SessionId, Error> {
+            let data = codec::encode(&record.data)?;
+            let mut id = record.id;
+            let mut conn = self.conns.get().await.map_err(backend)?;
+            for _ in 0..MAX_CREATE_TRIES {
+                let done = sqlx::query(&self.sql.insert)
+                    .bind(id.to_string())
+                    .bind(&data)
+                    .bind(record.user.as_deref())
+                    .bind(codec::ms(record.created_at))
+                    .bind(codec::ms(record.expires_at))
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(backend)?;
+                if done.rows_affected() == 1 {
+                    conn.done();
+                    return Ok(id);
+                }
+                id = SessionId::generate()?;
+            }
+            Err(crate::no_free_id())
+        }
+    };
+}
+
+/// The change set applied in Rust inside a transaction, for keys no JSON path can name. `$begin`
+/// is the statement that opens it and takes the row (MySQL: `BEGIN`, with `self.sql.lock`
+/// selecting `FOR UPDATE`) or the database (SQLite: `BEGIN IMMEDIATE`, so no other writer slips
+/// in between the read and the write, and no reader-to-writer upgrade can deadlock).
+#[allow(unused_macros)] // each serves only some engines; a build may enable one
+macro_rules! apply_locked {
+    ($begin:literal) => {
+        /// For keys no JSON path can name: lock, apply in Rust, write it back.
+        async fn apply_in_transaction(
+            &self,
+            id: &SessionId,
+            changes: &ChangeSet,
+            now: OffsetDateTime,
+        ) -> Result<bool, Error> {
+            let mut conn = self.conns.get().await.map_err(backend)?;
+            let mut tx = sqlx::Connection::begin_with(&mut *conn, $begin)
+                .await
+                .map_err(backend)?;
+            let row = sqlx::query(&self.sql.lock)
+                .bind(id.to_string())
+                .bind(codec::ms(now))
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(backend)?;
+            let Some(row) = row else {
+                return Ok(false); // dropping `tx` rolls back
+            };
+            let mut data = codec::decode(&row.try_get::<String, _>(0).map_err(backend)?)?;
+            changes.apply_to(&mut data);
+            let user = changes.user();
+            let sql = format!(
+                "UPDATE {} SET data = ?{}, expires_ms = ? WHERE id = ?",
+                self.t,
+                if user.is_some() { ", user_id = ?" } else { "" },
+            );
+            let mut query = sqlx::query(&sql).bind(codec::encode(&data)?);
+            if let Some(user) = user {
+                query = query.bind(user);
+            }
+            query
+                .bind(codec::ms(changes.expires_at()))
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+            tx.commit().await.map_err(backend)?;
+            conn.done();
+            Ok(true)
+        }
+    };
+}
+
+#[allow(unused_imports)] // likewise
+pub(crate) use {apply_locked, create_on_conflict, shared_statements};

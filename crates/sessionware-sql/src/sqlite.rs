@@ -99,29 +99,6 @@ impl Lite {
         Ok(())
     }
 
-    pub(crate) async fn create(&self, record: &Record) -> Result<SessionId, Error> {
-        let data = codec::encode(&record.data)?;
-        let mut id = record.id;
-        let mut conn = self.conns.get().await.map_err(backend)?;
-        for _ in 0..MAX_CREATE_TRIES {
-            let done = sqlx::query(&self.sql.insert)
-                .bind(id.to_string())
-                .bind(&data)
-                .bind(record.user.as_deref())
-                .bind(codec::ms(record.created_at))
-                .bind(codec::ms(record.expires_at))
-                .execute(&mut *conn)
-                .await
-                .map_err(backend)?;
-            if done.rows_affected() == 1 {
-                conn.done();
-                return Ok(id);
-            }
-            id = SessionId::generate()?;
-        }
-        Err(crate::no_free_id())
-    }
-
     pub(crate) async fn apply(
         &self,
         id: &SessionId,
@@ -177,52 +154,9 @@ impl Lite {
         Ok(done.rows_affected() > 0)
     }
 
-    /// For keys no JSON path can name: take the write lock, apply in Rust, write it back.
-    async fn apply_in_transaction(
-        &self,
-        id: &SessionId,
-        changes: &ChangeSet,
-        now: OffsetDateTime,
-    ) -> Result<bool, Error> {
-        // IMMEDIATE takes the write lock up front: no other writer can slip in between the
-        // read and the write, and the upgrade from reader to writer cannot deadlock.
-        let mut conn = self.conns.get().await.map_err(backend)?;
-        let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE")
-            .await
-            .map_err(backend)?;
-        let row = sqlx::query(&self.sql.lock)
-            .bind(id.to_string())
-            .bind(codec::ms(now))
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(backend)?;
-        let Some(row) = row else {
-            return Ok(false); // dropping `tx` rolls back
-        };
-        let mut data = codec::decode(&row.try_get::<String, _>(0).map_err(backend)?)?;
-        changes.apply_to(&mut data);
-        let user = changes.user();
-        let sql = format!(
-            "UPDATE {} SET data = ?{}, expires_ms = ? WHERE id = ?",
-            self.t,
-            if user.is_some() { ", user_id = ?" } else { "" },
-        );
-        let mut query = sqlx::query(&sql).bind(codec::encode(&data)?);
-        if let Some(user) = user {
-            query = query.bind(user);
-        }
-        query
-            .bind(codec::ms(changes.expires_at()))
-            .bind(id.to_string())
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        tx.commit().await.map_err(backend)?;
-        conn.done();
-        Ok(true)
-    }
-
     crate::shared::shared_statements!();
+    crate::shared::create_on_conflict!();
+    crate::shared::apply_locked!("BEGIN IMMEDIATE");
 }
 
 fn columns(row: &sqlx::sqlite::SqliteRow, at: usize) -> Result<Row, Error> {

@@ -297,25 +297,9 @@ impl SessionStore for SqlStore {
         if let Engine::Postgres(e) = &self.inner.engine {
             return e.load_refreshed(id, policy, now).await;
         }
-        // MySQL and SQLite: the read, then (throttled) a deadline-only update.
-        let Some(mut record) = self.load(id, now).await? else {
-            return Ok(None);
-        };
-        let Some(deadline) = policy.refreshed_deadline(record.created_at, record.expires_at, now)
-        else {
-            return Ok(Some(Loaded {
-                record,
-                refreshed: false,
-            }));
-        };
-        if !self.touch(id, deadline, now).await? {
-            return Ok(None);
-        }
-        record.expires_at = deadline;
-        Ok(Some(Loaded {
-            record,
-            refreshed: true,
-        }))
+        // MySQL and SQLite cannot update and return in one statement: the read, then
+        // (throttled) a deadline-only update.
+        sessionware_core::load_then_touch(self, id, policy, now).await
     }
 
     async fn apply(

@@ -36,6 +36,22 @@ pub(crate) struct Row {
     pub(crate) expires_ms: i64,
 }
 
+/// The four columns every engine selects (data, user, created, expires), starting at `at`.
+pub(crate) fn columns<R: sqlx::Row>(row: &R, at: usize) -> Result<Row, Error>
+where
+    usize: sqlx::ColumnIndex<R>,
+    String: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    i64: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let backend = crate::error::backend;
+    Ok(Row {
+        data: row.try_get(at).map_err(backend)?,
+        user: row.try_get(at + 1).map_err(backend)?,
+        created_ms: row.try_get(at + 2).map_err(backend)?,
+        expires_ms: row.try_get(at + 3).map_err(backend)?,
+    })
+}
+
 impl Row {
     pub(crate) fn into_record(self, id: SessionId) -> Result<Record, Error> {
         Ok(Record {

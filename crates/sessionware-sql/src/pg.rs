@@ -7,7 +7,7 @@ use sessionware_core::time::OffsetDateTime;
 use sessionware_core::{ChangeSet, Error, ExpiryPolicy, Loaded, Record, SessionId};
 use sqlx::{PgPool, Row as _};
 
-use crate::codec::{self, PolicyMs, Row};
+use crate::codec::{self, PolicyMs, columns};
 use crate::conns::Conns;
 use crate::error::backend;
 use crate::names::Table;
@@ -198,13 +198,4 @@ impl Pg {
 
     crate::shared::shared_statements!();
     crate::shared::create_on_conflict!();
-}
-
-fn columns(row: &sqlx::postgres::PgRow, at: usize) -> Result<Row, Error> {
-    Ok(Row {
-        data: row.try_get(at).map_err(backend)?,
-        user: row.try_get(at + 1).map_err(backend)?,
-        created_ms: row.try_get(at + 2).map_err(backend)?,
-        expires_ms: row.try_get(at + 3).map_err(backend)?,
-    })
 }

@@ -1,7 +1,7 @@
 //! The statements every engine runs the same way, written once. sqlx's engines are distinct
 //! types with no common trait that is pleasant to bound on, so this is a macro each engine's
 //! `impl` invokes; it expects `self.conns`, `self.sql` (with `load`, `touch`, `delete`,
-//! `delete_expired`, `user_sessions`, `delete_user`) and a `columns(row, at)` in scope.
+//! `delete_expired`, `user_sessions`, `delete_user`) and `codec::columns` in scope.
 
 macro_rules! shared_statements {
     () => {
@@ -143,6 +143,77 @@ macro_rules! create_on_conflict {
 /// is the statement that opens it and takes the row (MySQL: `BEGIN`, with `self.sql.lock`
 /// selecting `FOR UPDATE`) or the database (SQLite: `BEGIN IMMEDIATE`, so no other writer slips
 /// in between the read and the write, and no reader-to-writer upgrade can deadlock).
+/// `apply` for engines whose JSON functions take a path (MySQL, SQLite): one `UPDATE` that
+/// removes and sets the listed keys inside the stored object, built per shape (how many keys
+/// set and removed) so sqlx keeps each shape prepared. Keys no path can name go through
+/// `apply_locked`. The arguments spell the engine's functions: the empty object, remove, set,
+/// and a parameter read as a JSON value rather than a JSON string.
+#[allow(unused_macros)] // each serves only some engines; a build may enable one
+macro_rules! apply_by_path {
+    (empty: $empty:literal, remove: $remove:literal, set: $set:literal, value: $value:literal) => {
+        pub(crate) async fn apply(
+            &self,
+            id: &SessionId,
+            changes: &ChangeSet,
+            now: OffsetDateTime,
+        ) -> Result<bool, Error> {
+            if !changes.keys().all(|(k, _)| codec::path_safe(k)) {
+                return self.apply_in_transaction(id, changes, now).await;
+            }
+            let mut conn = self.conns.get().await.map_err(backend)?;
+            // Built per shape (how many keys set and removed); sqlx keeps each shape prepared.
+            let mut data = if changes.is_clear() {
+                $empty.to_owned()
+            } else {
+                "data".to_owned()
+            };
+            let mut params: Vec<String> = Vec::new();
+            let removals: Vec<&str> = changes.removals().collect();
+            if !removals.is_empty() {
+                data = format!(
+                    concat!($remove, "({}{})"),
+                    data,
+                    ", ?".repeat(removals.len())
+                );
+                params.extend(removals.iter().map(|k| codec::path(k)));
+            }
+            let sets: Vec<(&str, &serde_json::Value)> = changes.sets().collect();
+            if !sets.is_empty() {
+                let pair = concat!(", ?, ", $value);
+                data = format!(concat!($set, "({}{})"), data, pair.repeat(sets.len()));
+                for (k, v) in sets {
+                    params.push(codec::path(k));
+                    params.push(codec::value(v)?);
+                }
+            }
+            let user = changes.user();
+            let sql = format!(
+                "UPDATE {} SET data = {data}{}, expires_ms = ? WHERE id = ? AND expires_ms > ?",
+                self.t,
+                if user.is_some() { ", user_id = ?" } else { "" },
+            );
+            let mut query = sqlx::query(&sql);
+            for p in params {
+                query = query.bind(p);
+            }
+            if let Some(user) = user {
+                query = query.bind(user);
+            }
+            // MySQL: sqlx connects with CLIENT_FOUND_ROWS, so a row that matched counts even when
+            // the update left it as it was.
+            let done = query
+                .bind(codec::ms(changes.expires_at()))
+                .bind(id.to_string())
+                .bind(codec::ms(now))
+                .execute(&mut *conn)
+                .await
+                .map_err(backend)?;
+            conn.done();
+            Ok(done.rows_affected() > 0)
+        }
+    };
+}
+
 #[allow(unused_macros)] // each serves only some engines; a build may enable one
 macro_rules! apply_locked {
     ($begin:literal) => {
@@ -192,4 +263,4 @@ macro_rules! apply_locked {
 }
 
 #[allow(unused_imports)] // likewise
-pub(crate) use {apply_locked, create_on_conflict, shared_statements};
+pub(crate) use {apply_by_path, apply_locked, create_on_conflict, shared_statements};

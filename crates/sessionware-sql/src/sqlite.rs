@@ -6,7 +6,7 @@ use sessionware_core::time::OffsetDateTime;
 use sessionware_core::{ChangeSet, Error, Record, SessionId};
 use sqlx::{Row as _, SqlitePool};
 
-use crate::codec::{self, Row};
+use crate::codec::{self, columns};
 use crate::conns::Conns;
 use crate::error::backend;
 use crate::names::Table;
@@ -99,73 +99,12 @@ impl Lite {
         Ok(())
     }
 
-    pub(crate) async fn apply(
-        &self,
-        id: &SessionId,
-        changes: &ChangeSet,
-        now: OffsetDateTime,
-    ) -> Result<bool, Error> {
-        if !changes.keys().all(|(k, _)| codec::path_safe(k)) {
-            return self.apply_in_transaction(id, changes, now).await;
-        }
-        let mut conn = self.conns.get().await.map_err(backend)?;
-        // Built per shape (how many keys set and removed); sqlx keeps each shape prepared.
-        let mut data = if changes.is_clear() {
-            "json_object()".to_owned()
-        } else {
-            "data".to_owned()
-        };
-        let mut params: Vec<String> = Vec::new();
-        let removals: Vec<&str> = changes.removals().collect();
-        if !removals.is_empty() {
-            data = format!("json_remove({data}{})", ", ?".repeat(removals.len()));
-            params.extend(removals.iter().map(|k| codec::path(k)));
-        }
-        let sets: Vec<(&str, &serde_json::Value)> = changes.sets().collect();
-        if !sets.is_empty() {
-            // json(?) makes the parameter a JSON value, not a JSON string.
-            data = format!("json_set({data}{})", ", ?, json(?)".repeat(sets.len()));
-            for (k, v) in sets {
-                params.push(codec::path(k));
-                params.push(codec::value(v)?);
-            }
-        }
-        let user = changes.user();
-        let sql = format!(
-            "UPDATE {} SET data = {data}{}, expires_ms = ? WHERE id = ? AND expires_ms > ?",
-            self.t,
-            if user.is_some() { ", user_id = ?" } else { "" },
-        );
-        let mut query = sqlx::query(&sql);
-        for p in params {
-            query = query.bind(p);
-        }
-        if let Some(user) = user {
-            query = query.bind(user);
-        }
-        let done = query
-            .bind(codec::ms(changes.expires_at()))
-            .bind(id.to_string())
-            .bind(codec::ms(now))
-            .execute(&mut *conn)
-            .await
-            .map_err(backend)?;
-        conn.done();
-        Ok(done.rows_affected() > 0)
-    }
-
     crate::shared::shared_statements!();
+    crate::shared::apply_by_path!(
+        empty: "json_object()", remove: "json_remove", set: "json_set", value: "json(?)"
+    );
     crate::shared::create_on_conflict!();
     crate::shared::apply_locked!("BEGIN IMMEDIATE");
-}
-
-fn columns(row: &sqlx::sqlite::SqliteRow, at: usize) -> Result<Row, Error> {
-    Ok(Row {
-        data: row.try_get(at).map_err(backend)?,
-        user: row.try_get(at + 1).map_err(backend)?,
-        created_ms: row.try_get(at + 2).map_err(backend)?,
-        expires_ms: row.try_get(at + 3).map_err(backend)?,
-    })
 }
 
 /// A pool for a SQLite URL, tuned for sessions.

@@ -57,7 +57,7 @@ impl CookieConfig {
     /// name (a parent domain's, or one planted by a sibling subdomain), so one bad cookie
     /// does not hide a good one.
     pub(crate) fn read(&self, name: &str, keys: &Keys, headers: &HeaderMap) -> Presented {
-        let mut presented = Presented::Nothing;
+        let mut refused = None;
         for value in headers.get_all(header::COOKIE) {
             let Ok(value) = value.to_str() else { continue };
             for cookie in Cookie::split_parse(value).flatten() {
@@ -66,14 +66,18 @@ impl CookieConfig {
                 }
                 match keys.verify(name, cookie.value()) {
                     Some(id) => return Presented::Valid(id),
-                    None => presented = Presented::Invalid,
+                    None => refused = refused.or(Some(cookie)),
                 }
             }
         }
-        if presented == Presented::Invalid {
-            tracing::debug!("session cookie failed verification; starting a fresh session");
-        }
-        presented
+        let Some(refused) = refused else {
+            return Presented::Nothing;
+        };
+        tracing::debug!(
+            session = %keys.log_id_presented(refused.value()),
+            "session cookie failed verification; starting a fresh session"
+        );
+        Presented::Invalid
     }
 
     /// A `Set-Cookie` carrying `token`; `max_age` is ignored for browser-session cookies.

@@ -52,10 +52,14 @@ impl HeaderConfig {
             // Another scheme (Basic, ...): not ours to judge.
             return None;
         }
-        Some(match token.and_then(|t| keys.verify(name, t)) {
+        let token = token.unwrap_or_default();
+        Some(match keys.verify(name, token) {
             Some(id) => Presented::Valid(id),
             None => {
-                tracing::debug!("session token failed verification; starting a fresh session");
+                tracing::debug!(
+                    session = %keys.log_id_presented(token),
+                    "session token failed verification; starting a fresh session"
+                );
                 Presented::Invalid
             }
         })

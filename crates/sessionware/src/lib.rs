@@ -31,6 +31,7 @@
 //!   ([`ExpiryPolicy`]).
 //! - A store that fails or is slower than the layer's timeout answers `503` on the routes that
 //!   use the session; the other routes are unaffected.
+//! - Log lines name a session by a short keyed hash ([`LogId`]), never by its id or token.
 //!
 //! Stores: `sessionware-memory` here; every store implements [`SessionStore`].
 
@@ -45,6 +46,7 @@ mod flash;
 mod header;
 mod key;
 mod layer;
+mod log_id;
 mod session;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -56,6 +58,7 @@ pub use ::cookie::SameSite;
 pub use error::{Error, SessionRejection};
 pub use key::Key;
 pub use layer::{SessionLayer, SessionService};
+pub use log_id::LogId;
 pub use session::Session;
 pub use sessionware_core::{
     Clock, ExpiryPolicy, ManualClock, SessionId, SessionStore, SystemClock, time,

@@ -202,7 +202,14 @@ impl Session {
                     Presented::Valid(id) => {
                         let loaded = shared
                             .call(shared.store.load_refreshed(&id, &shared.policy, now))
-                            .await?;
+                            .await
+                            .inspect_err(|error| {
+                                tracing::error!(
+                                    %error,
+                                    session = %shared.keys.log_id(&id),
+                                    "session could not be loaded"
+                                );
+                            })?;
                         match loaded {
                             Some(Loaded { record, refreshed }) => {
                                 state.id = Some(record.id);
@@ -396,6 +403,24 @@ impl Session {
         *state = fresh;
     }
 
+    /// The name this session goes by in the layer's log lines (the `session` field), for an
+    /// application's own: a keyed hash of the id, never the id. `None` for a new session
+    /// until the response stores it.
+    ///
+    /// ```
+    /// use sessionware::Session;
+    ///
+    /// async fn checkout(session: Session) {
+    ///     if let Some(log_id) = session.log_id() {
+    ///         tracing::info!(session = %log_id, "checkout started");
+    ///     }
+    /// }
+    /// ```
+    pub fn log_id(&self) -> Option<crate::LogId> {
+        let id = self.state().id?;
+        Some(self.0.shared.keys.log_id(&id))
+    }
+
     /// The stored session's id; `None` for a new session until the response stores it. After
     /// [`cycle_id`](Self::cycle_id) this is still the old id until write-back.
     pub fn id(&self) -> Option<SessionId> {
@@ -435,15 +460,13 @@ impl<S: Send + Sync> FromRequestParts<S> for Session {
                 handler: None,
             });
         };
+        // `load` has logged the failure: it knows which session it was.
         match session.load(parts).await {
             Ok(()) => Ok(session),
-            Err(error) => {
-                tracing::error!(%error, "session could not be loaded");
-                Err(SessionRejection {
-                    error,
-                    handler: session.0.shared.on_error.clone(),
-                })
-            }
+            Err(error) => Err(SessionRejection {
+                error,
+                handler: session.0.shared.on_error.clone(),
+            }),
         }
     }
 }

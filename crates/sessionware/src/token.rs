@@ -8,6 +8,7 @@ use ring::hmac;
 use sessionware_core::SessionId;
 
 use crate::Key;
+use crate::log_id::LogId;
 
 const TAG_BYTES: usize = 32;
 const TAG_LEN: usize = 43;
@@ -20,6 +21,8 @@ pub(crate) struct Keys {
     keys: Vec<Key>,
     /// Whether `keys[0]` signs; without it every key only verifies.
     signing: bool,
+    /// Derived from `keys[0]` once, not per log line.
+    log: ring::hmac::Key,
 }
 
 impl Keys {
@@ -27,6 +30,7 @@ impl Keys {
     pub(crate) fn new(signing: Option<Key>) -> Self {
         Self {
             signing: signing.is_some(),
+            log: LogId::key(signing.as_ref()),
             keys: signing.into_iter().collect(),
         }
     }
@@ -38,10 +42,28 @@ impl Keys {
             self.keys.insert(0, key);
             self.signing = true;
         }
+        self.log = LogId::key(self.keys.first());
     }
 
     pub(crate) fn add_verifying(&mut self, key: Key) {
         self.keys.push(key);
+        self.log = LogId::key(self.keys.first());
+    }
+
+    /// How log lines name the session `id`.
+    pub(crate) fn log_id(&self, id: &SessionId) -> LogId {
+        let mut text = [0u8; SessionId::ENCODED_LEN];
+        let n = URL_SAFE_NO_PAD
+            .encode_slice(id.as_bytes(), &mut text)
+            .unwrap_or(0);
+        LogId::new(&self.log, &text[..n])
+    }
+
+    /// How log lines name a presented token that failed verification: by its id part, so a
+    /// forged tag on a real id lines up with that session's other lines.
+    pub(crate) fn log_id_presented(&self, token: &str) -> LogId {
+        let id_part = token.split_once('.').map_or(token, |(id, _)| id);
+        LogId::new(&self.log, id_part.as_bytes())
     }
 
     /// `None` when there is no signing key.

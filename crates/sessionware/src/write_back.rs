@@ -41,6 +41,18 @@ enum Plan {
     },
 }
 
+impl Plan {
+    /// The stored session the plan acts on, which names it in a failure's log line.
+    fn stored(&self) -> Option<SessionId> {
+        match self {
+            Plan::Nothing => None,
+            Plan::Create { replaces, .. } => *replaces,
+            Plan::Apply { id, .. } | Plan::Resend { id, .. } => Some(*id),
+            Plan::Remove { delete } => *delete,
+        }
+    }
+}
+
 /// What the response carries about the cookie.
 enum CookieOut {
     Keep,
@@ -58,6 +70,7 @@ pub(crate) async fn write_back(session: &Session, mut response: Response) -> Res
         let mut state = session.state();
         (plan(&mut state, shared, now), state.transport, state.logout)
     };
+    let stored = plan.stored();
     match execute(shared, plan).await {
         Ok(cookie) => {
             // Clear-Site-Data would also drop the anonymous session this response starts (a
@@ -72,7 +85,11 @@ pub(crate) async fn write_back(session: &Session, mut response: Response) -> Res
             response
         }
         Err(error) => {
-            tracing::error!(%error, "session write-back failed; the handler's response is replaced");
+            tracing::error!(
+                %error,
+                session = stored.map(|id| display(shared.keys.log_id(&id))),
+                "session write-back failed; the handler's response is replaced"
+            );
             let cookie = match error {
                 Error::SessionGone => CookieOut::Remove,
                 _ => CookieOut::Keep,
@@ -172,6 +189,11 @@ async fn execute(shared: &Shared, plan: Plan) -> Result<CookieOut, Error> {
             if let Some(old) = replaces {
                 shared.call(shared.store.delete(&old)).await?;
             }
+            tracing::debug!(
+                session = %shared.keys.log_id(&id),
+                replaces = replaces.map(|old| display(shared.keys.log_id(&old))),
+                "session created"
+            );
             if let (true, Some(user), Some(max)) = (login, &record.user, shared.max_per_user) {
                 enforce_cap(shared, user, &id, max).await?;
             }
@@ -196,6 +218,7 @@ async fn execute(shared: &Shared, plan: Plan) -> Result<CookieOut, Error> {
         Plan::Remove { delete } => {
             if let Some(id) = delete {
                 shared.call(shared.store.delete(&id)).await?;
+                tracing::debug!(session = %shared.keys.log_id(&id), "session destroyed");
             }
             Ok(CookieOut::Remove)
         }

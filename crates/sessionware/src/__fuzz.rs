@@ -1,0 +1,80 @@
+//! Entry points for the fuzz targets in `fuzz/` (feature `fuzzing`). Not public API: hidden from
+//! the docs, outside semver, and free to change in any release.
+
+use http::{HeaderMap, HeaderName};
+use sessionware_core::SessionId;
+
+use crate::Key;
+use crate::cookie::{self, CookieConfig};
+use crate::header::HeaderConfig;
+use crate::token;
+
+/// What a request presented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Presented {
+    /// No session token.
+    Nothing,
+    /// A token that does not verify.
+    Invalid,
+    /// A verified id.
+    Valid(SessionId),
+}
+
+impl From<cookie::Presented> for Presented {
+    fn from(presented: cookie::Presented) -> Self {
+        match presented {
+            cookie::Presented::Nothing => Self::Nothing,
+            cookie::Presented::Invalid => Self::Invalid,
+            cookie::Presented::Valid(id) => Self::Valid(id),
+        }
+    }
+}
+
+/// A layer's keys: `signing` signs, it and every `verifying` key verify.
+#[derive(Debug, Clone)]
+pub struct Keys(token::Keys);
+
+impl Keys {
+    /// The keys of a layer configured with these.
+    pub fn new(signing: Key, verifying: &[Key]) -> Self {
+        let mut keys = token::Keys::new(Some(signing));
+        for key in verifying {
+            keys.add_verifying(key.clone());
+        }
+        Self(keys)
+    }
+
+    /// The token the layer issues for `id` under the cookie name `context`.
+    pub fn sign(&self, context: &str, id: &SessionId) -> Option<String> {
+        self.0.sign(context, id)
+    }
+
+    /// The id in `token`, if it verifies for `context`.
+    pub fn verify(&self, context: &str, token: &str) -> Option<SessionId> {
+        self.0.verify(context, token)
+    }
+
+    /// What the `Cookie` headers present for the cookie `name`.
+    pub fn read_cookie(&self, name: &str, headers: &HeaderMap) -> Presented {
+        CookieConfig::default().read(name, &self.0, headers).into()
+    }
+
+    /// What `Authorization: Bearer` presents; `None` when the request does not use it.
+    pub fn read_bearer(&self, name: &str, headers: &HeaderMap) -> Option<Presented> {
+        HeaderConfig::bearer()
+            .read(name, &self.0, headers)
+            .map(Into::into)
+    }
+
+    /// What the custom token header `header` presents; `None` when the request lacks it.
+    pub fn read_token_header(
+        &self,
+        header: HeaderName,
+        name: &str,
+        headers: &HeaderMap,
+    ) -> Option<Presented> {
+        HeaderConfig::named(header)
+            .read(name, &self.0, headers)
+            .map(Into::into)
+    }
+}

@@ -24,15 +24,16 @@ const ENCODED_LEN: usize = 11;
 /// when the signing key does. There is no way back from it to the id, so a log holding it
 /// is not a credential. Only `Display` (and `Debug`) show it.
 #[derive(Clone, Copy)]
-pub struct LogId([u8; BYTES]);
+pub struct LogId([u8; ENCODED_LEN]);
 
 impl LogId {
     /// The hash of `value`: a session id's text form, or the id part of a presented token.
     pub(crate) fn new(key: &hmac::Key, value: &[u8]) -> Self {
         let tag = hmac::sign(key, value);
-        let mut bytes = [0u8; BYTES];
-        bytes.copy_from_slice(&tag.as_ref()[..BYTES]);
-        Self(bytes)
+        // Eight bytes always fill the eleven characters exactly.
+        let mut text = [b'-'; ENCODED_LEN];
+        let _ = URL_SAFE_NO_PAD.encode_slice(&tag.as_ref()[..BYTES], &mut text);
+        Self(text)
     }
 
     /// The hashing key for the layer whose first key is `key`. Without any key (the OS random
@@ -46,11 +47,7 @@ impl LogId {
 
 impl fmt::Display for LogId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut buf = [0u8; ENCODED_LEN];
-        let n = URL_SAFE_NO_PAD
-            .encode_slice(self.0, &mut buf)
-            .map_err(|_| fmt::Error)?;
-        f.write_str(std::str::from_utf8(&buf[..n]).map_err(|_| fmt::Error)?)
+        f.write_str(std::str::from_utf8(&self.0).map_err(|_| fmt::Error)?)
     }
 }
 

@@ -58,6 +58,24 @@ pub(crate) fn redis_commands(
     Ok((all, sent))
 }
 
+/// CPU time the Redis server has used so far, in microseconds (`INFO cpu`: its user and
+/// system seconds, main thread and background threads together).
+pub(crate) fn redis_cpu_us(host: &str, port: u16) -> Result<f64, String> {
+    let output = Command::new("redis-cli")
+        .args(["-h", host, "-p", &port.to_string(), "info", "cpu"])
+        .output()
+        .map_err(|e| format!("redis-cli: {e}"))?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let seconds: f64 = text
+        .lines()
+        .filter_map(|line| {
+            let (name, value) = line.trim().split_once(':')?;
+            matches!(name, "used_cpu_sys" | "used_cpu_user").then(|| value.parse::<f64>().ok())?
+        })
+        .sum();
+    Ok(seconds * 1e6)
+}
+
 /// Resident memory of this process, in bytes.
 pub(crate) fn rss_bytes() -> Result<u64, String> {
     let statm = std::fs::read_to_string("/proc/self/statm").map_err(|e| e.to_string())?;

@@ -73,7 +73,9 @@ impl System {
     /// scripts. `None`: it runs no scripts, every command counted was sent.
     pub(crate) fn redis_top_level(self) -> Option<&'static [&'static str]> {
         match self {
-            System::SessionwareRedis => Some(&["evalsha", "eval", "del", "smembers", "srem"]),
+            System::SessionwareRedis => {
+                Some(&["hgetall", "evalsha", "eval", "del", "smembers", "srem"])
+            }
             _ => None,
         }
     }

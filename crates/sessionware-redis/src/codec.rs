@@ -1,23 +1,19 @@
 //! The session's hash, field by field: `created_at` and `expires_at` (Unix milliseconds),
 //! `user` when the session is bound, and one `d:<key>` field per data key holding its JSON.
 
-use fred::types::Value;
+use fred::types::{Map, Value};
 use serde_json::Value as Json;
 use sessionware_core::time::{Duration, OffsetDateTime};
 use sessionware_core::{Data, Error, Record, SessionId};
 
 pub(crate) const DATA_PREFIX: &str = "d:";
 const CREATED_AT: &str = "created_at";
-const EXPIRES_AT: &str = "expires_at";
+pub(crate) const EXPIRES_AT: &str = "expires_at";
 const USER: &str = "user";
 
 /// Unix milliseconds; deadlines are whole milliseconds throughout sessionware.
 pub(crate) fn to_ms(time: OffsetDateTime) -> i64 {
     i64::try_from((time - OffsetDateTime::UNIX_EPOCH).whole_milliseconds()).unwrap_or(i64::MAX)
-}
-
-pub(crate) fn duration_ms(duration: Duration) -> i64 {
-    i64::try_from(duration.whole_milliseconds()).unwrap_or(i64::MAX)
 }
 
 fn from_ms(ms: i64) -> OffsetDateTime {
@@ -72,26 +68,36 @@ fn millis(text: &str, field: &str) -> Result<i64, Error> {
         .map_err(|_| Error::corrupt(format!("field `{field}` is not a whole number of ms")))
 }
 
-/// A record from the flat field/value list `HGETALL` answers. Unknown fields are ignored, so
-/// a later version may add some.
-pub(crate) fn decode(id: SessionId, fields: Value) -> Result<Record, Error> {
-    let Value::Array(items) = fields else {
-        return Err(Error::corrupt("the session hash came back as a non-array"));
-    };
+/// A record from the fields `HGETALL` answers. Unknown fields are ignored, so a later version
+/// may add some.
+pub(crate) fn decode(id: SessionId, fields: Map) -> Result<Record, Error> {
+    let fields = fields.inner();
     let (mut created_at, mut expires_at, mut user) = (None, None, None);
-    let mut data = Data::with_capacity(items.len() / 2);
-    let mut items = items.into_iter();
-    while let (Some(field), Some(value)) = (items.next(), items.next()) {
-        let field = text(field, "a field name")?;
-        match field.as_str() {
+    let mut data = Data::with_capacity(fields.len());
+    for (field, value) in fields {
+        let Some(field) = field.as_str() else {
+            return Err(Error::corrupt("a field name is not UTF-8"));
+        };
+        match field {
             CREATED_AT => created_at = Some(millis(&text(value, CREATED_AT)?, CREATED_AT)?),
             EXPIRES_AT => expires_at = Some(millis(&text(value, EXPIRES_AT)?, EXPIRES_AT)?),
             USER => user = Some(text(value, USER)?),
             _ => {
                 if let Some(key) = field.strip_prefix(DATA_PREFIX) {
-                    let what = format!("the value of `{key}`");
-                    let json = serde_json::from_str(&text(value, &what)?)
-                        .map_err(|e| Error::corrupt(format!("{what} is not JSON: {e}")))?;
+                    let json = match &value {
+                        Value::String(s) => serde_json::from_str(s),
+                        Value::Bytes(b) => serde_json::from_slice(b),
+                        Value::Integer(i) => Ok(Json::from(*i)),
+                        other => {
+                            return Err(Error::corrupt(format!(
+                                "the value of `{key}` is a {:?}, not a string",
+                                other.kind()
+                            )));
+                        }
+                    }
+                    .map_err(|e| {
+                        Error::corrupt(format!("the value of `{key}` is not JSON: {e}"))
+                    })?;
                     data.insert(key.to_owned(), json);
                 }
             }
@@ -110,19 +116,19 @@ pub(crate) fn decode(id: SessionId, fields: Value) -> Result<Record, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use fred::types::Key;
     use serde_json::json;
 
     fn id() -> SessionId {
         SessionId::from_bytes([7; SessionId::BYTES])
     }
 
-    fn hash(pairs: &[(&str, &str)]) -> Value {
-        Value::Array(
-            pairs
-                .iter()
-                .flat_map(|(f, v)| [Value::from(*f), Value::from(*v)])
-                .collect(),
-        )
+    fn hash(pairs: &[(&str, &str)]) -> Map {
+        let mut map = Map::new();
+        for (f, v) in pairs {
+            map.insert(Key::from(*f), Value::from(*v));
+        }
+        map
     }
 
     #[test]
@@ -161,7 +167,6 @@ mod tests {
                 ("expires_at", "2"),
                 ("d:k", "{not json"),
             ]),
-            Value::from("flat"),
         ];
         for case in cases {
             match decode(id(), case) {

@@ -45,13 +45,15 @@
 //!
 //! # Round trips
 //!
-//! Every store call is one command (a Lua script run with `EVALSHA`, or `DEL`), atomic on the
-//! node that holds the key:
+//! Every store call is one command, atomic on the node that holds the key: a plain `HGETALL`
+//! to read, `DEL` to delete, and a Lua script run with `EVALSHA` for every write, which must
+//! check that the session is still live in the same step:
 //!
 //! | request | round trips |
 //! | --- | --- |
 //! | does not extract the session | 0 |
-//! | reads the session, refreshing its deadline when the policy asks | 1 |
+//! | reads the session | 1 |
+//! | reads the session when the policy moves its deadline (at most once per refresh interval) | 2 |
 //! | changes an existing session (per key: `HSET`/`HDEL` of only the changed fields) | 2 |
 //! | creates a session | 1 (one more per id collision) |
 //! | destroys a session | 2 (read, `DEL`) |

@@ -3,12 +3,10 @@
 
 use fred::clients::Client;
 use fred::error::Error;
-use fred::interfaces::{ClientLike as _, LuaInterface as _};
-use fred::types::Value;
-use fred::types::config::Options;
+use fred::interfaces::LuaInterface as _;
 use fred::types::scripts::Script;
+use fred::types::{Key, Value};
 
-pub(crate) const LOAD: &str = include_str!("scripts/load.lua");
 pub(crate) const CREATE: &str = include_str!("scripts/create.lua");
 pub(crate) const APPLY: &str = include_str!("scripts/apply.lua");
 pub(crate) const TOUCH: &str = include_str!("scripts/touch.lua");
@@ -18,7 +16,6 @@ pub(crate) const DELETE_BOUND: &str = include_str!("scripts/delete_bound.lua");
 /// The scripts with their SHA-1 digests, computed once.
 #[derive(Debug)]
 pub(crate) struct Scripts {
-    pub(crate) load: Script,
     pub(crate) create: Script,
     pub(crate) apply: Script,
     pub(crate) touch: Script,
@@ -29,7 +26,6 @@ pub(crate) struct Scripts {
 impl Scripts {
     pub(crate) fn new() -> Self {
         Self {
-            load: Script::from_lua(LOAD),
             create: Script::from_lua(CREATE),
             apply: Script::from_lua(APPLY),
             touch: Script::from_lua(TOUCH),
@@ -38,9 +34,8 @@ impl Scripts {
         }
     }
 
-    pub(crate) fn all(&self) -> [&Script; 6] {
+    pub(crate) fn all(&self) -> [&Script; 5] {
         [
-            &self.load,
             &self.create,
             &self.apply,
             &self.touch,
@@ -53,21 +48,26 @@ impl Scripts {
 /// `EVALSHA`, and on `NOSCRIPT` (a restarted or failed-over server has an empty script cache)
 /// one `EVAL` with the body, which also caches it: one round trip in the steady state, two
 /// right after a server lost its cache. fred's own `evalsha_with_reload` would take three.
+///
+/// The key and arguments are cheap to clone (reference-counted bytes), which the retry needs.
 pub(crate) async fn call(
     client: &Client,
-    options: &Options,
     script: &Script,
     key: String,
     args: Vec<Value>,
 ) -> Result<Value, Error> {
-    let client = client.with_options(options);
-    match client
-        .evalsha::<Value, _, _, _>(script.sha1().clone(), key.clone(), args.clone())
-        .await
-    {
+    let key = Key::from(key);
+    // Boxed: fred's future is large, and moving it up through every caller's state cost
+    // more than one allocation.
+    let first = Box::pin(client.evalsha::<Value, _, _, _>(
+        script.sha1().clone(),
+        key.clone(),
+        args.clone(),
+    ));
+    match first.await {
         Err(error) if error.details().starts_with("NOSCRIPT") => {
             let body = script.lua().cloned().unwrap_or_default();
-            client.eval(body, key, args).await
+            Box::pin(client.eval(body, key, args)).await
         }
         result => result,
     }

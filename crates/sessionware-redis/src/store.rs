@@ -3,15 +3,16 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use fred::clients::Pool;
-use fred::interfaces::{ClientLike as _, KeysInterface as _, SetsInterface as _};
+use fred::clients::{Client, Pool};
+use fred::interfaces::{HashesInterface as _, KeysInterface as _, SetsInterface as _};
 use fred::types::Value;
-use fred::types::config::Options;
 use fred::types::scripts::Script;
 use sessionware_core::time::OffsetDateTime;
-use sessionware_core::{ChangeSet, Error, ExpiryPolicy, Loaded, Record, SessionId, SessionStore};
+use sessionware_core::{
+    ChangeSet, Error, ExpiryPolicy, Loaded, Record, SessionId, SessionStore, load_then_touch,
+};
 
-use crate::codec::{self, data_field, duration_ms, encode_value, to_ms};
+use crate::codec::{self, data_field, encode_value, to_ms};
 use crate::error::from_fred;
 use crate::script::{self, Scripts};
 
@@ -33,22 +34,16 @@ struct Inner {
     pool: Pool,
     prefix: String,
     timeout: Duration,
-    options: Options,
     scripts: Scripts,
 }
 
 impl RedisStore {
     pub(crate) fn new(pool: Pool, prefix: String, timeout: Duration, scripts: Scripts) -> Self {
-        let options = Options {
-            timeout: Some(timeout),
-            ..Options::default()
-        };
         Self {
             inner: Arc::new(Inner {
                 pool,
                 prefix,
                 timeout,
-                options,
                 scripts,
             }),
         }
@@ -75,16 +70,10 @@ impl RedisStore {
         format!("{}{id}", self.inner.prefix)
     }
 
-    /// Runs `op` under a hard cap: fred's per-command timeout is the real limit, this only
-    /// makes sure nothing (a `NOSCRIPT` retry included) outlives twice that.
-    async fn bounded<T>(
-        &self,
-        op: impl Future<Output = Result<T, fred::error::Error>>,
-    ) -> Result<T, Error> {
-        match tokio::time::timeout(self.inner.timeout * 2, op).await {
-            Ok(result) => result.map_err(from_fred),
-            Err(_) => Err(Error::Timeout),
-        }
+    /// The next client of the pool. The pool was built with the store's command timeout as
+    /// fred's default, so fred bounds every command and the store adds no timer of its own.
+    fn client(&self) -> &Client {
+        self.inner.pool.next()
     }
 
     /// The Redis key of `user`'s index set. `:` never occurs in an id, so it cannot clash
@@ -98,9 +87,9 @@ impl RedisStore {
     }
 
     async fn run_on(&self, script: &Script, key: String, args: Vec<Value>) -> Result<Value, Error> {
-        let client = self.inner.pool.next();
-        self.bounded(script::call(client, &self.inner.options, script, key, args))
+        script::call(self.client(), script, key, args)
             .await
+            .map_err(from_fred)
     }
 
     /// Adds `id` to `user`'s index and keeps the index alive at least until `deadline`.
@@ -127,16 +116,20 @@ impl RedisStore {
         if ids.is_empty() {
             return Ok(());
         }
-        let client = self.inner.pool.next().with_options(&self.inner.options);
-        self.bounded(client.srem::<i64, _, _>(self.user_key(user), ids))
+        self.client()
+            .srem::<i64, _, _>(self.user_key(user), ids)
             .await
             .map(|_| ())
+            .map_err(from_fred)
     }
 
     /// The ids in `user`'s index, as text (members that are not ids are returned apart).
     async fn index_members(&self, user: &str) -> Result<(Vec<SessionId>, Vec<String>), Error> {
-        let client = self.inner.pool.next().with_options(&self.inner.options);
-        let members: Vec<String> = self.bounded(client.smembers(self.user_key(user))).await?;
+        let members: Vec<String> = self
+            .client()
+            .smembers(self.user_key(user))
+            .await
+            .map_err(from_fred)?;
         let mut ids = Vec::with_capacity(members.len());
         let mut junk = Vec::new();
         for member in members {
@@ -171,47 +164,29 @@ impl RedisStore {
         Ok(out)
     }
 
-    /// The load script, reading and (when `refresh` says how) moving the deadline.
-    async fn load_with(
-        &self,
-        id: &SessionId,
-        now: OffsetDateTime,
-        refresh: Option<&ExpiryPolicy>,
-    ) -> Result<Option<Loaded>, Error> {
-        let now_ms = to_ms(now);
-        let mut args = vec![Value::from(now_ms)];
-        match refresh {
-            Some(policy) => {
-                let idle = policy.idle_timeout().unwrap_or(ExpiryPolicy::MAX_IDLE);
-                args.push(Value::from("1"));
-                args.push(Value::from(now_ms.saturating_add(duration_ms(idle))));
-                args.push(Value::from(
-                    policy.absolute_lifetime().map_or(-1, duration_ms),
-                ));
-                args.push(Value::from(duration_ms(policy.refresh_interval())));
-            }
-            None => args.extend(["0", "0", "-1", "0"].map(Value::from)),
-        }
-        let reply = self.run(&self.inner.scripts.load, id, args).await?;
-        let mut parts = match reply {
-            Value::Array(parts) => parts.into_iter(),
-            other => return Err(unexpected(&other)),
+    /// One `HGETALL`: the live session, or `None`. Reads move no deadline here; the trait's
+    /// refresh ([`load_then_touch`]) does, with a `touch` only when the policy asks, which is
+    /// at most once per refresh interval, so the common read stays one plain command.
+    async fn read(&self, id: &SessionId, now: OffsetDateTime) -> Result<Option<Record>, Error> {
+        // Boxed: fred's future is large, and moving it up through every caller's state
+        // cost more than one allocation.
+        let reply = Box::pin(self.client().hgetall::<Value, _>(self.key(id)))
+            .await
+            .map_err(|e| {
+                if e.details().starts_with("WRONGTYPE") {
+                    not_a_session()
+                } else {
+                    from_fred(e)
+                }
+            })?;
+        let Value::Map(fields) = reply else {
+            return Err(unexpected(&reply));
         };
-        match parts.next().and_then(|v| v.as_i64()) {
-            Some(0) => return Ok(None),
-            Some(1) => {}
-            Some(-1) => return Err(not_a_session()),
-            _ => return Err(Error::backend("unexpected reply from the load script")),
+        if fields.is_empty() {
+            return Ok(None);
         }
-        let refreshed = parts.next().and_then(|v| v.as_i64()) == Some(1);
-        let fields = parts.next().unwrap_or(Value::Null);
         let record = codec::decode(*id, fields)?;
-        // A bound session that lives longer must not outlive its user's index. Only when the
-        // deadline moved, which the refresh interval makes rare.
-        if let (true, Some(user)) = (refreshed, &record.user) {
-            self.index_add(user, id, record.expires_at, now).await?;
-        }
-        Ok(Some(Loaded { record, refreshed }))
+        Ok((!record.is_expired(now)).then_some(record))
     }
 }
 
@@ -267,7 +242,7 @@ impl SessionStore for RedisStore {
     }
 
     async fn load(&self, id: &SessionId, now: OffsetDateTime) -> Result<Option<Record>, Error> {
-        Ok(self.load_with(id, now, None).await?.map(|l| l.record))
+        self.read(id, now).await
     }
 
     async fn load_refreshed(
@@ -276,7 +251,22 @@ impl SessionStore for RedisStore {
         policy: &ExpiryPolicy,
         now: OffsetDateTime,
     ) -> Result<Option<Loaded>, Error> {
-        self.load_with(id, now, Some(policy)).await
+        let loaded = load_then_touch(self, id, policy, now).await?;
+        // A bound session that lives longer must not outlive its user's index. Only when the
+        // deadline moved, which the refresh interval makes rare.
+        if let Some(Loaded {
+            record:
+                Record {
+                    user: Some(user),
+                    expires_at,
+                    ..
+                },
+            refreshed: true,
+        }) = &loaded
+        {
+            self.index_add(user, id, *expires_at, now).await?;
+        }
+        Ok(loaded)
     }
 
     async fn apply(
@@ -295,11 +285,15 @@ impl SessionStore for RedisStore {
             Some(Some(user)) => args.extend([Value::from("s"), Value::from(user)]),
             Some(None) => args.extend(["u", ""].map(Value::from)),
         }
-        args.push(Value::from(i64::try_from(sets.len()).unwrap_or(i64::MAX)));
+        args.push(Value::from(
+            i64::try_from(sets.len() + 1).unwrap_or(i64::MAX),
+        ));
         for (key, value) in sets {
             args.push(Value::from(data_field(key)));
             args.push(Value::from(encode_value(value)?));
         }
+        args.push(Value::from(codec::EXPIRES_AT));
+        args.push(Value::from(to_ms(changes.expires_at())));
         args.extend(changes.removals().map(|key| Value::from(data_field(key))));
         let deadline = changes.expires_at();
         let write = self.run(&self.inner.scripts.apply, id, args);
@@ -342,23 +336,25 @@ impl SessionStore for RedisStore {
     /// prunes it or the index expires: reading the user first would cost every sign-out a
     /// round trip.
     async fn delete(&self, id: &SessionId) -> Result<(), Error> {
-        let client = self.inner.pool.next().with_options(&self.inner.options);
-        self.bounded(client.del::<i64, _>(self.key(id)))
+        self.client()
+            .del::<i64, _>(self.key(id))
             .await
             .map(|_| ())
+            .map_err(from_fred)
     }
 
     async fn list_user(&self, user: &str, now: OffsetDateTime) -> Result<Vec<Record>, Error> {
         let (ids, mut dead) = self.index_members(user).await?;
         let loads = self
-            .for_each(&ids, move |store, id| async move {
-                store.load_with(&id, now, None).await
-            })
+            .for_each(
+                &ids,
+                move |store, id| async move { store.read(&id, now).await },
+            )
             .await?;
         let mut records = Vec::with_capacity(loads.len());
         for (id, loaded) in loads {
             match loaded {
-                Some(l) if l.record.user.as_deref() == Some(user) => records.push(l.record),
+                Some(record) if record.user.as_deref() == Some(user) => records.push(record),
                 // Expired, deleted, or rebound: no longer this user's.
                 _ => dead.push(id.to_string()),
             }

@@ -272,7 +272,7 @@ async fn sessions_with_many_keys_round_trip() {
 }
 
 #[tokio::test]
-async fn the_scripts_refresh_rule_is_the_expiry_policys() {
+async fn reads_refresh_exactly_as_the_policy_says() {
     let Some(store) = store("refresh-rule").await else {
         return;
     };

@@ -3,7 +3,8 @@
 -- ARGV[1] now, ARGV[2] the new expires_at (Unix ms)
 -- ARGV[3] '1' to drop every data field first
 -- ARGV[4] user: 'k' keep, 's' set to ARGV[5], 'u' unbind
--- ARGV[6] the number of field, value pairs that follow; then the fields to remove
+-- ARGV[6] the number of field, value pairs that follow, the last of them `expires_at` (so the
+-- deadline is written by the same HSET as the data); then the fields to remove
 -- Returns 1 when applied, 0 when there is no live session, -1 when the key is not a session;
 -- {1, previous user or false} when applied with a change of user ('s' or 'u').
 local key = KEYS[1]
@@ -42,7 +43,6 @@ while i <= #ARGV do
   redis.call('HDEL', key, unpack(ARGV, i, j))
   i = j + 1
 end
-redis.call('HSET', key, 'expires_at', ARGV[2])
 redis.call('PEXPIREAT', key, ARGV[2])
 if ARGV[4] ~= 'k' then return {1, previous} end
 return 1

@@ -4,6 +4,7 @@
 //! ```text
 //! cargo run --release -p sessionware-bench --bin bench              # the full run
 //! cargo run --release -p sessionware-bench --bin bench -- --quick   # a short smoke run
+//! cargo run --release -p sessionware-bench --bin bench -- micro     # in-process cost per request
 //! ```
 //!
 //! Each system runs as its own server process (this binary, `serve <system>`), so its CPU
@@ -11,6 +12,7 @@
 
 mod footprint;
 mod load;
+mod micro;
 mod probe;
 mod systems;
 
@@ -105,6 +107,7 @@ async fn main() -> std::process::ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("serve") => serve(&args[1..]).await,
+        Some("micro") => micro::run(&args[1..]).await,
         Some("footprint-one") => match args.get(1).and_then(|n| n.parse().ok()) {
             Some(n) => footprint::measure(n).await,
             None => Err("footprint-one N".into()),
@@ -207,6 +210,7 @@ struct Samples {
     p50: Vec<f64>,
     p99: Vec<f64>,
     cpu_us: Vec<f64>,
+    redis_cpu_us: Vec<f64>,
     redis_cmds: Vec<f64>,
     redis_sent: Vec<f64>,
     errors: u64,
@@ -291,6 +295,10 @@ async fn bench(options: Options) -> Result<(), String> {
                 // CPU per request at one fixed rate for every system. The set-up requests
                 // are counted too: they are `connections` among many thousands.
                 let cpu_before = probe::cpu_us(pid)?;
+                let redis_cpu_before = system
+                    .uses_redis()
+                    .then(|| probe::redis_cpu_us(&redis_host, redis_port))
+                    .transpose()?;
                 let paced = load::run(
                     addr,
                     path,
@@ -302,6 +310,10 @@ async fn bench(options: Options) -> Result<(), String> {
                 .await?;
                 let cpu = probe::cpu_us(pid)? - cpu_before;
                 s.cpu_us.push(cpu / paced.requests.max(1) as f64);
+                if let Some(before) = redis_cpu_before {
+                    let used = probe::redis_cpu_us(&redis_host, redis_port)? - before;
+                    s.redis_cpu_us.push(used / paced.requests.max(1) as f64);
+                }
                 s.errors += paced.errors;
             }
         }
@@ -343,9 +355,9 @@ fn print_report(options: &Options, samples: &BTreeMap<Case, Samples>) {
         options.paced_rate
     );
     println!(
-        "| system | shape | route | req/s | p50 µs | p99 µs | server CPU µs/req | Redis round trips/req (commands incl. in scripts) | vs peer | vs bare |"
+        "| system | shape | route | req/s | p50 µs | p99 µs | server CPU µs/req | Redis CPU µs/req | Redis round trips/req (commands incl. in scripts) | vs peer | vs bare |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     let find = |system: System, shared: bool, write: bool| {
         let i = options.systems.iter().position(|s| *s == system)?;
         samples.get(&Case {
@@ -375,13 +387,18 @@ fn print_report(options: &Options, samples: &BTreeMap<Case, Samples>) {
                 median(&s.redis_cmds)
             )
         };
+        let redis_cpu = if s.redis_cpu_us.is_empty() {
+            String::new()
+        } else {
+            format!("{:.1}", median(&s.redis_cpu_us))
+        };
         let errors = if s.errors > 0 {
             format!(" ({} errors)", s.errors)
         } else {
             String::new()
         };
         println!(
-            "| {} | {} | {} | {:.0} [{:.0}-{:.0}]{} | {:.0} | {:.0} | {:.1} | {} | {} | {} |",
+            "| {} | {} | {} | {:.0} [{:.0}-{:.0}]{} | {:.0} | {:.0} | {:.1} | {} | {} | {} | {} |",
             system.name(),
             if case.shared {
                 "one shared session"
@@ -396,6 +413,7 @@ fn print_report(options: &Options, samples: &BTreeMap<Case, Samples>) {
             median(&s.p50),
             median(&s.p99),
             median(&s.cpu_us),
+            redis_cpu,
             cmds,
             ratio(peer),
             ratio(bare),

@@ -102,9 +102,15 @@ impl ExpiryPolicy {
         expires_at: OffsetDateTime,
         now: OffsetDateTime,
     ) -> Option<OffsetDateTime> {
-        let next = self.deadline(created_at, now);
-        let moved = next - expires_at;
-        (moved > Duration::ZERO && moved >= self.refresh_interval()).then_some(next)
+        // How far each clock would move the deadline, in durations: every read of every
+        // session asks this, and date arithmetic costs several times duration arithmetic.
+        let by_idle = (now - expires_at).saturating_add(self.idle.unwrap_or(Self::MAX_IDLE));
+        let moved = match self.absolute {
+            Some(absolute) => by_idle.min(absolute.saturating_sub(expires_at - created_at)),
+            None => by_idle,
+        };
+        (moved > Duration::ZERO && moved >= self.refresh_interval())
+            .then(|| self.deadline(created_at, now))
     }
 }
 
@@ -161,5 +167,39 @@ mod tests {
             Some(d + Duration::milliseconds(1))
         );
         assert_eq!(every.refreshed_deadline(T0, d, T0), None);
+    }
+
+    /// The duration arithmetic of `refreshed_deadline` agrees with its definition: the new
+    /// deadline, when it moves the old one forward by at least the refresh interval.
+    #[test]
+    fn refresh_agrees_with_the_deadline_on_a_grid() {
+        let minutes = |m: i64| Duration::minutes(m);
+        let optional = [None, Some(minutes(0)), Some(minutes(7)), Some(minutes(60))];
+        for idle in optional {
+            for absolute in optional {
+                for interval in [None, Some(minutes(0)), Some(minutes(3))] {
+                    let mut p = ExpiryPolicy::new()
+                        .with_idle_timeout(idle)
+                        .with_absolute_lifetime(absolute);
+                    if let Some(interval) = interval {
+                        p = p.with_refresh_interval(interval);
+                    }
+                    for expires in (-10..80).step_by(7).map(|m| T0 + minutes(m)) {
+                        for now in (0..90).step_by(5).map(|m| T0 + minutes(m)) {
+                            let next = p.deadline(T0, now);
+                            let moved = next - expires;
+                            let expected = (moved > Duration::ZERO
+                                && moved >= p.refresh_interval())
+                            .then_some(next);
+                            assert_eq!(
+                                p.refreshed_deadline(T0, expires, now),
+                                expected,
+                                "{p:?} expires {expires} now {now}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
     }
 }

@@ -58,7 +58,8 @@ use crate::{Error, Key, Session};
 ///   a warning): sessions then end when the process does, and instances cannot share them.
 #[derive(Clone)]
 pub struct SessionLayer {
-    shared: Shared,
+    /// Shared, so that `layer` (which axum may call for every route) costs one count.
+    shared: Arc<Shared>,
 }
 
 /// What every request of one layer shares.
@@ -114,7 +115,7 @@ impl SessionLayer {
         let key = Key::generate().ok();
         let cookie = CookieConfig::default();
         Self {
-            shared: Shared {
+            shared: Arc::new(Shared {
                 store: Arc::new(store),
                 keys: Keys::new(key),
                 cookie_name: cookie.full_name(),
@@ -129,72 +130,80 @@ impl SessionLayer {
                 clear_site_data: false,
                 max_size: Some(Self::DEFAULT_MAX_SIZE),
                 generated_key: true,
-            },
+            }),
         }
+    }
+
+    fn shared_mut(&mut self) -> &mut Shared {
+        Arc::make_mut(&mut self.shared)
     }
 
     /// The key that signs new tokens (and verifies them). Replaces the current signing key;
     /// keys added with [`with_verifying_key`](Self::with_verifying_key) stay.
     pub fn with_signing_key(mut self, key: Key) -> Self {
-        self.shared.keys.set_signing(key);
-        self.shared.generated_key = false;
+        let shared = self.shared_mut();
+        shared.keys.set_signing(key);
+        shared.generated_key = false;
         self
     }
 
     /// A key that verifies tokens but signs none: the previous key, during a rotation. Keep it
     /// until the sessions it signed have expired (the absolute lifetime), then drop it.
     pub fn with_verifying_key(mut self, key: Key) -> Self {
-        self.shared.keys.add_verifying(key);
+        self.shared_mut().keys.add_verifying(key);
         self
     }
 
     /// The expiry policy: idle timeout, absolute lifetime, refresh interval.
     pub fn with_expiry(mut self, policy: ExpiryPolicy) -> Self {
-        self.shared.policy = policy;
+        self.shared_mut().policy = policy;
         self
     }
 
     /// Shorthand for the idle timeout of the [expiry policy](Self::with_expiry).
     pub fn with_idle_timeout(mut self, idle: Option<TimeDuration>) -> Self {
-        self.shared.policy = self.shared.policy.with_idle_timeout(idle);
+        let shared = self.shared_mut();
+        shared.policy = shared.policy.with_idle_timeout(idle);
         self
     }
 
     /// Shorthand for the absolute lifetime of the [expiry policy](Self::with_expiry).
     pub fn with_absolute_lifetime(mut self, lifetime: Option<TimeDuration>) -> Self {
-        self.shared.policy = self.shared.policy.with_absolute_lifetime(lifetime);
+        let shared = self.shared_mut();
+        shared.policy = shared.policy.with_absolute_lifetime(lifetime);
         self
     }
 
     /// The cookie's name (default `session`). The token's signature is bound to it.
     pub fn with_cookie_name(mut self, name: impl Into<String>) -> Self {
-        self.shared.cookie.name = name.into();
-        self.shared.cookie_name = self.shared.cookie.full_name();
+        let shared = self.shared_mut();
+        shared.cookie.name = name.into();
+        shared.cookie_name = shared.cookie.full_name();
         self
     }
 
     /// The cookie's `Domain` (default none: this host only).
     pub fn with_domain(mut self, domain: impl Into<String>) -> Self {
-        self.shared.cookie.domain = Some(domain.into());
+        self.shared_mut().cookie.domain = Some(domain.into());
         self
     }
 
     /// The cookie's `Path` (default `/`).
     pub fn with_path(mut self, path: impl Into<String>) -> Self {
-        self.shared.cookie.path = path.into();
+        self.shared_mut().cookie.path = path.into();
         self
     }
 
     /// The cookie's `SameSite` (default `Lax`).
     pub fn with_same_site(mut self, same_site: SameSite) -> Self {
-        self.shared.cookie.same_site = same_site;
+        self.shared_mut().cookie.same_site = same_site;
         self
     }
 
     /// Whether the cookie is `Secure` (default `true`). Browsers accept `Secure` cookies from
     /// `http://localhost`, so turn it off only for plain-HTTP hosts other than localhost.
     pub fn with_secure(mut self, secure: bool) -> Self {
-        self.shared.cookie.secure = secure;
+        self.shared_mut().cookie.secure = secure;
         self
     }
 
@@ -202,29 +211,30 @@ impl SessionLayer {
     /// and no `Domain`: those are then enforced, whatever else is configured, so no subdomain
     /// can set or shadow the session cookie.
     pub fn with_host_prefix(mut self) -> Self {
-        self.shared.cookie.host_prefix = true;
-        self.shared.cookie_name = self.shared.cookie.full_name();
+        let shared = self.shared_mut();
+        shared.cookie.host_prefix = true;
+        shared.cookie_name = shared.cookie.full_name();
         self
     }
 
     /// Sends the cookie without `Max-Age`, so the browser drops it when it closes. The session
     /// still ends at its deadline in the store.
     pub fn with_browser_session_cookie(mut self) -> Self {
-        self.shared.cookie.browser_session = true;
+        self.shared_mut().cookie.browser_session = true;
         self
     }
 
     /// The clock for deadlines (default the system clock); tests pass a
     /// [`ManualClock`](crate::ManualClock) to move time.
     pub fn with_clock(mut self, clock: impl Clock) -> Self {
-        self.shared.clock = Arc::new(clock);
+        self.shared_mut().clock = Arc::new(clock);
         self
     }
 
     /// The longest any one store call may take (default 5 seconds). A call that takes longer
     /// fails with [`Error::Store`]`(`[`Timeout`](sessionware_core::Error::Timeout)`)`: `503`.
     pub fn with_store_timeout(mut self, timeout: Duration) -> Self {
-        self.shared.timeout = timeout;
+        self.shared_mut().timeout = timeout;
         self
     }
 
@@ -238,14 +248,14 @@ impl SessionLayer {
     /// (`Authorization: Bearer new`); it is refused like a bad cookie, and the session the
     /// request stores comes back in `Session-Token`. Requests without the header use the cookie.
     pub fn with_bearer_tokens(mut self) -> Self {
-        self.shared.header = Some(HeaderConfig::bearer());
+        self.shared_mut().header = Some(HeaderConfig::bearer());
         self
     }
 
     /// Like [`with_bearer_tokens`](Self::with_bearer_tokens), with the bare token in the header
     /// `name` both ways (say `x-session-token`) instead of `Authorization: Bearer`.
     pub fn with_token_header(mut self, name: http::HeaderName) -> Self {
-        self.shared.header = Some(HeaderConfig::named(name));
+        self.shared_mut().header = Some(HeaderConfig::named(name));
         self
     }
 
@@ -253,7 +263,7 @@ impl SessionLayer {
     /// [`login`](crate::Session::login) (off by default: an address is personal data). Needs
     /// the server to provide it: `app.into_make_service_with_connect_info::<SocketAddr>()`.
     pub fn with_client_address(mut self, record: bool) -> Self {
-        self.shared.record_address = record;
+        self.shared_mut().record_address = record;
         self
     }
 
@@ -261,7 +271,7 @@ impl SessionLayer {
     /// cap ends that user's oldest sessions (by creation). It costs the login one listing of
     /// the user's sessions and a delete per session ended; other requests pay nothing.
     pub fn with_max_sessions_per_user(mut self, max: usize) -> Self {
-        self.shared.max_per_user = Some(max.max(1));
+        self.shared_mut().max_per_user = Some(max.max(1));
         self
     }
 
@@ -269,7 +279,7 @@ impl SessionLayer {
     /// for no limit). An `insert` that would go over fails with [`Error::TooLarge`] (`413`)
     /// and changes nothing, so nothing of it is written.
     pub fn with_max_size(mut self, bytes: Option<usize>) -> Self {
-        self.shared.max_size = bytes;
+        self.shared_mut().max_size = bytes;
         self
     }
 
@@ -278,14 +288,14 @@ impl SessionLayer {
     /// starts a new session (data inserted after `logout`, such as a flash message), which
     /// the header would wipe too.
     pub fn with_clear_site_data(mut self, enabled: bool) -> Self {
-        self.shared.clear_site_data = enabled;
+        self.shared_mut().clear_site_data = enabled;
         self
     }
 
     /// Lists and revokes any user's sessions outside a request (an admin page, a password
     /// reset), with this layer's store and settings.
     pub fn users(&self) -> UserSessions {
-        UserSessions::new(Arc::new(self.shared.clone()))
+        UserSessions::new(self.shared.clone())
     }
 
     /// Builds the response sent when the store fails (instead of the default short `503`),
@@ -294,7 +304,7 @@ impl SessionLayer {
         mut self,
         handler: impl Fn(&Error) -> Response + Send + Sync + 'static,
     ) -> Self {
-        self.shared.on_error = Some(Arc::new(handler));
+        self.shared_mut().on_error = Some(Arc::new(handler));
         self
     }
 }
@@ -321,7 +331,7 @@ impl<S> Layer<S> for SessionLayer {
         }
         SessionService {
             inner,
-            shared: Arc::new(self.shared.clone()),
+            shared: self.shared.clone(),
         }
     }
 }

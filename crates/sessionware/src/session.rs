@@ -176,7 +176,8 @@ impl Session {
             .get_or_try_init(|| async {
                 let shared = &self.0.shared;
                 let now = shared.clock.now();
-                let mut state = State::new(now, shared.policy.deadline(now, now));
+                // The deadline a new session would get is worked out only if there is none.
+                let mut state = State::new(now, now);
                 let name = &shared.cookie_name;
                 let by_header = shared
                     .header
@@ -222,6 +223,9 @@ impl Session {
                             None => state.stale_cookie = true,
                         }
                     }
+                }
+                if state.id.is_none() {
+                    state.expires_at = shared.policy.deadline(now, now);
                 }
                 *self.state() = state;
                 Ok(())

@@ -70,7 +70,7 @@ impl Keys {
     pub(crate) fn sign(&self, context: &str, id: &SessionId) -> Option<String> {
         let key = self.keys.first().filter(|_| self.signing)?;
         let id = id.to_string();
-        let tag = hmac::sign(key.hmac(), &message(context, &id));
+        let tag = with_message(context, &id, |msg| hmac::sign(key.hmac(), msg));
         let mut token = String::with_capacity(TOKEN_LEN);
         token.push_str(&id);
         token.push('.');
@@ -90,20 +90,34 @@ impl Keys {
         if URL_SAFE_NO_PAD.decode_slice(tag_text, &mut tag).ok()? != TAG_BYTES {
             return None;
         }
-        let msg = message(context, id_text);
-        self.keys
-            .iter()
-            .any(|key| hmac::verify(key.hmac(), &msg, &tag).is_ok())
-            .then_some(id)
+        with_message(context, id_text, |msg| {
+            self.keys
+                .iter()
+                .any(|key| hmac::verify(key.hmac(), msg, &tag).is_ok())
+        })
+        .then_some(id)
     }
 }
 
-fn message(context: &str, id: &str) -> Vec<u8> {
-    let mut msg = Vec::with_capacity(context.len() + 1 + id.len());
-    msg.extend_from_slice(context.as_bytes());
-    msg.push(0);
-    msg.extend_from_slice(id.as_bytes());
-    msg
+/// Runs `f` on the signed message, `context`, a zero byte, then `id`: on the stack for any
+/// usual cookie name, since this runs on every request that carries a token.
+fn with_message<R>(context: &str, id: &str, f: impl FnOnce(&[u8]) -> R) -> R {
+    const ON_STACK: usize = 128;
+    let len = context.len() + 1 + id.len();
+    let fill = |buf: &mut [u8]| {
+        buf[..context.len()].copy_from_slice(context.as_bytes());
+        buf[context.len()] = 0;
+        buf[context.len() + 1..].copy_from_slice(id.as_bytes());
+    };
+    if len <= ON_STACK {
+        let mut buf = [0u8; ON_STACK];
+        fill(&mut buf[..len]);
+        f(&buf[..len])
+    } else {
+        let mut buf = vec![0u8; len];
+        fill(&mut buf);
+        f(&buf)
+    }
 }
 
 #[cfg(test)]

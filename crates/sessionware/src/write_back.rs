@@ -65,11 +65,21 @@ pub(crate) async fn write_back(session: &Session, mut response: Response) -> Res
         return response;
     }
     let shared = session.shared();
-    let now = shared.clock.now();
+    // Read the clock only if something is to be written: most requests write nothing.
+    let clock = std::cell::OnceCell::new();
     let (plan, transport, logout) = {
+        let now = || *clock.get_or_init(|| shared.clock.now());
         let mut state = session.state();
-        (plan(&mut state, shared, now), state.transport, state.logout)
+        (
+            plan(&mut state, shared, &now),
+            state.transport,
+            state.logout,
+        )
     };
+    if matches!(plan, Plan::Nothing) {
+        return response;
+    }
+    let now = clock.into_inner().unwrap_or_else(|| shared.clock.now());
     let stored = plan.stored();
     match execute(shared, plan).await {
         Ok(cookie) => {
@@ -101,7 +111,7 @@ pub(crate) async fn write_back(session: &Session, mut response: Response) -> Res
     }
 }
 
-fn plan(state: &mut State, shared: &Shared, now: OffsetDateTime) -> Plan {
+fn plan(state: &mut State, shared: &Shared, now: &dyn Fn() -> OffsetDateTime) -> Plan {
     let policy = &shared.policy;
     // A cookie's Max-Age must follow the deadline; a header token carries no expiry.
     let resends = state.transport == Transport::Cookie && !shared.cookie.browser_session;
@@ -109,7 +119,7 @@ fn plan(state: &mut State, shared: &Shared, now: OffsetDateTime) -> Plan {
     let Some(id) = state.id else {
         if !state.data.is_empty() {
             return Plan::Create {
-                record: new_record(state, now, now, shared),
+                record: new_record(state, now(), now(), shared),
                 replaces: destroyed,
                 login: state.login,
             };
@@ -123,13 +133,13 @@ fn plan(state: &mut State, shared: &Shared, now: OffsetDateTime) -> Plan {
     if state.cycle {
         let created_at = state.created_at;
         return Plan::Create {
-            record: new_record(state, created_at, now, shared),
+            record: new_record(state, created_at, now(), shared),
             replaces: Some(id),
             login: state.login,
         };
     }
     if state.cleared || !state.dirty.is_empty() {
-        let deadline = policy.deadline(state.created_at, now);
+        let deadline = policy.deadline(state.created_at, now());
         let mut changes = ChangeSet::new(deadline);
         changes.loaded_by(state.user.clone());
         if state.cleared {

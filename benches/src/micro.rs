@@ -1,0 +1,112 @@
+//! Per-request cost of the session layer alone: the same routes called in-process, with no
+//! socket and no HTTP parsing, so what is left is the layer, the store and the handler. Stable
+//! enough to compare one build with the next, and the shape to run under `callgrind`.
+//!
+//! ```text
+//! cargo run --release -p sessionware-bench --bin bench -- micro [iterations]
+//! valgrind --tool=callgrind target/release/bench micro 20000 sessionware-memory read
+//! ```
+
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Body;
+use http::{Request, header};
+use tower::ServiceExt as _;
+
+use crate::systems::{System, Urls};
+
+/// The systems that need no server: the in-process floor and both memory stores.
+const SYSTEMS: &[System] = &[
+    System::Bare,
+    System::SessionwareMemory,
+    System::TowerSessionsMemory,
+];
+
+/// `micro [iterations] [system] [route]`: ns per request for each route, after one request that
+/// starts the session and whose cookie every later request sends.
+pub(crate) async fn run(args: &[String]) -> Result<(), String> {
+    let iterations: u32 = match args.first() {
+        Some(n) => n.parse().map_err(|_| "micro: iterations is a number")?,
+        None => 200_000,
+    };
+    let only = args.get(1).map(|slug| System::from_slug(slug));
+    let systems: Vec<System> = match only {
+        Some(Some(system)) => vec![system],
+        Some(None) => return Err("micro: unknown system".into()),
+        None => SYSTEMS.to_vec(),
+    };
+    let urls = Urls {
+        redis: String::new(),
+        postgres: String::new(),
+        sqlite: String::new(),
+    };
+    println!("| system | route | ns/request |");
+    println!("|---|---|---|");
+    let mut floor = None;
+    for system in systems {
+        // As `axum::serve` does: handlers become routes once, not on every request.
+        let app = system.app(&urls).await?.with_state(());
+        let routes: &[&str] = match args.get(2).map(String::as_str) {
+            Some("read") => &["/read"],
+            Some("write") => &["/write"],
+            _ => &["/read", "/write"],
+        };
+        for &path in routes {
+            let cookie = first_cookie(&app, path).await?;
+            // Warm caches and the allocator, then measure.
+            let ns = time(&app, path, cookie.as_deref(), iterations / 10)
+                .await
+                .and(time(&app, path, cookie.as_deref(), iterations).await)?;
+            let over = match (system, floor) {
+                (System::Bare, _) => {
+                    floor = Some(ns);
+                    String::new()
+                }
+                (_, Some(floor)) => format!(" (+{:.0} over bare)", ns - floor),
+                _ => String::new(),
+            };
+            println!("| {} | {path} | {ns:.0}{over} |", system.name());
+        }
+    }
+    Ok(())
+}
+
+async fn first_cookie(app: &Router, path: &str) -> Result<Option<String>, String> {
+    let response = app
+        .clone()
+        .oneshot(request(path, None))
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(response
+        .headers()
+        .get(header::SET_COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(str::to_owned))
+}
+
+async fn time(app: &Router, path: &str, cookie: Option<&str>, n: u32) -> Result<f64, String> {
+    let started = Instant::now();
+    for _ in 0..n {
+        let response = app
+            .clone()
+            .oneshot(request(path, cookie))
+            .await
+            .map_err(|e| e.to_string())?;
+        if !response.status().is_success() {
+            return Err(format!("{path}: {}", response.status()));
+        }
+        // The body is produced and dropped, as a server would after writing it.
+        drop(axum::body::to_bytes(response.into_body(), 64).await);
+    }
+    Ok(started.elapsed().as_nanos() as f64 / f64::from(n.max(1)))
+}
+
+fn request(path: &str, cookie: Option<&str>) -> Request<Body> {
+    let mut builder = Request::get(path);
+    if let Some(cookie) = cookie {
+        builder = builder.header(header::COOKIE, cookie);
+    }
+    builder.body(Body::empty()).unwrap_or_default()
+}

@@ -1,7 +1,7 @@
 //! The session's hash, field by field: `created_at` and `expires_at` (Unix milliseconds),
 //! `user` when the session is bound, and one `d:<key>` field per data key holding its JSON.
 
-use fred::types::{Map, Value};
+use fred::types::Value;
 use serde_json::Value as Json;
 use sessionware_core::time::{Duration, OffsetDateTime};
 use sessionware_core::{Data, Error, Record, SessionId};
@@ -50,52 +50,34 @@ pub(crate) fn create_args(record: &Record) -> Result<Vec<Value>, Error> {
     Ok(args)
 }
 
-fn text(value: Value, what: &str) -> Result<String, Error> {
-    match value {
-        Value::String(s) => Ok(s.to_string()),
-        Value::Bytes(b) => String::from_utf8(b.to_vec())
-            .map_err(|_| Error::corrupt(format!("{what} is not UTF-8"))),
-        Value::Integer(i) => Ok(i.to_string()),
-        other => Err(Error::corrupt(format!(
-            "{what} is a {:?}, not a string",
-            other.kind()
-        ))),
-    }
+fn utf8<'a>(bytes: &'a [u8], what: &str) -> Result<&'a str, Error> {
+    std::str::from_utf8(bytes).map_err(|_| Error::corrupt(format!("{what} is not UTF-8")))
 }
 
-fn millis(text: &str, field: &str) -> Result<i64, Error> {
-    text.parse()
+fn millis(bytes: &[u8], field: &str) -> Result<i64, Error> {
+    utf8(bytes, field)?
+        .parse()
         .map_err(|_| Error::corrupt(format!("field `{field}` is not a whole number of ms")))
 }
 
-/// A record from the fields `HGETALL` answers. Unknown fields are ignored, so a later version
-/// may add some.
-pub(crate) fn decode(id: SessionId, fields: Map) -> Result<Record, Error> {
-    let fields = fields.inner();
+/// A record from the field, value pairs `HGETALL` answers, read straight from the reply's
+/// bytes: no intermediate map, and each value checked once, by the parser that reads it.
+/// Unknown fields are ignored, so a later version may add some.
+pub(crate) fn decode<'a>(
+    id: SessionId,
+    fields: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
+) -> Result<Record, Error> {
     let (mut created_at, mut expires_at, mut user) = (None, None, None);
-    let mut data = Data::with_capacity(fields.len());
+    let mut data = Data::new();
     for (field, value) in fields {
-        let Some(field) = field.as_str() else {
-            return Err(Error::corrupt("a field name is not UTF-8"));
-        };
         match field {
-            CREATED_AT => created_at = Some(millis(&text(value, CREATED_AT)?, CREATED_AT)?),
-            EXPIRES_AT => expires_at = Some(millis(&text(value, EXPIRES_AT)?, EXPIRES_AT)?),
-            USER => user = Some(text(value, USER)?),
+            b"created_at" => created_at = Some(millis(value, CREATED_AT)?),
+            b"expires_at" => expires_at = Some(millis(value, EXPIRES_AT)?),
+            b"user" => user = Some(utf8(value, USER)?.to_owned()),
             _ => {
-                if let Some(key) = field.strip_prefix(DATA_PREFIX) {
-                    let json = match &value {
-                        Value::String(s) => serde_json::from_str(s),
-                        Value::Bytes(b) => serde_json::from_slice(b),
-                        Value::Integer(i) => Ok(Json::from(*i)),
-                        other => {
-                            return Err(Error::corrupt(format!(
-                                "the value of `{key}` is a {:?}, not a string",
-                                other.kind()
-                            )));
-                        }
-                    }
-                    .map_err(|e| {
+                if let Some(key) = field.strip_prefix(DATA_PREFIX.as_bytes()) {
+                    let key = utf8(key, "a field name")?;
+                    let json: Json = serde_json::from_slice(value).map_err(|e| {
                         Error::corrupt(format!("the value of `{key}` is not JSON: {e}"))
                     })?;
                     data.insert(key.to_owned(), json);
@@ -116,19 +98,14 @@ pub(crate) fn decode(id: SessionId, fields: Map) -> Result<Record, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use fred::types::Key;
     use serde_json::json;
 
     fn id() -> SessionId {
         SessionId::from_bytes([7; SessionId::BYTES])
     }
 
-    fn hash(pairs: &[(&str, &str)]) -> Map {
-        let mut map = Map::new();
-        for (f, v) in pairs {
-            map.insert(Key::from(*f), Value::from(*v));
-        }
-        map
+    fn hash<'a>(pairs: &'a [(&str, &str)]) -> impl Iterator<Item = (&'a [u8], &'a [u8])> {
+        pairs.iter().map(|(f, v)| (f.as_bytes(), v.as_bytes()))
     }
 
     #[test]
@@ -159,21 +136,31 @@ mod tests {
 
     #[test]
     fn bad_fields_are_corrupt_without_the_id() {
-        let cases = [
-            hash(&[("expires_at", "2000")]),
-            hash(&[("created_at", "x"), ("expires_at", "2000")]),
-            hash(&[
+        let cases: [&[(&str, &str)]; 3] = [
+            &[("expires_at", "2000")],
+            &[("created_at", "x"), ("expires_at", "2000")],
+            &[
                 ("created_at", "1"),
                 ("expires_at", "2"),
                 ("d:k", "{not json"),
-            ]),
+            ],
         ];
         for case in cases {
-            match decode(id(), case) {
+            match decode(id(), hash(case)) {
                 Err(Error::Corrupt { reason }) => assert!(!reason.contains(&id().to_string())),
                 other => panic!("expected Corrupt, got {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_are_corrupt() {
+        let fields: [(&[u8], &[u8]); 3] = [
+            (b"created_at", b"1"),
+            (b"expires_at", b"2"),
+            (b"user", b"\xff"),
+        ];
+        assert!(matches!(decode(id(), fields), Err(Error::Corrupt { .. })));
     }
 
     #[test]

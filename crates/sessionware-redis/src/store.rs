@@ -4,9 +4,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fred::clients::{Client, Pool};
-use fred::interfaces::{HashesInterface as _, KeysInterface as _, SetsInterface as _};
-use fred::types::Value;
+use fred::interfaces::{ClientLike as _, KeysInterface as _, SetsInterface as _};
 use fred::types::scripts::Script;
+use fred::types::{ClusterHash, CustomCommand, Resp3Frame as Frame, Value};
 use sessionware_core::time::OffsetDateTime;
 use sessionware_core::{
     ChangeSet, Error, ExpiryPolicy, Loaded, Record, SessionId, SessionStore, load_then_touch,
@@ -168,25 +168,52 @@ impl RedisStore {
     /// refresh ([`load_then_touch`]) does, with a `touch` only when the policy asks, which is
     /// at most once per refresh interval, so the common read stays one plain command.
     async fn read(&self, id: &SessionId, now: OffsetDateTime) -> Result<Option<Record>, Error> {
-        // Boxed: fred's future is large, and moving it up through every caller's state
-        // cost more than one allocation.
-        let reply = Box::pin(self.client().hgetall::<Value, _>(self.key(id)))
-            .await
-            .map_err(|e| {
-                if e.details().starts_with("WRONGTYPE") {
-                    not_a_session()
-                } else {
-                    from_fred(e)
-                }
-            })?;
-        let Value::Map(fields) = reply else {
-            return Err(unexpected(&reply));
+        // The raw reply: fred's own conversion would build a map of checked strings that
+        // the codec then walks again. Boxed: fred's future is large, and moving it up through
+        // every caller's state cost more than one allocation.
+        let command = CustomCommand::new_static("HGETALL", ClusterHash::FirstKey, false);
+        let reply = Box::pin(
+            self.client()
+                .custom_raw(command, vec![Value::from(self.key(id))]),
+        )
+        .await
+        .map_err(|e| {
+            if e.details().starts_with("WRONGTYPE") {
+                not_a_session()
+            } else {
+                from_fred(e)
+            }
+        })?;
+        let pairs: Option<Vec<(&[u8], &[u8])>> = match &reply {
+            Frame::Array { data, .. } => data
+                .chunks_exact(2)
+                .map(|pair| Some((bytes(&pair[0])?, bytes(&pair[1])?)))
+                .collect(),
+            Frame::Map { data, .. } => data
+                .iter()
+                .map(|(field, value)| Some((bytes(field)?, bytes(value)?)))
+                .collect(),
+            Frame::SimpleError { data, .. } if data.starts_with("WRONGTYPE") => {
+                return Err(not_a_session());
+            }
+            Frame::SimpleError { data, .. } => return Err(Error::backend(data.to_string())),
+            _ => None,
         };
+        let fields =
+            pairs.ok_or_else(|| Error::backend("unexpected reply from Redis to HGETALL"))?;
         if fields.is_empty() {
             return Ok(None);
         }
         let record = codec::decode(*id, fields)?;
         Ok((!record.is_expired(now)).then_some(record))
+    }
+}
+
+/// The bytes of a string reply.
+fn bytes(frame: &Frame) -> Option<&[u8]> {
+    match frame {
+        Frame::BlobString { data, .. } | Frame::SimpleString { data, .. } => Some(data),
+        _ => None,
     }
 }
 

@@ -9,6 +9,7 @@ use axum::body::{Body, Bytes, HttpBody};
 use axum::response::Response;
 use cookie::SameSite;
 use http::Request;
+use pin_project_lite::pin_project;
 use sessionware_core::time::Duration as TimeDuration;
 use sessionware_core::{Clock, DynSessionStore, ExpiryPolicy, SessionStore, SystemClock};
 use tower_layer::Layer;
@@ -89,10 +90,18 @@ impl Shared {
         &self,
         op: impl Future<Output = Result<T, sessionware_core::Error>>,
     ) -> Result<T, Error> {
-        match tokio::time::timeout(self.timeout, op).await {
-            Ok(result) => result.map_err(Error::Store),
-            Err(_) => Err(Error::Store(sessionware_core::Error::Timeout)),
-        }
+        // A call that is done at its first poll (the memory store's always are) needs no
+        // timer: setting one up and tearing it down would cost more than the call.
+        let mut op = std::pin::pin!(op);
+        let first = std::future::poll_fn(|cx| Poll::Ready(op.as_mut().poll(cx))).await;
+        let result = match first {
+            Poll::Ready(result) => result,
+            Poll::Pending => match tokio::time::timeout(self.timeout, op).await {
+                Ok(result) => result,
+                Err(_) => Err(sessionware_core::Error::Timeout),
+            },
+        };
+        result.map_err(Error::Store)
     }
 
     /// The response sent instead of the handler's when the session fails.
@@ -352,15 +361,13 @@ impl<S> fmt::Debug for SessionService<S> {
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for SessionService<S>
 where
-    S: Service<Request<ReqBody>, Response = http::Response<ResBody>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    ReqBody: Send + 'static,
+    S: Service<Request<ReqBody>, Response = http::Response<ResBody>>,
     ResBody: HttpBody<Data = Bytes> + Send + 'static,
     ResBody::Error: Into<axum::BoxError>,
 {
     type Response = Response;
     type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Response, S::Error>> + Send>>;
+    type Future = ResponseFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -369,12 +376,74 @@ where
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let session = Session::new(self.shared.clone());
         request.extensions_mut().insert(session.clone());
-        // The clone that was polled ready is the one to call.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        Box::pin(async move {
-            let response = inner.call(request).await?.map(Body::new);
-            Ok(crate::write_back::write_back(&session, response).await)
-        })
+        ResponseFuture {
+            state: Stage::Handler {
+                future: self.inner.call(request),
+                session: Some(session),
+            },
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of [`SessionService`]: the handler's, then the write-back when the
+    /// request changed its session.
+    pub struct ResponseFuture<F> {
+        #[pin]
+        state: Stage<F>,
+    }
+}
+
+pin_project! {
+    #[project = StageProj]
+    enum Stage<F> {
+        Handler {
+            #[pin]
+            future: F,
+            session: Option<Session>,
+        },
+        // Boxed: only requests that write pay for the store calls' futures.
+        WriteBack {
+            future: Pin<Box<dyn Future<Output = Response> + Send>>,
+        },
+    }
+}
+
+impl<F, ResBody, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<http::Response<ResBody>, E>>,
+    ResBody: HttpBody<Data = Bytes> + Send + 'static,
+    ResBody::Error: Into<axum::BoxError>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        loop {
+            let write_back = match self.as_mut().project().state.project() {
+                StageProj::Handler { future, session } => {
+                    let response = match future.poll(cx) {
+                        Poll::Ready(Ok(response)) => response.map(Body::new),
+                        Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
+                        Poll::Pending => return Poll::Pending,
+                    };
+                    let pending = session.take().and_then(crate::write_back::prepare);
+                    match pending {
+                        None => return Poll::Ready(Ok(response)),
+                        Some(pending) => Box::pin(crate::write_back::write_back(pending, response)),
+                    }
+                }
+                StageProj::WriteBack { future } => return future.as_mut().poll(cx).map(Ok),
+            };
+            self.as_mut()
+                .project()
+                .state
+                .set(Stage::WriteBack { future: write_back });
+        }
+    }
+}
+
+impl<F> fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
     }
 }

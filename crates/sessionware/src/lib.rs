@@ -60,7 +60,7 @@ mod write_back;
 pub use ::cookie::SameSite;
 pub use error::{Error, SessionRejection};
 pub use key::Key;
-pub use layer::{SessionLayer, SessionService};
+pub use layer::{ResponseFuture, SessionLayer, SessionService};
 pub use log_id::LogId;
 pub use session::Session;
 pub use sessionware_core::{

@@ -60,9 +60,19 @@ enum CookieOut {
     Remove,
 }
 
-pub(crate) async fn write_back(session: &Session, mut response: Response) -> Response {
+/// The write-back a request needs, decided once its handler has run; `None` for the many
+/// requests that need none (which then cost no allocation and no await).
+pub(crate) struct Pending {
+    session: Session,
+    plan: Plan,
+    transport: Transport,
+    logout: bool,
+    now: OffsetDateTime,
+}
+
+pub(crate) fn prepare(session: Session) -> Option<Pending> {
     if !session.is_loaded() {
-        return response;
+        return None;
     }
     let shared = session.shared();
     // Read the clock only if something is to be written: most requests write nothing.
@@ -77,9 +87,27 @@ pub(crate) async fn write_back(session: &Session, mut response: Response) -> Res
         )
     };
     if matches!(plan, Plan::Nothing) {
-        return response;
+        return None;
     }
     let now = clock.into_inner().unwrap_or_else(|| shared.clock.now());
+    Some(Pending {
+        session,
+        plan,
+        transport,
+        logout,
+        now,
+    })
+}
+
+pub(crate) async fn write_back(pending: Pending, mut response: Response) -> Response {
+    let Pending {
+        session,
+        plan,
+        transport,
+        logout,
+        now,
+    } = pending;
+    let shared = session.shared();
     let stored = plan.stored();
     match execute(shared, plan).await {
         Ok(cookie) => {

@@ -4,6 +4,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use time::{Duration, OffsetDateTime};
 
+use crate::{from_unix_ms, to_unix_ms};
+
 /// Where the layer and the stores get the time, so tests can move it instead of sleeping.
 ///
 /// Times are truncated to whole milliseconds, the finest resolution every store keeps, so a
@@ -47,7 +49,7 @@ impl ManualClock {
     /// A clock set to `time`.
     pub fn at(time: OffsetDateTime) -> Self {
         Self {
-            unix_ms: Arc::new(AtomicI64::new(unix_ms(time))),
+            unix_ms: Arc::new(AtomicI64::new(to_unix_ms(time))),
         }
     }
 
@@ -59,7 +61,7 @@ impl ManualClock {
 
     /// Sets the clock to `time`.
     pub fn set(&self, time: OffsetDateTime) {
-        self.unix_ms.store(unix_ms(time), Ordering::SeqCst);
+        self.unix_ms.store(to_unix_ms(time), Ordering::SeqCst);
     }
 }
 
@@ -72,12 +74,13 @@ impl Default for ManualClock {
 impl Clock for ManualClock {
     fn now(&self) -> OffsetDateTime {
         let ms = self.unix_ms.load(Ordering::SeqCst);
-        OffsetDateTime::UNIX_EPOCH + Duration::milliseconds(ms)
+        // A clock moved past the representable years stays at the edge.
+        from_unix_ms(ms).unwrap_or(if ms < 0 {
+            time::PrimitiveDateTime::MIN.assume_utc()
+        } else {
+            time::PrimitiveDateTime::MAX.assume_utc()
+        })
     }
-}
-
-fn unix_ms(time: OffsetDateTime) -> i64 {
-    i64::try_from((time - OffsetDateTime::UNIX_EPOCH).whole_milliseconds()).unwrap_or(i64::MAX)
 }
 
 pub(crate) fn truncate_ms(time: OffsetDateTime) -> OffsetDateTime {

@@ -19,6 +19,7 @@ mod record;
 mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod unix_ms;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::Error;
@@ -26,6 +27,7 @@ pub use expiry::ExpiryPolicy;
 pub use id::SessionId;
 pub use record::{Change, ChangeSet, Data, Record};
 pub use store::{DynSessionStore, Loaded, SessionStore, load_then_touch};
+pub use unix_ms::{from_unix_ms, to_unix_ms};
 
 /// Re-exported so stores and applications name the same `time` types.
 pub use time;

@@ -4,7 +4,11 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Mutex, MutexGuard};
 
-use sessionware_core::{Data, Error, Record, SessionId};
+use sessionware_core::{Data, Error, Record, SessionId, from_unix_ms, to_unix_ms};
+
+fn from_ms(ms: i64) -> Result<sessionware_core::time::OffsetDateTime, Error> {
+    from_unix_ms(ms).ok_or_else(|| Error::corrupt("a time out of range"))
+}
 
 use crate::users::Users;
 
@@ -47,8 +51,8 @@ pub(crate) struct Entry {
 impl Entry {
     pub(crate) fn encode(record: &Record) -> Result<Self, Error> {
         Ok(Self {
-            created_ms: to_ms(record.created_at),
-            expires_ms: to_ms(record.expires_at),
+            created_ms: to_unix_ms(record.created_at),
+            expires_ms: to_unix_ms(record.expires_at),
             blob: pack(record.user.as_deref(), &encode_data(&record.data)?),
         })
     }
@@ -59,8 +63,8 @@ impl Entry {
             id,
             data: decode_data(data)?,
             user: user.map(String::from),
-            created_at: from_ms(self.created_ms),
-            expires_at: from_ms(self.expires_ms),
+            created_at: from_ms(self.created_ms)?,
+            expires_at: from_ms(self.expires_ms)?,
         })
     }
 
@@ -138,16 +142,6 @@ pub(crate) fn encode_data(data: &Data) -> Result<String, Error> {
 
 pub(crate) fn decode_data(text: &str) -> Result<Data, Error> {
     serde_json::from_str(text).map_err(Error::corrupt)
-}
-
-pub(crate) fn to_ms(t: sessionware_core::time::OffsetDateTime) -> i64 {
-    i64::try_from((t - sessionware_core::time::OffsetDateTime::UNIX_EPOCH).whole_milliseconds())
-        .unwrap_or(i64::MAX)
-}
-
-pub(crate) fn from_ms(ms: i64) -> sessionware_core::time::OffsetDateTime {
-    sessionware_core::time::OffsetDateTime::UNIX_EPOCH
-        + sessionware_core::time::Duration::milliseconds(ms)
 }
 
 pub(crate) struct Shard(Mutex<Map>);

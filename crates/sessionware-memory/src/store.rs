@@ -5,10 +5,11 @@ use std::time::Duration;
 use sessionware_core::time::OffsetDateTime;
 use sessionware_core::{
     ChangeSet, Clock, Error, ExpiryPolicy, Loaded, Record, SessionId, SessionStore, SystemClock,
+    to_unix_ms,
 };
 use tokio::sync::oneshot;
 
-use crate::shard::{self, Entry, Shard, to_ms};
+use crate::shard::{self, Entry, Shard};
 use crate::users::Users;
 
 const SHARDS: usize = 64;
@@ -127,7 +128,7 @@ impl MemoryStore {
     /// Live sessions: those whose deadline has not passed by the store's clock. Counts every
     /// shard, so it costs time in proportion to the number of sessions.
     pub fn len(&self) -> usize {
-        let now = to_ms(self.inner.clock.now());
+        let now = to_unix_ms(self.inner.clock.now());
         self.inner
             .shards
             .iter()
@@ -228,7 +229,7 @@ impl std::fmt::Debug for MemoryStore {
 
 impl Inner {
     fn sweep(&self) -> usize {
-        let now = to_ms(self.clock.now());
+        let now = to_unix_ms(self.clock.now());
         let mut removed = 0;
         for shard in self.shards.iter() {
             let n = shard::drop_expired(&mut shard.lock(), &self.users, now);
@@ -244,7 +245,7 @@ impl SessionStore for MemoryStore {
         let entry = Entry::encode(record)?;
         let mut id = record.id;
         if self.inner.held.load(Ordering::Relaxed) >= self.inner.capacity {
-            let now = to_ms(self.inner.clock.now()).min(to_ms(record.created_at));
+            let now = to_unix_ms(self.inner.clock.now()).min(to_unix_ms(record.created_at));
             self.make_room(self.shard_index(&id), now);
         }
         loop {
@@ -265,7 +266,7 @@ impl SessionStore for MemoryStore {
     async fn load(&self, id: &SessionId, now: OffsetDateTime) -> Result<Option<Record>, Error> {
         let map = self.shard(id).lock();
         match map.get(&shard::key(id)) {
-            Some(e) if e.is_live(to_ms(now)) => e.decode(*id).map(Some),
+            Some(e) if e.is_live(to_unix_ms(now)) => e.decode(*id).map(Some),
             _ => Ok(None),
         }
     }
@@ -281,14 +282,14 @@ impl SessionStore for MemoryStore {
         let mut map = self.shard(id).lock();
         let Some(e) = map
             .get_mut(&shard::key(id))
-            .filter(|e| e.is_live(to_ms(now)))
+            .filter(|e| e.is_live(to_unix_ms(now)))
         else {
             return Ok(None);
         };
         let mut record = e.decode(*id)?;
         let next = policy.refreshed_deadline(record.created_at, record.expires_at, now);
         if let Some(deadline) = next {
-            e.expires_ms = to_ms(deadline);
+            e.expires_ms = to_unix_ms(deadline);
             record.expires_at = deadline;
         }
         Ok(Some(Loaded {
@@ -306,7 +307,7 @@ impl SessionStore for MemoryStore {
         let mut map = self.shard(id).lock();
         let Some(e) = map
             .get_mut(&shard::key(id))
-            .filter(|e| e.is_live(to_ms(now)))
+            .filter(|e| e.is_live(to_unix_ms(now)))
         else {
             return Ok(false);
         };
@@ -329,7 +330,7 @@ impl SessionStore for MemoryStore {
         } else if data.is_some() {
             e.repack(None, data.as_deref())?;
         }
-        e.expires_ms = to_ms(changes.expires_at());
+        e.expires_ms = to_unix_ms(changes.expires_at());
         Ok(true)
     }
 
@@ -342,10 +343,10 @@ impl SessionStore for MemoryStore {
         let mut map = self.shard(id).lock();
         match map
             .get_mut(&shard::key(id))
-            .filter(|e| e.is_live(to_ms(now)))
+            .filter(|e| e.is_live(to_unix_ms(now)))
         {
             Some(e) => {
-                e.expires_ms = to_ms(expires_at);
+                e.expires_ms = to_unix_ms(expires_at);
                 Ok(true)
             }
             None => Ok(false),
@@ -358,7 +359,7 @@ impl SessionStore for MemoryStore {
     }
 
     async fn list_user(&self, user: &str, now: OffsetDateTime) -> Result<Vec<Record>, Error> {
-        let now = to_ms(now);
+        let now = to_unix_ms(now);
         let mut records = Vec::new();
         for k in self.inner.users.ids(user) {
             let id = SessionId::from_bytes(k.to_le_bytes());
@@ -379,7 +380,7 @@ impl SessionStore for MemoryStore {
         keep: Option<&SessionId>,
         now: OffsetDateTime,
     ) -> Result<usize, Error> {
-        let now = to_ms(now);
+        let now = to_unix_ms(now);
         let keep = keep.map(shard::key);
         let mut ended = 0;
         for k in self.inner.users.ids(user) {

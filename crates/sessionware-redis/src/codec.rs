@@ -3,22 +3,13 @@
 
 use fred::types::Value;
 use serde_json::Value as Json;
-use sessionware_core::time::{Duration, OffsetDateTime};
-use sessionware_core::{Data, Error, Record, SessionId};
+use sessionware_core::time::OffsetDateTime;
+use sessionware_core::{Data, Error, Record, SessionId, from_unix_ms, to_unix_ms};
 
 pub(crate) const DATA_PREFIX: &str = "d:";
 const CREATED_AT: &str = "created_at";
 pub(crate) const EXPIRES_AT: &str = "expires_at";
 const USER: &str = "user";
-
-/// Unix milliseconds; deadlines are whole milliseconds throughout sessionware.
-pub(crate) fn to_ms(time: OffsetDateTime) -> i64 {
-    i64::try_from((time - OffsetDateTime::UNIX_EPOCH).whole_milliseconds()).unwrap_or(i64::MAX)
-}
-
-fn from_ms(ms: i64) -> OffsetDateTime {
-    OffsetDateTime::UNIX_EPOCH + Duration::milliseconds(ms)
-}
 
 pub(crate) fn data_field(key: &str) -> String {
     format!("{DATA_PREFIX}{key}")
@@ -31,8 +22,8 @@ pub(crate) fn encode_value(value: &Json) -> Result<String, Error> {
 /// The script's arguments for a new record: meta fields, then data field/value pairs.
 pub(crate) fn create_args(record: &Record) -> Result<Vec<Value>, Error> {
     let mut args = Vec::with_capacity(4 + 2 * record.data.len());
-    args.push(Value::from(to_ms(record.created_at)));
-    args.push(Value::from(to_ms(record.expires_at)));
+    args.push(Value::from(to_unix_ms(record.created_at)));
+    args.push(Value::from(to_unix_ms(record.expires_at)));
     match &record.user {
         Some(user) => {
             args.push(Value::from("1"));
@@ -52,6 +43,10 @@ pub(crate) fn create_args(record: &Record) -> Result<Vec<Value>, Error> {
 
 fn utf8<'a>(bytes: &'a [u8], what: &str) -> Result<&'a str, Error> {
     std::str::from_utf8(bytes).map_err(|_| Error::corrupt(format!("{what} is not UTF-8")))
+}
+
+fn time(ms: i64, field: &str) -> Result<OffsetDateTime, Error> {
+    from_unix_ms(ms).ok_or_else(|| Error::corrupt(format!("field `{field}` is out of range")))
 }
 
 fn millis(bytes: &[u8], field: &str) -> Result<i64, Error> {
@@ -90,8 +85,8 @@ pub(crate) fn decode<'a>(
         id,
         data,
         user,
-        created_at: from_ms(created_at.ok_or_else(|| missing(CREATED_AT))?),
-        expires_at: from_ms(expires_at.ok_or_else(|| missing(EXPIRES_AT))?),
+        created_at: time(created_at.ok_or_else(|| missing(CREATED_AT))?, CREATED_AT)?,
+        expires_at: time(expires_at.ok_or_else(|| missing(EXPIRES_AT))?, EXPIRES_AT)?,
     })
 }
 
@@ -122,8 +117,8 @@ mod tests {
             ]),
         )
         .unwrap();
-        assert_eq!(record.created_at, from_ms(1000));
-        assert_eq!(record.expires_at, from_ms(2000));
+        assert_eq!(record.created_at, from_unix_ms(1000).unwrap());
+        assert_eq!(record.expires_at, from_unix_ms(2000).unwrap());
         assert_eq!(record.user.as_deref(), Some("u-1"));
         assert_eq!(
             record.data,
@@ -136,7 +131,7 @@ mod tests {
 
     #[test]
     fn bad_fields_are_corrupt_without_the_id() {
-        let cases: [&[(&str, &str)]; 3] = [
+        let cases: [&[(&str, &str)]; 4] = [
             &[("expires_at", "2000")],
             &[("created_at", "x"), ("expires_at", "2000")],
             &[
@@ -144,6 +139,8 @@ mod tests {
                 ("expires_at", "2"),
                 ("d:k", "{not json"),
             ],
+            // Past the representable years: a typed error, not an overflow panic.
+            &[("created_at", "1"), ("expires_at", "9223372036854775807")],
         ];
         for case in cases {
             match decode(id(), hash(case)) {
@@ -165,7 +162,7 @@ mod tests {
 
     #[test]
     fn create_args_put_data_under_the_prefix() {
-        let t = from_ms(5);
+        let t = from_unix_ms(5).unwrap();
         let record = Record {
             id: id(),
             data: Data::from([("k".into(), json!("v"))]),

@@ -10,9 +10,10 @@ use fred::types::{ClusterHash, CustomCommand, Resp3Frame as Frame, Value};
 use sessionware_core::time::OffsetDateTime;
 use sessionware_core::{
     ChangeSet, Error, ExpiryPolicy, Loaded, Record, SessionId, SessionStore, load_then_touch,
+    to_unix_ms,
 };
 
-use crate::codec::{self, data_field, encode_value, to_ms};
+use crate::codec::{self, data_field, encode_value};
 use crate::error::from_fred;
 use crate::script::{self, Scripts};
 
@@ -103,8 +104,8 @@ impl RedisStore {
         let args = vec![
             Value::from("add"),
             Value::from(id.to_string()),
-            Value::from(to_ms(deadline)),
-            Value::from(to_ms(now)),
+            Value::from(to_unix_ms(deadline)),
+            Value::from(to_unix_ms(now)),
         ];
         self.run_on(&self.inner.scripts.index, self.user_key(user), args)
             .await
@@ -304,8 +305,8 @@ impl SessionStore for RedisStore {
     ) -> Result<bool, Error> {
         let sets: Vec<_> = changes.sets().collect();
         let mut args = Vec::with_capacity(6 + 2 * sets.len() + changes.keys().len());
-        args.push(Value::from(to_ms(now)));
-        args.push(Value::from(to_ms(changes.expires_at())));
+        args.push(Value::from(to_unix_ms(now)));
+        args.push(Value::from(to_unix_ms(changes.expires_at())));
         args.push(Value::from(if changes.is_clear() { "1" } else { "0" }));
         match changes.user() {
             None => args.extend(["k", ""].map(Value::from)),
@@ -320,7 +321,7 @@ impl SessionStore for RedisStore {
             args.push(Value::from(encode_value(value)?));
         }
         args.push(Value::from(codec::EXPIRES_AT));
-        args.push(Value::from(to_ms(changes.expires_at())));
+        args.push(Value::from(to_unix_ms(changes.expires_at())));
         args.extend(changes.removals().map(|key| Value::from(data_field(key))));
         let deadline = changes.expires_at();
         let write = self.run(&self.inner.scripts.apply, id, args);
@@ -355,7 +356,10 @@ impl SessionStore for RedisStore {
         expires_at: OffsetDateTime,
         now: OffsetDateTime,
     ) -> Result<bool, Error> {
-        let args = vec![Value::from(to_ms(now)), Value::from(to_ms(expires_at))];
+        let args = vec![
+            Value::from(to_unix_ms(now)),
+            Value::from(to_unix_ms(expires_at)),
+        ];
         written(self.run(&self.inner.scripts.touch, id, args).await?)
     }
 
@@ -401,7 +405,7 @@ impl SessionStore for RedisStore {
         let owner = user.to_owned();
         let deletes = self
             .for_each(&ids, move |store, id| {
-                let args = vec![Value::from(owner.as_str()), Value::from(to_ms(now))];
+                let args = vec![Value::from(owner.as_str()), Value::from(to_unix_ms(now))];
                 async move {
                     store
                         .run(&store.inner.scripts.delete_bound, &id, args)

@@ -2,11 +2,11 @@
 //! as JSON text.
 
 use sessionware_core::time::{Duration, OffsetDateTime};
-use sessionware_core::{Data, Error, ExpiryPolicy, Record, SessionId};
+use sessionware_core::{Data, Error, ExpiryPolicy, Record, SessionId, from_unix_ms, to_unix_ms};
 
 /// A time as whole milliseconds since the Unix epoch (deadlines are whole milliseconds).
 pub(crate) fn ms(t: OffsetDateTime) -> i64 {
-    clamp((t - OffsetDateTime::UNIX_EPOCH).whole_milliseconds())
+    clamp(i128::from(to_unix_ms(t)))
 }
 
 /// A duration in whole milliseconds, rounded up when `up` (so a threshold is never lowered).
@@ -24,8 +24,7 @@ fn clamp(v: i128) -> i64 {
 }
 
 fn time(ms: i64, what: &str) -> Result<OffsetDateTime, Error> {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .map_err(|_| Error::corrupt(format!("{what} {ms} ms is out of range")))
+    from_unix_ms(ms).ok_or_else(|| Error::corrupt(format!("{what} {ms} ms is out of range")))
 }
 
 /// The columns of one row, as every engine selects them.

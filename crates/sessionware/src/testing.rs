@@ -13,6 +13,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test suite: panicking is how it reports
 
 pub mod client;
+mod down;
+
+pub use down::DownStore;
 
 use std::net::SocketAddr;
 

@@ -8,6 +8,7 @@ use axum::Router;
 use axum::extract::{Path, State};
 use axum::response::IntoResponse;
 use axum::routing::get;
+use sessionware::testing::DownStore as Down;
 use sessionware::testing::client::{Client, serve};
 use sessionware::time::{Duration, OffsetDateTime};
 use sessionware::{
@@ -642,64 +643,6 @@ async fn without_the_layer_extraction_is_a_clear_500() {
     assert!(r.body.contains("session"));
 }
 
-/// A store that is down: every call fails as a backend error would.
-#[derive(Clone)]
-struct Down;
-
-fn down() -> sessionware_core::Error {
-    sessionware_core::Error::backend(std::io::Error::new(
-        std::io::ErrorKind::ConnectionRefused,
-        "connection refused",
-    ))
-}
-
-impl SessionStore for Down {
-    async fn create(&self, _: &Record) -> Result<SessionId, sessionware_core::Error> {
-        Err(down())
-    }
-    async fn load(
-        &self,
-        _: &SessionId,
-        _: OffsetDateTime,
-    ) -> Result<Option<Record>, sessionware_core::Error> {
-        Err(down())
-    }
-    async fn apply(
-        &self,
-        _: &SessionId,
-        _: &ChangeSet,
-        _: OffsetDateTime,
-    ) -> Result<bool, sessionware_core::Error> {
-        Err(down())
-    }
-    async fn touch(
-        &self,
-        _: &SessionId,
-        _: OffsetDateTime,
-        _: OffsetDateTime,
-    ) -> Result<bool, sessionware_core::Error> {
-        Err(down())
-    }
-    async fn delete(&self, _: &SessionId) -> Result<(), sessionware_core::Error> {
-        Err(down())
-    }
-    async fn list_user(
-        &self,
-        _: &str,
-        _: OffsetDateTime,
-    ) -> Result<Vec<Record>, sessionware_core::Error> {
-        Err(down())
-    }
-    async fn delete_user(
-        &self,
-        _: &str,
-        _: Option<&SessionId>,
-        _: OffsetDateTime,
-    ) -> Result<usize, sessionware_core::Error> {
-        Err(down())
-    }
-}
-
 /// A store that never answers.
 #[derive(Clone)]
 struct Stalled;
@@ -1084,124 +1027,4 @@ async fn clear_site_data_goes_with_a_plain_sign_out_only() {
         flash.headers().get("set-cookie").is_some(),
         "the flash's new session"
     );
-}
-
-/// Everything logged on this test's thread, which with the default current-thread test runtime
-/// is also where the server's tasks run.
-#[derive(Clone, Default)]
-struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-
-    /// The first line holding `message`.
-    fn line(&self, message: &str) -> String {
-        let text = self.text();
-        let line = text.lines().find(|l| l.contains(message));
-        line.unwrap_or_else(|| panic!("no {message:?} in the logs:\n{text}"))
-            .to_owned()
-    }
-}
-
-#[tokio::test]
-async fn logs_name_a_session_by_its_keyed_hash_never_its_id_or_token() {
-    let logs = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::DEBUG)
-        .with_ansi(false)
-        .with_writer({
-            let logs = logs.clone();
-            move || logs.clone()
-        })
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
-
-    let store = MemoryStore::new();
-    let router = Router::new()
-        .route("/inc", get(inc))
-        .route(
-            "/log-id",
-            get(|s: Session| async move { s.log_id().map(|l| l.to_string()).unwrap_or_default() }),
-        )
-        .route("/destroy", get(|s: Session| async move { s.destroy() }))
-        .route(
-            // Ends the session behind the request's back, then writes to it.
-            "/gone",
-            get(|s: Session, State(store): State<MemoryStore>| async move {
-                store.delete(&s.id().unwrap()).await.unwrap();
-                s.insert("late", 1)
-            }),
-        )
-        .with_state(store.clone())
-        .layer(layer(store.clone()).with_bearer_tokens());
-    let addr = serve(router).await;
-    let mut c = Client::new(addr);
-
-    c.get("/inc").await;
-    let token = c.jar.clone().unwrap();
-    let log_id = c.get("/log-id").await.body;
-    assert_eq!(log_id.len(), 11);
-    let field = format!("session={log_id}");
-    assert!(c.get("/inc").await.status == 200);
-    assert!(logs.line("session created").contains(&field));
-
-    let (id_text, tag) = token.split_once('.').unwrap();
-    let flipped = if tag.starts_with('A') { "B" } else { "A" };
-    let forged = format!("{id_text}.{flipped}{}", &tag[1..]);
-    c.get_with_cookie_header("/inc", &format!("session={forged}"))
-        .await;
-    assert!(
-        logs.line("cookie failed verification").contains(&field),
-        "a forged tag is logged under the session its id part names"
-    );
-    reqwest::Client::new()
-        .get(format!("http://{addr}/inc"))
-        .header("authorization", format!("Bearer {forged}"))
-        .send()
-        .await
-        .unwrap();
-    assert!(logs.line("token failed verification").contains(&field));
-
-    // Another instance sharing the key names the session alike.
-    let down = Client::at(&c, app(layer(Down)).await).get("/peek").await;
-    assert_eq!(down.status, 503);
-    assert!(logs.line("could not be loaded").contains(&field));
-
-    assert_eq!(c.get("/gone").await.status, 409);
-    assert!(logs.line("write-back failed").contains(&field));
-
-    c.get("/inc").await;
-    let second = c.jar.clone().unwrap();
-    let second_log_id = c.get("/log-id").await.body;
-    c.get("/destroy").await;
-    assert!(
-        logs.line("session destroyed")
-            .contains(&format!("session={second_log_id}"))
-    );
-
-    let text = logs.text();
-    for secret in [
-        &token,
-        &second,
-        id_text,
-        tag,
-        second.split_once('.').unwrap().0,
-    ] {
-        assert!(
-            !text.contains(secret),
-            "{secret} leaked into the logs:\n{text}"
-        );
-    }
 }

@@ -84,11 +84,10 @@ pub(crate) fn available(test: &str) -> bool {
     if runs("redis-server") && runs("redis-cli") {
         return true;
     }
-    let why = format!("{test}: redis-server/redis-cli are not installed");
-    if std::env::var("SESSIONWARE_REQUIRE_SERVICES").as_deref() == Ok("1") {
-        panic!("{why}; SESSIONWARE_REQUIRE_SERVICES=1 makes this a failure");
-    }
-    eprintln!("\n*** SKIPPED: {why} (apt-get install redis-server). ***\n");
+    sessionware_core::testing::unavailable(
+        &format!("{test}: redis-server/redis-cli are not installed"),
+        "apt-get install redis-server",
+    );
     false
 }
 

@@ -13,6 +13,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test suite: panicking is how it reports
 
 pub mod client;
+pub mod load;
 
 use std::net::SocketAddr;
 
@@ -80,6 +81,7 @@ fn app(layer: SessionLayer) -> Router {
             get(|s: Session| async move { Ok::<_, Error>(s.revoke_others().await?.to_string()) }),
         )
         .route("/logout", get(|s: Session| async move { s.logout() }))
+        .route("/health", get(|| async { "ok" }))
         .layer(layer)
 }
 

@@ -4,34 +4,18 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::servers::{self, DURABLE};
-use sessionware::SessionLayer;
+use common::{MARGIN, REQUEST_TIMEOUT, TIMEOUT};
 use sessionware::testing::load::{self, Load};
-use sessionware_redis::RedisStore;
-
-/// fred's per-command timeout: what a request waits for an unreachable Redis.
-const TIMEOUT: Duration = Duration::from_millis(500);
-/// Allowed on top of it for a loaded, shared two-core machine to schedule the answer.
-const MARGIN: Duration = Duration::from_millis(1500);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_killed_mid_load_answers_503_and_recovers_with_every_acknowledged_write() {
     if !servers::available("outage_under_load") {
         return;
     }
-    let redis = servers::start(DURABLE);
-    let store = RedisStore::builder(redis.url())
-        .command_timeout(TIMEOUT)
-        .connect()
-        .await
-        .unwrap();
-    // The layer's own bound is above fred's, so the 503s measured are the store's timeout.
-    let layer = SessionLayer::new(store.clone()).with_store_timeout(TIMEOUT * 4);
-    let addr = load::serve(layer).await;
+    let (redis, store, addr) = common::durable_app().await;
     let load = Load {
-        request_timeout: TIMEOUT * 8 + MARGIN,
+        request_timeout: REQUEST_TIMEOUT,
         ..Load::new(32)
     };
     let redis = std::cell::RefCell::new(redis);

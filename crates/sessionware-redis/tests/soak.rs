@@ -19,9 +19,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::servers::{self, DURABLE};
-use sessionware::SessionLayer;
+use common::{MARGIN, REQUEST_TIMEOUT, TIMEOUT};
 use sessionware::testing::load::{self, Load, Outcome};
-use sessionware_redis::RedisStore;
 
 const CLIENTS: usize = 64;
 /// At least this many sessions, however short the run: enough that a leak of 1 KiB per
@@ -32,8 +31,6 @@ const MIN_SESSIONS: u64 = 5_000;
 /// mark: 0.6 to 1 MiB here, the same after 5,000 sessions as after 43,000. Three times the
 /// worst seen still fails a leak of 630 bytes per session in the shortest run.
 const MEMORY_TOLERANCE: u64 = 3 << 20;
-const TIMEOUT: Duration = Duration::from_millis(500);
-const MARGIN: Duration = Duration::from_millis(1500);
 
 /// Sessions of three writes; every fourth starts with a sign-in (so user index sets exist),
 /// every tenth ends with a sign-out, every fifth request is `/health`.
@@ -45,7 +42,7 @@ fn shape(max_sessions: u64) -> Load {
         users: 100,
         logout_every: 10,
         health_every: 5,
-        request_timeout: TIMEOUT * 8 + MARGIN,
+        request_timeout: REQUEST_TIMEOUT,
         ..Load::new(CLIENTS)
     }
 }
@@ -64,14 +61,7 @@ async fn soak() {
                 .expect("SESSIONWARE_SOAK_SECS is a number of seconds")
         })
         .unwrap_or(20);
-    let mut redis = servers::start(DURABLE);
-    let store = RedisStore::builder(redis.url())
-        .command_timeout(TIMEOUT)
-        .connect()
-        .await
-        .unwrap();
-    let layer = SessionLayer::new(store.clone()).with_store_timeout(TIMEOUT * 4);
-    let addr = load::serve(layer).await;
+    let (mut redis, store, addr) = common::durable_app().await;
 
     // A smaller soak first, restart included, brings connection pools, scripts and the
     // allocator to their working size: what stays allocated after it is the level to return

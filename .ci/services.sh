@@ -31,8 +31,12 @@ ensure_redis() {
 }
 
 ensure_postgres() {
+  # The outage test runs a cluster of its own with initdb and pg_ctl (kept off PATH by
+  # Debian, under /usr/lib/postgresql/<version>/bin), so the server package must be installed
+  # even when a PostgreSQL already listens on 5432.
+  { compgen -G '/usr/lib/postgresql/*/bin/initdb' && command -v pg_ctlcluster; } >/dev/null ||
+    apt_install postgresql
   if ! tcp_open 127.0.0.1 5432; then
-    command -v pg_ctlcluster >/dev/null || apt_install postgresql
     local version
     version=$(ls /etc/postgresql | sort -V | tail -n 1)
     pg_ctlcluster --skip-systemctl-redirect "$version" main start || true

@@ -623,12 +623,22 @@ pub async fn service(name: &str, env_var: &str, default: &str) -> Option<String>
     if reachable {
         return Some(url);
     }
-    let why = format!("{name} is not reachable at {url} (set {env_var} to point elsewhere)");
+    unavailable(
+        &format!("{name} is not reachable at {url} (set {env_var} to point elsewhere)"),
+        "start it with `docker compose up -d`",
+    );
+    None
+}
+
+/// Reports that a test cannot run here because something it needs is missing (`why`; `hint`
+/// says how to get it): a loud `SKIPPED` line on stderr, after which the test should return,
+/// or, under `SESSIONWARE_REQUIRE_SERVICES=1` (as CI sets it), a panic, so that a missing
+/// server or tool fails the run instead of passing it silently.
+pub fn unavailable(why: &str, hint: &str) {
     if std::env::var("SESSIONWARE_REQUIRE_SERVICES").as_deref() == Ok("1") {
         panic!("{why}; SESSIONWARE_REQUIRE_SERVICES=1 makes this a failure");
     }
-    eprintln!("\n*** SKIPPED: {why}. Start it with `docker compose up -d`. ***\n");
-    None
+    eprintln!("\n*** SKIPPED: {why} ({hint}). ***\n");
 }
 
 /// `host:port` of a server URL such as `redis://:pw@127.0.0.1:6379/0` or

@@ -14,6 +14,7 @@
 
 pub mod client;
 mod down;
+pub mod load;
 
 pub use down::DownStore;
 
@@ -83,6 +84,7 @@ fn app(layer: SessionLayer) -> Router {
             get(|s: Session| async move { Ok::<_, Error>(s.revoke_others().await?.to_string()) }),
         )
         .route("/logout", get(|s: Session| async move { s.logout() }))
+        .route("/health", get(|| async { "ok" }))
         .layer(layer)
 }
 

@@ -6,9 +6,39 @@ pub(crate) mod app;
 pub(crate) use sessionware::testing::client as http;
 pub(crate) mod servers;
 
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use sessionware::SessionLayer;
 use sessionware_core::SessionId;
 use sessionware_redis::RedisStore;
 use sessionware_redis::fred::interfaces::HashesInterface as _;
+
+/// fred's per-command timeout in the tests under load: what a request waits for an
+/// unreachable Redis.
+pub(crate) const TIMEOUT: Duration = Duration::from_millis(500);
+/// Allowed on top of a timeout for a loaded, shared two-core machine to schedule the answer.
+pub(crate) const MARGIN: Duration = Duration::from_millis(1500);
+/// A request longer than this is a hang: two layer timeouts (a write is two store calls),
+/// and the margin.
+pub(crate) const REQUEST_TIMEOUT: Duration =
+    Duration::from_millis(TIMEOUT.as_millis() as u64 * 8 + MARGIN.as_millis() as u64);
+
+/// For the tests under load: a `redis-server` of the test's own whose acknowledged writes
+/// survive a SIGKILL, a store on it with the command timeout [`TIMEOUT`], and the load
+/// suites' app on that store, served on loopback.
+pub(crate) async fn durable_app() -> (servers::Process, RedisStore, SocketAddr) {
+    let redis = servers::start(servers::DURABLE);
+    let store = RedisStore::builder(redis.url())
+        .command_timeout(TIMEOUT)
+        .connect()
+        .await
+        .unwrap();
+    // The layer's own bound is above fred's, so the 503s measured are the store's timeout.
+    let layer = SessionLayer::new(store.clone()).with_store_timeout(TIMEOUT * 4);
+    let addr = sessionware::testing::load::serve(layer).await;
+    (redis, store, addr)
+}
 
 /// The shared Redis the tests default to, or `None` (after a loud skip) when it is not up.
 pub(crate) async fn redis_url() -> Option<String> {

@@ -6,6 +6,10 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Settings for a server whose acknowledged writes survive a SIGKILL: an append-only file,
+/// synced before each reply.
+pub(crate) const DURABLE: &[&str] = &["--appendonly", "yes", "--appendfsync", "always"];
+
 /// One `redis-server` (or sentinel) process.
 pub(crate) struct Process {
     child: Child,
@@ -84,11 +88,10 @@ pub(crate) fn available(test: &str) -> bool {
     if runs("redis-server") && runs("redis-cli") {
         return true;
     }
-    let why = format!("{test}: redis-server/redis-cli are not installed");
-    if std::env::var("SESSIONWARE_REQUIRE_SERVICES").as_deref() == Ok("1") {
-        panic!("{why}; SESSIONWARE_REQUIRE_SERVICES=1 makes this a failure");
-    }
-    eprintln!("\n*** SKIPPED: {why} (apt-get install redis-server). ***\n");
+    sessionware_core::testing::unavailable(
+        &format!("{test}: redis-server/redis-cli are not installed"),
+        "apt-get install redis-server",
+    );
     false
 }
 
@@ -111,10 +114,12 @@ fn scratch_dir(port: u16) -> PathBuf {
 }
 
 fn spawn(port: u16, dir: &PathBuf, args: &[&str]) -> Child {
+    // Later settings win: `args` may turn persistence on, but not move the server.
     Command::new("redis-server")
+        .args(["--save", "", "--appendonly", "no"])
         .args(args)
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+        .args(["--daemonize", "no"])
         .arg("--dir")
         .arg(dir)
         .stdin(Stdio::null())
@@ -124,7 +129,7 @@ fn spawn(port: u16, dir: &PathBuf, args: &[&str]) -> Child {
         .expect("redis-server starts")
 }
 
-/// A `redis-server` on a free loopback port, with `args` before the port settings.
+/// A `redis-server` on a free loopback port, without persistence unless `args` turn it on.
 pub(crate) fn start(args: &[&str]) -> Process {
     let port = free_port();
     let dir = scratch_dir(port);

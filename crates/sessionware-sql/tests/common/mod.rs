@@ -1,6 +1,8 @@
 //! Stores on real servers, each in a table of its own so tests can run in parallel.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod cluster;
+
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use sessionware_core::testing::service;

@@ -16,6 +16,8 @@ use tower::ServiceExt as _;
 
 use crate::systems::{System, Urls};
 
+const ROUNDS: u32 = 9;
+
 /// By default the systems that need no server: the in-process floor and both memory stores.
 const SYSTEMS: &[System] = &[
     System::Bare,
@@ -44,33 +46,54 @@ pub(crate) async fn run(args: &[String]) -> Result<(), String> {
             .unwrap_or_else(|_| "postgres://root@127.0.0.1:5432/test".into()),
         sqlite: "sqlite::memory:".into(),
     };
-    println!("| system | route | ns/request |");
-    println!("|---|---|---|");
-    let mut floor = None;
-    for system in systems {
+    let routes: &[&str] = match args.get(2).map(String::as_str) {
+        Some("read") => &["/read"],
+        Some("write") => &["/write"],
+        _ => &["/read", "/write"],
+    };
+    // Each case with its app and the cookie of the session it reads; the cases alternate in
+    // rounds and the report gives medians, as the load benchmark does, since the machine is
+    // shared.
+    let mut cases = Vec::new();
+    for &system in &systems {
         // As `axum::serve` does: handlers become routes once, not on every request.
         let app = system.app(&urls).await?.with_state(());
-        let routes: &[&str] = match args.get(2).map(String::as_str) {
-            Some("read") => &["/read"],
-            Some("write") => &["/write"],
-            _ => &["/read", "/write"],
-        };
         for &path in routes {
             let cookie = first_cookie(&app, path).await?;
-            // Warm caches and the allocator, then measure.
-            let ns = time(&app, path, cookie.as_deref(), iterations / 10)
-                .await
-                .and(time(&app, path, cookie.as_deref(), iterations).await)?;
-            let over = match (system, floor) {
-                (System::Bare, _) => {
-                    floor = Some(ns);
-                    String::new()
-                }
-                (_, Some(floor)) => format!(" (+{:.0} over bare)", ns - floor),
-                _ => String::new(),
-            };
-            println!("| {} | {path} | {ns:.0}{over} |", system.name());
+            // Warm caches and the allocator.
+            time(&app, path, cookie.as_deref(), iterations / 10).await?;
+            cases.push((system, path, app.clone(), cookie, Vec::new()));
         }
+    }
+    for _ in 0..ROUNDS {
+        for (_, path, app, cookie, samples) in &mut cases {
+            samples.push(time(app, path, cookie.as_deref(), iterations / ROUNDS).await?);
+        }
+    }
+    println!("| system | route | ns/request, median [range] of {ROUNDS} rounds | over bare |");
+    println!("|---|---|---|---|");
+    let median = |samples: &mut Vec<f64>| {
+        samples.sort_by(f64::total_cmp);
+        samples[samples.len() / 2]
+    };
+    let mut floors = Vec::new();
+    for (system, path, _, _, samples) in &mut cases {
+        let ns = median(samples);
+        if *system == System::Bare {
+            floors.push((*path, ns));
+        }
+        let over = floors
+            .iter()
+            .find(|(p, _)| p == path)
+            .filter(|_| *system != System::Bare)
+            .map(|(_, floor)| format!("+{:.0}", ns - floor))
+            .unwrap_or_default();
+        println!(
+            "| {} | {path} | {ns:.0} [{:.0}-{:.0}] | {over} |",
+            system.name(),
+            samples[0],
+            samples[samples.len() - 1]
+        );
     }
     Ok(())
 }

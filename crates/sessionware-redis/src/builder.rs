@@ -3,7 +3,7 @@ use std::time::Duration;
 use fred::clients::Pool;
 use fred::interfaces::{ClientLike as _, LuaInterface as _};
 use fred::types::Builder;
-use fred::types::config::{Config, ReconnectPolicy, UnresponsiveConfig};
+use fred::types::config::{Config, Options, ReconnectPolicy, UnresponsiveConfig};
 
 use crate::script::Scripts;
 use crate::{ConnectError, RedisStore};
@@ -124,8 +124,15 @@ impl RedisStoreBuilder {
     /// works again as soon as Redis is back. A connection that stops answering is dropped
     /// and replaced.
     pub async fn connect(self) -> Result<RedisStore, ConnectError> {
+        // The pool the store builds carries the command timeout as its default, which costs
+        // nothing per command; an application's pool has its own defaults, so there every
+        // command carries the timeout itself.
+        let mut options = Options::default();
         let pool = match self.source {
-            Source::Pool(pool) => pool,
+            Source::Pool(pool) => {
+                options.timeout = Some(self.command_timeout);
+                pool
+            }
             Source::Url(ref url) => {
                 check_scheme(url)?;
                 // fred builds the TLS config of a `rediss://` URL with rustls's process-wide
@@ -156,6 +163,7 @@ impl RedisStoreBuilder {
             pool,
             self.prefix,
             self.command_timeout,
+            options,
             scripts,
         ))
     }

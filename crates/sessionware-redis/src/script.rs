@@ -1,7 +1,7 @@
 //! The store's server-side scripts: each store call is one of them, so each is one round trip
 //! and runs atomically on the node that holds the session's key.
 
-use fred::clients::Client;
+use fred::clients::{Client, WithOptions};
 use fred::error::Error;
 use fred::interfaces::LuaInterface as _;
 use fred::types::scripts::Script;
@@ -51,7 +51,7 @@ impl Scripts {
 ///
 /// The key and arguments are cheap to clone (reference-counted bytes), which the retry needs.
 pub(crate) async fn call(
-    client: &Client,
+    client: &WithOptions<Client>,
     script: &Script,
     key: String,
     args: Vec<Value>,

@@ -3,8 +3,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use fred::clients::{Client, Pool};
+use fred::clients::{Client, Pool, WithOptions};
 use fred::interfaces::{ClientLike as _, KeysInterface as _, SetsInterface as _};
+use fred::types::config::Options;
 use fred::types::scripts::Script;
 use fred::types::{ClusterHash, CustomCommand, Resp3Frame as Frame, Value};
 use sessionware_core::time::OffsetDateTime;
@@ -35,16 +36,25 @@ struct Inner {
     pool: Pool,
     prefix: String,
     timeout: Duration,
+    /// What every command carries (the timeout, on a pool the application built).
+    options: Options,
     scripts: Scripts,
 }
 
 impl RedisStore {
-    pub(crate) fn new(pool: Pool, prefix: String, timeout: Duration, scripts: Scripts) -> Self {
+    pub(crate) fn new(
+        pool: Pool,
+        prefix: String,
+        timeout: Duration,
+        options: Options,
+        scripts: Scripts,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 pool,
                 prefix,
                 timeout,
+                options,
                 scripts,
             }),
         }
@@ -71,10 +81,10 @@ impl RedisStore {
         format!("{}{id}", self.inner.prefix)
     }
 
-    /// The next client of the pool. The pool was built with the store's command timeout as
-    /// fred's default, so fred bounds every command and the store adds no timer of its own.
-    fn client(&self) -> &Client {
-        self.inner.pool.next()
+    /// The next client of the pool, with the store's command options. fred's timeout (the
+    /// pool's default, or the options') is the only timer the store sets per command.
+    fn client(&self) -> WithOptions<Client> {
+        self.inner.pool.next().with_options(&self.inner.options)
     }
 
     /// The Redis key of `user`'s index set. `:` never occurs in an id, so it cannot clash
@@ -88,7 +98,7 @@ impl RedisStore {
     }
 
     async fn run_on(&self, script: &Script, key: String, args: Vec<Value>) -> Result<Value, Error> {
-        script::call(self.client(), script, key, args)
+        script::call(&self.client(), script, key, args)
             .await
             .map_err(from_fred)
     }

@@ -89,3 +89,40 @@ async fn a_stalled_redis_is_a_prompt_503_and_the_store_recovers() {
     assert_eq!(reply.body, "1");
     assert_eq!(client.get("/count").await.body, "2");
 }
+
+/// A pool the application built has no command timeout of its own: the store's still bounds
+/// every one of its commands on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_application_pool_still_gets_the_command_timeout() {
+    use sessionware_core::{Clock as _, SessionId, SessionStore as _, SystemClock};
+    use sessionware_redis::fred::interfaces::ClientLike as _;
+    use sessionware_redis::fred::types::Builder;
+    use sessionware_redis::fred::types::config::Config;
+
+    if !servers::available("outage") {
+        return;
+    }
+    let redis = servers::start(&[]);
+    let pool = Builder::from_config(Config::from_url(&redis.url()).unwrap())
+        .build_pool(1)
+        .unwrap();
+    pool.init().await.unwrap();
+    let store = RedisStore::with_pool(pool)
+        .command_timeout(TIMEOUT)
+        .connect()
+        .await
+        .unwrap();
+    assert_eq!(redis.cli(&["client", "pause", "3000", "all"]), "OK");
+    let start = Instant::now();
+    let id = SessionId::generate().unwrap();
+    let result = store.load(&id, SystemClock.now()).await;
+    assert!(
+        matches!(result, Err(sessionware_core::Error::Timeout)),
+        "{result:?}"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "within the store's timeout, not the 3 s pause: {:?}",
+        start.elapsed()
+    );
+}

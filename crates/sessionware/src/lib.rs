@@ -34,6 +34,8 @@
 //! - Log lines name a session by a short keyed hash ([`LogId`]), never by its id or token.
 //!
 //! Stores: `sessionware-memory` here; every store implements [`SessionStore`].
+//!
+//! [tower]: https://docs.rs/tower
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]

@@ -1,5 +1,5 @@
 //! What the benchmark reads from outside the servers: their CPU time from `/proc`, and the
-//! commands Redis executed from `INFO commandstats` (through `redis-cli`).
+//! commands Redis executed and the CPU it used from `INFO` (through `redis-cli`).
 
 use std::process::Command;
 
@@ -31,11 +31,7 @@ pub(crate) fn redis_commands(
     port: u16,
     top_level: Option<&[&str]>,
 ) -> Result<(u64, u64), String> {
-    let output = Command::new("redis-cli")
-        .args(["-h", host, "-p", &port.to_string(), "info", "commandstats"])
-        .output()
-        .map_err(|e| format!("redis-cli: {e}"))?;
-    let text = String::from_utf8_lossy(&output.stdout);
+    let text = redis_info(host, port, "commandstats")?;
     let counts: Vec<(&str, u64)> = text
         .lines()
         .filter_map(|line| line.strip_prefix("cmdstat_"))
@@ -61,11 +57,7 @@ pub(crate) fn redis_commands(
 /// CPU time the Redis server has used so far, in microseconds (`INFO cpu`: its user and
 /// system seconds, main thread and background threads together).
 pub(crate) fn redis_cpu_us(host: &str, port: u16) -> Result<f64, String> {
-    let output = Command::new("redis-cli")
-        .args(["-h", host, "-p", &port.to_string(), "info", "cpu"])
-        .output()
-        .map_err(|e| format!("redis-cli: {e}"))?;
-    let text = String::from_utf8_lossy(&output.stdout);
+    let text = redis_info(host, port, "cpu")?;
     let seconds: f64 = text
         .lines()
         .filter_map(|line| {
@@ -74,6 +66,15 @@ pub(crate) fn redis_cpu_us(host: &str, port: u16) -> Result<f64, String> {
         })
         .sum();
     Ok(seconds * 1e6)
+}
+
+/// One section of the server's `INFO`.
+fn redis_info(host: &str, port: u16, section: &str) -> Result<String, String> {
+    let output = Command::new("redis-cli")
+        .args(["-h", host, "-p", &port.to_string(), "info", section])
+        .output()
+        .map_err(|e| format!("redis-cli: {e}"))?;
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
 /// Resident memory of this process, in bytes.

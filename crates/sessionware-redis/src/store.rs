@@ -174,50 +174,6 @@ impl RedisStore {
         }
         Ok(out)
     }
-
-    /// One `HGETALL`: the live session, or `None`. Reads move no deadline here; the trait's
-    /// refresh ([`load_then_touch`]) does, with a `touch` only when the policy asks, which is
-    /// at most once per refresh interval, so the common read stays one plain command.
-    async fn read(&self, id: &SessionId, now: OffsetDateTime) -> Result<Option<Record>, Error> {
-        // The raw reply: fred's own conversion would build a map of checked strings that
-        // the codec then walks again. Boxed: fred's future is large, and moving it up through
-        // every caller's state cost more than one allocation.
-        let command = CustomCommand::new_static("HGETALL", ClusterHash::FirstKey, false);
-        let reply = Box::pin(
-            self.client()
-                .custom_raw(command, vec![Value::from(self.key(id))]),
-        )
-        .await
-        .map_err(|e| {
-            if e.details().starts_with("WRONGTYPE") {
-                not_a_session()
-            } else {
-                from_fred(e)
-            }
-        })?;
-        let pairs: Option<Vec<(&[u8], &[u8])>> = match &reply {
-            Frame::Array { data, .. } => data
-                .chunks_exact(2)
-                .map(|pair| Some((bytes(&pair[0])?, bytes(&pair[1])?)))
-                .collect(),
-            Frame::Map { data, .. } => data
-                .iter()
-                .map(|(field, value)| Some((bytes(field)?, bytes(value)?)))
-                .collect(),
-            Frame::SimpleError { data, .. } if data.starts_with("WRONGTYPE") => {
-                return Err(not_a_session());
-            }
-            Frame::SimpleError { data, .. } => return Err(Error::backend(data.to_string())),
-            _ => None,
-        };
-        let fields =
-            pairs.ok_or_else(|| Error::backend("unexpected reply from Redis to HGETALL"))?;
-        if fields.is_empty() {
-            return Ok(None);
-        }
-        let record = codec::decode(*id, fields)?;
-        Ok((!record.is_expired(now)).then_some(record))
-    }
 }
 
 /// The bytes of a string reply.
@@ -279,8 +235,44 @@ impl SessionStore for RedisStore {
         ))
     }
 
+    /// One `HGETALL`: the live session, or `None`. Reads move no deadline here; the trait's
+    /// refresh ([`load_then_touch`]) does, with a `touch` only when the policy asks, which is
+    /// at most once per refresh interval, so the common read stays one plain command.
     async fn load(&self, id: &SessionId, now: OffsetDateTime) -> Result<Option<Record>, Error> {
-        self.read(id, now).await
+        // The raw reply: fred's own conversion would build a map of checked strings that
+        // the codec then walks again. Boxed: fred's future is large, and moving it up through
+        // every caller's state cost more than one allocation.
+        let command = CustomCommand::new_static("HGETALL", ClusterHash::FirstKey, false);
+        let reply = Box::pin(
+            self.client()
+                .custom_raw(command, vec![Value::from(self.key(id))]),
+        )
+        .await
+        .map_err(from_fred)?;
+        // Raw means unchecked too: the server's errors (`WRONGTYPE` for a key that is not a
+        // hash) come back as frames, not as fred errors.
+        let pairs: Option<Vec<(&[u8], &[u8])>> = match &reply {
+            Frame::Array { data, .. } => data
+                .chunks_exact(2)
+                .map(|pair| Some((bytes(&pair[0])?, bytes(&pair[1])?)))
+                .collect(),
+            Frame::Map { data, .. } => data
+                .iter()
+                .map(|(field, value)| Some((bytes(field)?, bytes(value)?)))
+                .collect(),
+            Frame::SimpleError { data, .. } if data.starts_with("WRONGTYPE") => {
+                return Err(not_a_session());
+            }
+            Frame::SimpleError { data, .. } => return Err(Error::backend(data.to_string())),
+            _ => None,
+        };
+        let fields =
+            pairs.ok_or_else(|| Error::backend("unexpected reply from Redis to HGETALL"))?;
+        if fields.is_empty() {
+            return Ok(None);
+        }
+        let record = codec::decode(*id, fields)?;
+        Ok((!record.is_expired(now)).then_some(record))
     }
 
     async fn load_refreshed(
@@ -389,7 +381,7 @@ impl SessionStore for RedisStore {
         let loads = self
             .for_each(
                 &ids,
-                move |store, id| async move { store.read(&id, now).await },
+                move |store, id| async move { store.load(&id, now).await },
             )
             .await?;
         let mut records = Vec::with_capacity(loads.len());

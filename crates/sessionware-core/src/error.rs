@@ -20,6 +20,13 @@ pub enum Error {
     },
     /// A value could not be encoded as JSON.
     Encode(serde_json::Error),
+    /// The backend refused the data as something it cannot hold (a value nested deeper than
+    /// the engine allows, a character it cannot store). Bad data, not an outage: nothing of
+    /// the change was written.
+    Rejected {
+        /// What the backend refused, for the operator. Never contains the session id.
+        reason: String,
+    },
     /// The store did not answer within its timeout.
     Timeout,
     /// The store failed: connection refused or lost, protocol error, server error.
@@ -39,6 +46,13 @@ impl Error {
         }
     }
 
+    /// Builds an [`Error::Rejected`] from anything that describes what was refused.
+    pub fn rejected(reason: impl fmt::Display) -> Self {
+        Self::Rejected {
+            reason: reason.to_string(),
+        }
+    }
+
     /// `true` for failures of the store itself (down, slow or broken), as opposed to bad data.
     /// The layer answers these with `503 Service Unavailable`.
     pub fn is_unavailable(&self) -> bool {
@@ -53,6 +67,7 @@ impl fmt::Display for Error {
             Self::Random => f.write_str("the system random number generator failed"),
             Self::Corrupt { reason } => write!(f, "session record does not decode: {reason}"),
             Self::Encode(e) => write!(f, "session value does not encode as JSON: {e}"),
+            Self::Rejected { reason } => write!(f, "the store refused the session data: {reason}"),
             Self::Timeout => f.write_str("session store timed out"),
             Self::Backend(e) => write!(f, "session store failed: {e}"),
         }

@@ -34,11 +34,15 @@ pub struct Loaded {
 ///   brings back a session that was deleted or has expired: it returns `false` instead.
 /// - [`touch`](Self::touch) moves the deadline without rewriting the data, under the same
 ///   no-resurrection rule.
+/// - [`rekey`](Self::rekey) moves a live session to a new id in one atomic step that checks
+///   the old session is still live and still bound to the user the caller saw; it never
+///   brings back a session that ended, and no moment exists at which both ids load.
 /// - [`delete`](Self::delete) is idempotent.
 /// - [`list_user`](Self::list_user) returns exactly the live sessions bound to a user, from an
 ///   index the store keeps (never a scan of every session), and
-///   [`delete_user`](Self::delete_user) ends them. The index never grows without bound: entries
-///   of sessions that expired or were deleted are pruned.
+///   [`delete_user`](Self::delete_user) ends them, including one that a concurrent
+///   [`rekey`](Self::rekey) moved to a new id while it ran. The index never grows without
+///   bound: entries of sessions that expired or were deleted are pruned.
 pub trait SessionStore: Send + Sync + 'static {
     /// Stores a new record under `record.id`, or under a fresh id if that one is taken.
     /// Returns the id used.
@@ -82,6 +86,23 @@ pub trait SessionStore: Send + Sync + 'static {
         expires_at: OffsetDateTime,
         now: OffsetDateTime,
     ) -> impl Future<Output = Result<bool, Error>> + Send;
+
+    /// Gives the session `old` a new id (a sign-in, a privilege change): stores `record` (the
+    /// session as it is to be after the change: data, user, creation time and deadline) under
+    /// `record.id`, or under a fresh id if that one is taken, and ends `old`.
+    ///
+    /// One atomic step that happens only if `old` is live at `now` and bound to `expected_user`
+    /// (the user the caller loaded it with; `None` for an unbound session). Otherwise, because
+    /// the session was destroyed, revoked, expired or signed in elsewhere meanwhile, it returns
+    /// `Ok(None)` and leaves no new session behind. On success it returns the id used, and
+    /// from then on `old` never loads again.
+    fn rekey(
+        &self,
+        old: &SessionId,
+        expected_user: Option<&str>,
+        record: &Record,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<Option<SessionId>, Error>> + Send;
 
     /// Deletes the session `id`; deleting one that does not exist is not an error.
     fn delete(&self, id: &SessionId) -> impl Future<Output = Result<(), Error>> + Send;
@@ -157,6 +178,13 @@ pub trait DynSessionStore: Send + Sync + 'static {
         expires_at: OffsetDateTime,
         now: OffsetDateTime,
     ) -> BoxFuture<'a, Result<bool, Error>>;
+    fn rekey<'a>(
+        &'a self,
+        old: &'a SessionId,
+        expected_user: Option<&'a str>,
+        record: &'a Record,
+        now: OffsetDateTime,
+    ) -> BoxFuture<'a, Result<Option<SessionId>, Error>>;
     fn delete<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<(), Error>>;
     fn list_user<'a>(
         &'a self,
@@ -198,6 +226,15 @@ impl<S: SessionStore> DynSessionStore for S {
         now: OffsetDateTime,
     ) -> BoxFuture<'a, Result<bool, Error>> {
         Box::pin(SessionStore::touch(self, id, expires_at, now))
+    }
+    fn rekey<'a>(
+        &'a self,
+        old: &'a SessionId,
+        expected_user: Option<&'a str>,
+        record: &'a Record,
+        now: OffsetDateTime,
+    ) -> BoxFuture<'a, Result<Option<SessionId>, Error>> {
+        Box::pin(SessionStore::rekey(self, old, expected_user, record, now))
     }
     fn delete<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<(), Error>> {
         Box::pin(SessionStore::delete(self, id))
@@ -254,6 +291,15 @@ impl<S: SessionStore> SessionStore for Arc<S> {
         now: OffsetDateTime,
     ) -> impl Future<Output = Result<bool, Error>> + Send {
         S::touch(self, id, expires_at, now)
+    }
+    fn rekey(
+        &self,
+        old: &SessionId,
+        expected_user: Option<&str>,
+        record: &Record,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<Option<SessionId>, Error>> + Send {
+        S::rekey(self, old, expected_user, record, now)
     }
     fn delete(&self, id: &SessionId) -> impl Future<Output = Result<(), Error>> + Send {
         S::delete(self, id)

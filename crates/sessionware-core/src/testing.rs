@@ -50,6 +50,8 @@ where
     Box::pin(no_resurrection(store)).await;
     Box::pin(user_binding(store)).await;
     Box::pin(user_index(store)).await;
+    Box::pin(rekey(store)).await;
+    Box::pin(rekey_against_revocation(store)).await;
     Box::pin(corrupt_record(store, corrupt)).await;
 }
 
@@ -557,6 +559,184 @@ async fn user_index<S: SessionStore>(store: &S) {
         "user_index: delete_user counts live sessions only"
     );
     store.delete(&short.id).await.expect("delete");
+}
+
+async fn rekey<S: SessionStore>(store: &S) {
+    let t0 = now();
+    let user = format!(
+        "conformance-rekey-{}",
+        SessionId::generate().expect("random id")
+    );
+    let mut old = record(json!({"k": 1}), t0, Duration::minutes(5));
+    create(store, &mut old).await;
+
+    // Live and unbound: signed in as `user`, with new data and a later deadline.
+    let mut next = record(json!({"k": 2, "n": [1]}), t0, Duration::minutes(9));
+    next.created_at = old.created_at;
+    next.user = Some(user.clone());
+    let new_id = store
+        .rekey(&old.id, None, &next, t0)
+        .await
+        .expect("rekey")
+        .expect("rekey: a live session moves");
+    assert_ne!(new_id, old.id, "rekey: a new id");
+    assert_eq!(
+        load(store, &old.id, t0).await,
+        None,
+        "rekey: the old id ends"
+    );
+    let back = load(store, &new_id, t0)
+        .await
+        .expect("rekey: the new id loads");
+    assert_eq!(back.data, next.data, "rekey: the record's data");
+    assert_eq!(
+        back.user.as_deref(),
+        Some(user.as_str()),
+        "rekey: the record's user"
+    );
+    assert_eq!(back.created_at, old.created_at, "rekey: creation time kept");
+    assert_eq!(
+        back.expires_at, next.expires_at,
+        "rekey: the record's deadline"
+    );
+    let listed: Vec<SessionId> = store
+        .list_user(&user, t0)
+        .await
+        .expect("list_user")
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(
+        listed,
+        vec![new_id],
+        "rekey: the user index holds the new id only"
+    );
+
+    // Bound to `user` now: a caller that saw another binding is refused, and nothing changes.
+    let mut again = next.clone();
+    again.id = SessionId::generate().expect("random id");
+    for seen in [None, Some("someone-else")] {
+        assert_eq!(
+            store.rekey(&new_id, seen, &again, t0).await.expect("rekey"),
+            None,
+            "rekey: refused when the session is bound to another user than the caller saw"
+        );
+        assert_eq!(
+            load(store, &again.id, t0).await,
+            None,
+            "rekey: refused, nothing created"
+        );
+        assert!(
+            load(store, &new_id, t0).await.is_some(),
+            "rekey: refused, the session stays"
+        );
+    }
+
+    // A taken id is never overwritten.
+    let mut other = record(json!({"owner": "other"}), t0, Duration::minutes(5));
+    create(store, &mut other).await;
+    let mut onto_taken = next.clone();
+    onto_taken.id = other.id;
+    let moved = store
+        .rekey(&new_id, Some(&user), &onto_taken, t0)
+        .await
+        .expect("rekey")
+        .expect("rekey: the bound user matches");
+    assert_ne!(moved, other.id, "rekey: a taken id is never reused");
+    assert_eq!(
+        data_of(store, &other.id, t0).await,
+        other.data,
+        "rekey: the session holding the taken id is untouched"
+    );
+    assert_eq!(
+        load(store, &new_id, t0).await,
+        None,
+        "rekey: the old id ends"
+    );
+
+    // Expired or deleted: refused, nothing created, nothing brought back.
+    let late = t0 + Duration::minutes(9);
+    let mut after = next.clone();
+    after.id = SessionId::generate().expect("random id");
+    after.expires_at = late + Duration::minutes(5);
+    assert_eq!(
+        store
+            .rekey(&moved, Some(&user), &after, late)
+            .await
+            .expect("rekey"),
+        None,
+        "rekey: an expired session is not moved"
+    );
+    assert_eq!(
+        load(store, &after.id, late).await,
+        None,
+        "rekey: expired, nothing created"
+    );
+    store.delete(&moved).await.expect("delete");
+    assert_eq!(
+        store
+            .rekey(&moved, Some(&user), &after, t0)
+            .await
+            .expect("rekey"),
+        None,
+        "rekey: a deleted session is not moved"
+    );
+    assert_eq!(
+        load(store, &after.id, t0).await,
+        None,
+        "rekey: deleted, nothing created"
+    );
+    assert_eq!(
+        load(store, &moved, t0).await,
+        None,
+        "rekey: deleted, still deleted"
+    );
+    assert!(
+        store
+            .list_user(&user, t0)
+            .await
+            .expect("list_user")
+            .is_empty(),
+        "rekey: no session of the user is left"
+    );
+    store.delete(&other.id).await.expect("delete");
+}
+
+/// "Log out everywhere" racing a sign-in renewal: whichever lands first, once both are done no
+/// session of the user is left, because a renewal that finds its session revoked moves
+/// nothing, and a revocation also ends what a renewal moved meanwhile.
+async fn rekey_against_revocation<S: SessionStore>(store: &S) {
+    let t0 = now();
+    let user = format!(
+        "conformance-race-{}",
+        SessionId::generate().expect("random id")
+    );
+    for round in 0..20 {
+        let mut old = record(json!({"round": round}), t0, Duration::minutes(5));
+        old.user = Some(user.clone());
+        create(store, &mut old).await;
+        let mut next = record(json!({"round": round}), t0, Duration::minutes(5));
+        next.user = Some(user.clone());
+        let (moved, ended) = tokio::join!(
+            store.rekey(&old.id, Some(&user), &next, t0),
+            store.delete_user(&user, None, t0)
+        );
+        let moved = moved.expect("rekey");
+        ended.expect("delete_user");
+        let left = store.list_user(&user, t0).await.expect("list_user");
+        assert!(
+            left.is_empty(),
+            "rekey_against_revocation: round {round}: a session outlived log out everywhere \
+             (rekey returned {moved:?})"
+        );
+        if let Some(id) = moved {
+            assert_eq!(
+                load(store, &id, t0).await,
+                None,
+                "rekey_against_revocation: ended"
+            );
+        }
+    }
 }
 
 async fn corrupt_record<S, F, Fut>(store: &S, corrupt: F)

@@ -353,6 +353,53 @@ impl SessionStore for MemoryStore {
         }
     }
 
+    /// Under the locks of both shards (taken in shard order), so that no other call ever sees
+    /// both ids, or neither while the session is live.
+    async fn rekey(
+        &self,
+        old: &SessionId,
+        expected_user: Option<&str>,
+        record: &Record,
+        now: OffsetDateTime,
+    ) -> Result<Option<SessionId>, Error> {
+        let entry = Entry::encode(record)?;
+        let old_k = shard::key(old);
+        let now = to_unix_ms(now);
+        let mut id = record.id;
+        loop {
+            let k = shard::key(&id);
+            let (i, j) = (self.shard_index(old), self.shard_index(&id));
+            let mut first = self.inner.shards[i.min(j)].lock();
+            let mut second = (i != j).then(|| self.inner.shards[i.max(j)].lock());
+            let (old_map, new_map) = match second.as_deref_mut() {
+                None => (&mut *first, None),
+                Some(other) if i < j => (&mut *first, Some(other)),
+                Some(other) => (other, Some(&mut *first)),
+            };
+            let live = old_map
+                .get(&old_k)
+                .is_some_and(|e| e.is_live(now) && e.user() == expected_user);
+            if !live {
+                return Ok(None);
+            }
+            let taken = match &new_map {
+                Some(map) => map.contains_key(&k),
+                None => old_map.contains_key(&k),
+            };
+            if taken {
+                drop((first, second));
+                id = SessionId::generate()?;
+                continue;
+            }
+            if let Some(e) = old_map.remove(&old_k) {
+                e.unindex(&self.inner.users, old_k);
+            }
+            entry.index(&self.inner.users, k);
+            new_map.unwrap_or(old_map).insert(k, entry);
+            return Ok(Some(id));
+        }
+    }
+
     async fn delete(&self, id: &SessionId) -> Result<(), Error> {
         self.remove_if(id, |_| true);
         Ok(())
@@ -382,16 +429,27 @@ impl SessionStore for MemoryStore {
     ) -> Result<usize, Error> {
         let now = to_unix_ms(now);
         let keep = keep.map(shard::key);
+        let mut seen = std::collections::HashSet::new();
         let mut ended = 0;
-        for k in self.inner.users.ids(user) {
-            if Some(k) == keep {
-                continue;
+        // A `rekey` that ran between a listing and the removal of its old id has put the new
+        // id in the index: list again until a listing holds nothing new.
+        loop {
+            let fresh: Vec<u128> = self
+                .inner
+                .users
+                .ids(user)
+                .into_iter()
+                .filter(|k| Some(*k) != keep && seen.insert(*k))
+                .collect();
+            if fresh.is_empty() {
+                return Ok(ended);
             }
-            let id = SessionId::from_bytes(k.to_le_bytes());
-            if let Some(e) = self.remove_if(&id, |e| e.user() == Some(user)) {
-                ended += usize::from(e.is_live(now));
+            for k in fresh {
+                let id = SessionId::from_bytes(k.to_le_bytes());
+                if let Some(e) = self.remove_if(&id, |e| e.user() == Some(user)) {
+                    ended += usize::from(e.is_live(now));
+                }
             }
         }
-        Ok(ended)
     }
 }

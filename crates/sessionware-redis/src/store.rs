@@ -368,6 +368,17 @@ impl SessionStore for RedisStore {
     /// One `DEL`. A bound session's id stays in its user's index until the next listing
     /// prunes it or the index expires: reading the user first would cost every sign-out a
     /// round trip.
+    async fn rekey(
+        &self,
+        _old: &SessionId,
+        _expected_user: Option<&str>,
+        _record: &Record,
+        _now: OffsetDateTime,
+    ) -> Result<Option<SessionId>, Error> {
+        // TODO(rekey): replaced by the store's atomic implementation.
+        Err(Error::backend("rekey is not implemented yet"))
+    }
+
     async fn delete(&self, id: &SessionId) -> Result<(), Error> {
         self.client()
             .del::<i64, _>(self.key(id))

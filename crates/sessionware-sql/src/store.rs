@@ -320,6 +320,17 @@ impl SessionStore for SqlStore {
         dispatch!(&self.inner.engine, e => e.touch(id, expires_at, now).await)
     }
 
+    async fn rekey(
+        &self,
+        _old: &SessionId,
+        _expected_user: Option<&str>,
+        _record: &Record,
+        _now: OffsetDateTime,
+    ) -> Result<Option<SessionId>, Error> {
+        // TODO(rekey): replaced by the store's atomic implementation.
+        Err(Error::backend("rekey is not implemented yet"))
+    }
+
     async fn delete(&self, id: &SessionId) -> Result<(), Error> {
         dispatch!(&self.inner.engine, e => e.delete(id).await)
     }

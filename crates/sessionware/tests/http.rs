@@ -185,6 +185,16 @@ impl SessionStore for Counting {
         self.count();
         self.store.touch(id, at, now).await
     }
+    async fn rekey(
+        &self,
+        old: &SessionId,
+        user: Option<&str>,
+        r: &Record,
+        now: OffsetDateTime,
+    ) -> Result<Option<SessionId>, sessionware_core::Error> {
+        self.count();
+        self.store.rekey(old, user, r, now).await
+    }
     async fn delete(&self, id: &SessionId) -> Result<(), sessionware_core::Error> {
         self.count();
         self.store.delete(id).await
@@ -672,6 +682,15 @@ impl SessionStore for Stalled {
         _: OffsetDateTime,
         _: OffsetDateTime,
     ) -> Result<bool, sessionware_core::Error> {
+        std::future::pending().await
+    }
+    async fn rekey(
+        &self,
+        _: &SessionId,
+        _: Option<&str>,
+        _: &Record,
+        _: OffsetDateTime,
+    ) -> Result<Option<SessionId>, sessionware_core::Error> {
         std::future::pending().await
     }
     async fn delete(&self, _: &SessionId) -> Result<(), sessionware_core::Error> {

@@ -42,6 +42,15 @@ impl SessionStore for DownStore {
     ) -> Result<bool, Error> {
         Err(down())
     }
+    async fn rekey(
+        &self,
+        _: &SessionId,
+        _: Option<&str>,
+        _: &Record,
+        _: OffsetDateTime,
+    ) -> Result<Option<SessionId>, Error> {
+        Err(down())
+    }
     async fn delete(&self, _: &SessionId) -> Result<(), Error> {
         Err(down())
     }

@@ -159,7 +159,8 @@ fn sessionware(layer: SessionLayer) -> Router {
         session.insert("count", n)?;
         Ok(n.to_string())
     }
-    let key = Key::from_bytes(&[7; 32]).unwrap_or_else(|_| unreachable!("32 bytes is a key"));
+    let key = Key::from_bytes(&std::array::from_fn::<u8, 32, _>(|i| 7 ^ i as u8))
+        .unwrap_or_else(|_| unreachable!("32 bytes is a key"));
     Router::new()
         .route("/read", get(read))
         .route("/write", get(write))

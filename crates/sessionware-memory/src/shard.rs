@@ -173,10 +173,12 @@ pub(crate) fn drop_expired(map: &mut Map, users: &Users, now_ms: i64) -> usize {
     before - map.len()
 }
 
-/// Evicts the entry with the earliest deadline; returns whether one was evicted.
-pub(crate) fn evict_earliest(map: &mut Map, users: &Users) -> bool {
+/// Evicts the anonymous entry with the earliest deadline, or with `bound_too` the earliest of
+/// all; returns whether one was evicted.
+pub(crate) fn evict_earliest(map: &mut Map, users: &Users, bound_too: bool) -> bool {
     let victim = map
         .iter()
+        .filter(|(_, e)| bound_too || e.user().is_none())
         .min_by_key(|(_, e)| e.expires_ms)
         .map(|(k, _)| *k);
     match victim.and_then(|k| map.remove(&k).map(|e| (k, e))) {

@@ -173,19 +173,25 @@ impl MemoryStore {
     }
 
     /// Frees one place at least: the expired sessions of the first shard (from `start` on) that
-    /// has any, or else that shard's session with the earliest deadline. One lock at a time, so
-    /// two creates never wait on each other in a cycle.
+    /// has any, or else the anonymous session with the earliest deadline of the first shard
+    /// holding one; only when every session is bound to a user does a signed-in user lose one
+    /// (the earliest deadline of the first shard holding any). Finding that out costs a look at
+    /// every entry, paid only by a store that is full of signed-in users. So a flood of anonymous sessions (crawlers,
+    /// form pages) never signs users out. One lock at a time, so two creates never wait on
+    /// each other in a cycle.
     fn make_room(&self, start: usize, now_ms: i64) {
-        for i in 0..SHARDS {
-            let mut map = self.inner.shards[(start + i) % SHARDS].lock();
-            let users = &self.inner.users;
-            let mut freed = shard::drop_expired(&mut map, users, now_ms);
-            if freed == 0 && shard::evict_earliest(&mut map, users) {
-                freed = 1;
-            }
-            if freed > 0 {
-                self.inner.held.fetch_sub(freed, Ordering::Relaxed);
-                return;
+        let users = &self.inner.users;
+        for bound_too in [false, true] {
+            for i in 0..SHARDS {
+                let mut map = self.inner.shards[(start + i) % SHARDS].lock();
+                let mut freed = shard::drop_expired(&mut map, users, now_ms);
+                if freed == 0 && shard::evict_earliest(&mut map, users, bound_too) {
+                    freed = 1;
+                }
+                if freed > 0 {
+                    self.inner.held.fetch_sub(freed, Ordering::Relaxed);
+                    return;
+                }
             }
         }
     }

@@ -77,6 +77,48 @@ async fn capacity_evicts_expired_then_earliest_deadline() {
 }
 
 #[tokio::test]
+async fn a_flood_of_anonymous_sessions_never_evicts_a_signed_in_user() {
+    let clock = ManualClock::new();
+    let store = MemoryStore::builder()
+        .capacity(200)
+        .sweep_interval(None)
+        .clock(clock.clone())
+        .build();
+    let now = clock.now();
+    let mut users = Vec::new();
+    for name in ["ana", "ben"] {
+        // Signed in first, so their deadlines are the earliest of all.
+        let mut r = record(now, Duration::minutes(1));
+        r.user = Some(name.into());
+        users.push(store.create(&r).await.unwrap());
+    }
+    for _ in 0..1_000 {
+        store
+            .create(&record(now, Duration::hours(24)))
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.len(), 200, "capacity holds");
+    for id in &users {
+        assert!(
+            store.load(id, now).await.unwrap().is_some(),
+            "anonymous sessions are evicted before bound ones"
+        );
+    }
+    // Only bound sessions left to evict: then the earliest of them goes.
+    let full = MemoryStore::builder()
+        .capacity(2)
+        .sweep_interval(None)
+        .build();
+    for name in ["ana", "ben", "cy"] {
+        let mut r = record(now, Duration::minutes(1));
+        r.user = Some(name.into());
+        full.create(&r).await.unwrap();
+    }
+    assert_eq!(full.len(), 2, "a sign-in still gets a place");
+}
+
+#[tokio::test]
 async fn capacity_bound_holds_under_many_creates() {
     let store = MemoryStore::builder()
         .capacity(500)

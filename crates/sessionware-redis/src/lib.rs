@@ -18,7 +18,7 @@
 //!     .command_timeout(std::time::Duration::from_millis(500))
 //!     .connect()
 //!     .await?;
-//! let key = Key::from_hex(&"ab".repeat(32))?; // the same key on every instance
+//! let key = Key::from_hex(&"2f4c9a1be0d37786".repeat(4))?; // the same key on every instance
 //! let app: Router = Router::new()
 //!     .route("/", get(count))
 //!     .layer(SessionLayer::new(store).with_signing_key(key));

@@ -7,7 +7,7 @@ use sessionware_core::SessionId;
 use crate::Key;
 use crate::cookie::{self, CookieConfig};
 use crate::header::HeaderConfig;
-use crate::token;
+use crate::token::{self, Transport};
 
 /// What a request presented.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,19 +44,28 @@ impl Keys {
         Self(keys)
     }
 
-    /// The token the layer issues for `id` under the cookie name `context`.
+    /// The cookie token the layer issues for `id` under the cookie name `context`.
     pub fn sign(&self, context: &str, id: &SessionId) -> Option<String> {
-        self.0.sign(context, id)
+        self.0.sign(Transport::Cookie, context, id)
     }
 
-    /// The id in `token`, if it verifies for `context`.
+    /// The header token the layer issues for `id` under the cookie name `context`.
+    pub fn sign_header(&self, context: &str, id: &SessionId) -> Option<String> {
+        self.0.sign(Transport::Header, context, id)
+    }
+
+    /// The id in the cookie token `token`, if it verifies for `context`.
     pub fn verify(&self, context: &str, token: &str) -> Option<SessionId> {
-        self.0.verify(context, token)
+        self.0.verify(Transport::Cookie, context, token)
     }
 
     /// What the `Cookie` headers present for the cookie `name`.
     pub fn read_cookie(&self, name: &str, headers: &HeaderMap) -> Presented {
-        CookieConfig::default().read(name, &self.0, headers).into()
+        let csrf = format!("{name}-csrf");
+        CookieConfig::default()
+            .read(name, &csrf, &self.0, headers)
+            .presented
+            .into()
     }
 
     /// What `Authorization: Bearer` presents; `None` when the request does not use it.

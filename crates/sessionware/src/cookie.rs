@@ -5,7 +5,20 @@ use http::{HeaderMap, HeaderValue, header};
 use sessionware_core::SessionId;
 use sessionware_core::time::Duration;
 
-use crate::token::Keys;
+use crate::token::{Keys, Transport};
+
+/// The most cookies bearing our name that a request gets verified: a browser sends one, two
+/// when a parent domain set another. Beyond that someone is making every request cost an HMAC
+/// per cookie.
+const MAX_CANDIDATES: usize = 4;
+
+/// What the `Cookie` headers carry for the layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Read {
+    pub(crate) presented: Presented,
+    /// The CSRF nonce cookie, when it holds a well-formed nonce.
+    pub(crate) csrf_nonce: Option<[u8; crate::csrf::NONCE_BYTES]>,
+}
 
 /// What the client presented, by cookie or header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,7 +38,8 @@ pub(crate) struct CookieConfig {
     pub(crate) path: String,
     pub(crate) same_site: SameSite,
     pub(crate) secure: bool,
-    pub(crate) host_prefix: bool,
+    /// `None`: the `__Host-` prefix whenever the other attributes allow it.
+    pub(crate) host_prefix: Option<bool>,
     pub(crate) browser_session: bool,
 }
 
@@ -37,44 +51,100 @@ impl Default for CookieConfig {
             path: "/".into(),
             same_site: SameSite::Lax,
             secure: true,
-            host_prefix: false,
+            host_prefix: None,
             browser_session: false,
         }
     }
 }
 
 impl CookieConfig {
+    /// Whether the cookie goes by `__Host-<name>`: by default whenever its attributes allow
+    /// it (`Secure`, `Path=/`, no `Domain`), since browsers then refuse a cookie of that name
+    /// from any other host, a sibling subdomain included.
+    pub(crate) fn host_prefixed(&self) -> bool {
+        let allowed = self.secure && self.path == "/" && self.domain.is_none();
+        self.host_prefix.unwrap_or(allowed)
+    }
+
     /// The name on the wire, which the token is also bound to.
     pub(crate) fn full_name(&self) -> String {
-        if self.host_prefix {
+        let prefixed = self.name.starts_with("__Host-") || self.name.starts_with("__Secure-");
+        if self.host_prefixed() && !prefixed {
             format!("__Host-{}", self.name)
         } else {
             self.name.clone()
         }
     }
 
-    /// The id of the first cookie with our name that verifies. Several cookies may share a
-    /// name (a parent domain's, or one planted by a sibling subdomain), so one bad cookie
-    /// does not hide a good one.
-    pub(crate) fn read(&self, name: &str, keys: &Keys, headers: &HeaderMap) -> Presented {
+    /// The id the cookies with our name present. One bad cookie does not hide a good one,
+    /// nor does another cookie that is not even ASCII. Two that verify but name different
+    /// sessions are read as none: one of them was planted (a sibling subdomain can set a
+    /// cookie for the parent domain), and whichever came first is not a reason to trust it.
+    /// The CSRF nonce cookie, named `csrf_name`, is picked up on the same pass.
+    pub(crate) fn read(
+        &self,
+        name: &str,
+        csrf_name: &str,
+        keys: &Keys,
+        headers: &HeaderMap,
+    ) -> Read {
+        let mut csrf_nonce = None;
+        let presented = self.read_session(name, csrf_name, keys, headers, &mut csrf_nonce);
+        Read {
+            presented,
+            csrf_nonce,
+        }
+    }
+
+    fn read_session(
+        &self,
+        name: &str,
+        csrf_name: &str,
+        keys: &Keys,
+        headers: &HeaderMap,
+        csrf_nonce: &mut Option<[u8; crate::csrf::NONCE_BYTES]>,
+    ) -> Presented {
+        let mut found = None;
         let mut refused = None;
-        for value in headers.get_all(header::COOKIE) {
-            let Ok(value) = value.to_str() else { continue };
-            for cookie in Cookie::split_parse(value).flatten() {
+        let mut candidates = 0;
+        'headers: for value in headers.get_all(header::COOKIE) {
+            // Browsers send what other cookies of the site hold, UTF-8 or bytes; only ours
+            // must be ASCII, and it is judged by itself.
+            let text = String::from_utf8_lossy(value.as_bytes());
+            for cookie in Cookie::split_parse(text.as_ref()).flatten() {
                 if cookie.name() != name {
+                    if cookie.name() == csrf_name && csrf_nonce.is_none() {
+                        *csrf_nonce = crate::csrf::parse_nonce(cookie.value());
+                    }
                     continue;
                 }
-                match keys.verify(name, cookie.value()) {
-                    Some(id) => return Presented::Valid(id),
-                    None => refused = refused.or(Some(cookie)),
+                candidates += 1;
+                if candidates > MAX_CANDIDATES {
+                    break 'headers;
+                }
+                match keys.verify(Transport::Cookie, name, cookie.value()) {
+                    Some(id) if found.is_some_and(|seen| seen != id) => {
+                        tracing::warn!(
+                            "two valid session cookies name different sessions; neither is used"
+                        );
+                        return Presented::Nothing;
+                    }
+                    Some(id) => found = Some(id),
+                    None if refused.is_none() => {
+                        refused = Some(keys.log_id_presented(cookie.value()));
+                    }
+                    None => {}
                 }
             }
+        }
+        if let Some(id) = found {
+            return Presented::Valid(id);
         }
         let Some(refused) = refused else {
             return Presented::Nothing;
         };
         tracing::debug!(
-            session = %keys.log_id_presented(refused.value()),
+            session = %refused,
             "session cookie failed verification; starting a fresh session"
         );
         Presented::Invalid
@@ -89,6 +159,12 @@ impl CookieConfig {
         HeaderValue::try_from(cookie.to_string()).ok()
     }
 
+    /// A `Set-Cookie` for the CSRF nonce cookie: like the session's, but never outliving the
+    /// browser session.
+    pub(crate) fn csrf(&self, name: &str, value: String) -> Option<HeaderValue> {
+        HeaderValue::try_from(self.base(name, value).to_string()).ok()
+    }
+
     /// A `Set-Cookie` that removes the cookie: same name, path and domain, so it replaces it.
     pub(crate) fn removal(&self, name: &str) -> Option<HeaderValue> {
         let mut cookie = self.base(name, String::new());
@@ -101,7 +177,7 @@ impl CookieConfig {
         cookie.set_http_only(true);
         cookie.set_same_site(self.same_site);
         // The `__Host-` prefix obliges Secure, Path=/ and no Domain; browsers drop it otherwise.
-        if self.host_prefix {
+        if self.host_prefixed() {
             cookie.set_secure(true);
             cookie.set_path("/");
         } else {
@@ -131,10 +207,10 @@ mod properties {
             noise in proptest::collection::vec(any::<u8>(), 0..300),
             with_token in any::<bool>(),
         ) {
-            let keys = Keys::new(Some(Key::from_bytes(&[9; 32]).unwrap()));
+            let keys = Keys::new(Some(Key::from_bytes(&std::array::from_fn::<u8, 32, _>(|i| 9 ^ i as u8)).unwrap()));
             let config = CookieConfig::default();
             let id = SessionId::from_bytes([3; SessionId::BYTES]);
-            let token = keys.sign("session", &id).unwrap();
+            let token = keys.sign(Transport::Cookie, "session", &id).unwrap();
             let mut headers = HeaderMap::new();
             if let Ok(value) = HeaderValue::from_bytes(&noise) {
                 headers.append(header::COOKIE, value);
@@ -143,12 +219,116 @@ mod properties {
                 let value = HeaderValue::try_from(format!("x=1; session={token}")).unwrap();
                 headers.append(header::COOKIE, value);
             }
-            let read = config.read("session", &keys, &headers);
+            let read = config.read("session", "session-csrf", &keys, &headers).presented;
             if with_token {
                 prop_assert_eq!(read, Presented::Valid(id));
             } else {
                 prop_assert_ne!(read, Presented::Valid(id));
             }
         }
+    }
+
+    fn keys() -> Keys {
+        Keys::new(Some(
+            Key::from_bytes(&std::array::from_fn::<u8, 32, _>(|i| 9 ^ i as u8)).unwrap(),
+        ))
+    }
+
+    fn read(keys: &Keys, values: &[&[u8]]) -> Presented {
+        let mut headers = HeaderMap::new();
+        for value in values {
+            headers.append(header::COOKIE, HeaderValue::from_bytes(value).unwrap());
+        }
+        CookieConfig::default()
+            .read("session", "session-csrf", keys, &headers)
+            .presented
+    }
+
+    #[test]
+    fn a_non_ascii_cookie_does_not_hide_ours() {
+        let keys = keys();
+        let id = SessionId::from_bytes([4; SessionId::BYTES]);
+        let token = keys.sign(Transport::Cookie, "session", &id).unwrap();
+        for other in ["lang=żółć".as_bytes(), b"latin=caf\xe9", b"x=\"\x80\xff\""] {
+            let mut value = other.to_vec();
+            value.extend_from_slice(format!("; session={token}").as_bytes());
+            assert_eq!(read(&keys, &[&value]), Presented::Valid(id), "{other:?}");
+            let ahead = [format!("session={token}; ").as_bytes(), other].concat();
+            assert_eq!(
+                read(&keys, &[&ahead]),
+                Presented::Valid(id),
+                "{other:?} after"
+            );
+        }
+    }
+
+    #[test]
+    fn two_valid_cookies_for_different_sessions_are_none() {
+        let keys = keys();
+        let ours = SessionId::from_bytes([4; SessionId::BYTES]);
+        let planted = SessionId::from_bytes([5; SessionId::BYTES]);
+        let t = |id| keys.sign(Transport::Cookie, "session", &id).unwrap();
+        let both = format!("session={}; session={}", t(planted), t(ours));
+        assert_eq!(read(&keys, &[both.as_bytes()]), Presented::Nothing);
+        let split = [
+            format!("session={}", t(ours)),
+            format!("session={}", t(planted)),
+        ];
+        assert_eq!(
+            read(&keys, &[split[0].as_bytes(), split[1].as_bytes()]),
+            Presented::Nothing
+        );
+        // The same session twice (a stale copy) and a bad cookie beside a good one are fine.
+        let twice = format!("session={}; session=bogus; session={}", t(ours), t(ours));
+        assert_eq!(read(&keys, &[twice.as_bytes()]), Presented::Valid(ours));
+    }
+
+    #[test]
+    fn only_the_first_few_same_name_cookies_are_verified() {
+        let keys = keys();
+        let id = SessionId::from_bytes([4; SessionId::BYTES]);
+        let token = keys.sign(Transport::Cookie, "session", &id).unwrap();
+        let junk = "session=AAAAAAAAAAAAAAAAAAAAAA.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA; ";
+        let late = format!("{}session={token}", junk.repeat(MAX_CANDIDATES));
+        assert_eq!(read(&keys, &[late.as_bytes()]), Presented::Invalid);
+        let early = format!("{}session={token}", junk.repeat(MAX_CANDIDATES - 1));
+        assert_eq!(read(&keys, &[early.as_bytes()]), Presented::Valid(id));
+    }
+
+    #[test]
+    fn host_prefix_by_default_where_allowed() {
+        let mut config = CookieConfig::default();
+        assert_eq!(config.full_name(), "__Host-session");
+        config.domain = Some("example.com".into());
+        assert_eq!(
+            config.full_name(),
+            "session",
+            "a Domain rules the prefix out"
+        );
+        config.domain = None;
+        config.path = "/app".into();
+        assert_eq!(config.full_name(), "session", "so does a Path other than /");
+        config.path = "/".into();
+        config.secure = false;
+        assert_eq!(
+            config.full_name(),
+            "session",
+            "and a cookie that is not Secure"
+        );
+        config.host_prefix = Some(false);
+        config.secure = true;
+        assert_eq!(config.full_name(), "session", "turned off");
+        config.host_prefix = Some(true);
+        config.path = "/app".into();
+        assert_eq!(
+            config.full_name(),
+            "__Host-session",
+            "forced: the attributes follow"
+        );
+        let set = config
+            .set("__Host-session", "t".into(), Duration::minutes(1))
+            .unwrap();
+        let set = set.to_str().unwrap();
+        assert!(set.contains("Path=/;") || set.ends_with("Path=/"), "{set}");
     }
 }

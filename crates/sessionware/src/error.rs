@@ -8,7 +8,8 @@ use http::StatusCode;
 ///
 /// Implements [`IntoResponse`], so a handler can return `Result<_, sessionware::Error>` and use
 /// `?` on session calls. The responses are short plain text: `503` when the store is down or
-/// slow, `409` when the session ended while the request was changing it, `500` otherwise.
+/// slow (and only then: data the store refuses is a `500`), `409` when the session ended while
+/// the request was changing it, `500` otherwise.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
@@ -47,6 +48,14 @@ pub enum Error {
         /// The limit.
         limit: usize,
     },
+    /// A value nested deeper than [`MAX_DEPTH`](crate::MAX_DEPTH) levels of arrays and
+    /// objects: it could not be read back once stored. Nothing was changed.
+    TooDeep {
+        /// The session key.
+        key: String,
+        /// The limit.
+        limit: usize,
+    },
     /// A form post whose CSRF token is not the session's
     /// ([`Session::verify_csrf`](crate::Session::verify_csrf)).
     CsrfMismatch,
@@ -61,6 +70,7 @@ impl Error {
             Self::InvalidDevice => StatusCode::BAD_REQUEST,
             Self::CsrfMismatch => StatusCode::FORBIDDEN,
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::TooDeep { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -81,6 +91,12 @@ impl fmt::Display for Error {
             Self::InvalidKey(why) => write!(f, "invalid signing key: {why}"),
             Self::InvalidDevice => f.write_str("not a device id"),
             Self::CsrfMismatch => f.write_str("CSRF token missing or wrong"),
+            Self::TooDeep { key, limit } => {
+                write!(
+                    f,
+                    "session value {key:?} nests more than {limit} levels of arrays and objects"
+                )
+            }
             Self::TooLarge { size, limit } => {
                 write!(
                     f,
@@ -115,7 +131,11 @@ impl IntoResponse for Error {
             StatusCode::BAD_REQUEST => "bad device id\n",
             StatusCode::FORBIDDEN => "CSRF token missing or wrong\n",
             StatusCode::PAYLOAD_TOO_LARGE => "session too large\n",
+            StatusCode::UNPROCESSABLE_ENTITY => "session value nested too deep\n",
             _ => match self {
+                Self::Store(sessionware_core::Error::Rejected { .. }) => {
+                    "session data refused by the store\n"
+                }
                 Self::Store(_) => "session could not be read\n",
                 _ => "session error\n",
             },

@@ -5,7 +5,7 @@
 use http::{HeaderMap, HeaderName, HeaderValue, header};
 
 use crate::cookie::Presented;
-use crate::token::Keys;
+use crate::token::{Keys, Transport};
 
 #[derive(Debug, Clone)]
 pub(crate) struct HeaderConfig {
@@ -53,7 +53,7 @@ impl HeaderConfig {
             return None;
         }
         let token = token.unwrap_or_default();
-        Some(match keys.verify(name, token) {
+        Some(match keys.verify(Transport::Header, name, token) {
             Some(id) => Presented::Valid(id),
             None => {
                 tracing::debug!(

@@ -24,27 +24,44 @@ impl Key {
     /// The shortest key accepted: 32 bytes, the size of the HMAC-SHA256 output.
     pub const MIN_LEN: usize = 32;
 
-    /// A key from raw bytes; fails with [`Error::InvalidKey`] below [`Key::MIN_LEN`].
+    /// A key from raw bytes; fails with [`Error::InvalidKey`] below [`Key::MIN_LEN`], and for
+    /// a key that is one byte repeated (all zeros, say): the mark of a placeholder or of a
+    /// buffer that was never filled, not of a secret.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, Error> {
         if bytes.len() < Self::MIN_LEN {
             return Err(Error::InvalidKey("a signing key needs at least 32 bytes"));
         }
+        if bytes.iter().all(|b| *b == bytes[0]) {
+            return Err(Error::InvalidKey(
+                "a signing key may not be one byte repeated",
+            ));
+        }
         Ok(Self(hmac::Key::new(hmac::HMAC_SHA256, bytes)))
     }
 
-    /// A key from hexadecimal text (64 hex digits or more).
+    /// A key from hexadecimal text (64 hex digits or more, upper or lower case; surrounding
+    /// white space is ignored).
     pub fn from_hex(text: &str) -> Result<Self, Error> {
-        let text = text.trim();
-        if text.len() % 2 != 0 || !text.is_ascii() {
+        let text = text.trim().as_bytes();
+        if text.len() % 2 != 0 {
             return Err(Error::InvalidKey(
                 "a hex key needs an even number of hex digits",
             ));
         }
-        let bytes = (0..text.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&text[i..i + 2], 16))
-            .collect::<Result<Vec<u8>, _>>()
-            .map_err(|_| Error::InvalidKey("a hex key may hold only the digits 0-9 and a-f"))?;
+        // Digit by digit: `from_str_radix` would also take a sign (`+f`).
+        let digit = |c: u8| match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            b'A'..=b'F' => Some(c - b'A' + 10),
+            _ => None,
+        };
+        let bytes = text
+            .chunks_exact(2)
+            .map(|pair| Some(digit(pair[0])? << 4 | digit(pair[1])?))
+            .collect::<Option<Vec<u8>>>()
+            .ok_or(Error::InvalidKey(
+                "a hex key may hold only the digits 0-9 and a-f",
+            ))?;
         Self::from_bytes(&bytes)
     }
 
@@ -74,10 +91,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn weak_keys_are_refused() {
+        for byte in [0x00, 0xab, 0xff] {
+            assert!(Key::from_bytes(&[byte; 32]).is_err(), "{byte:#x} repeated");
+            assert!(Key::from_hex(&format!("{byte:02x}").repeat(32)).is_err());
+        }
+        let signed = format!("+f{}", "0123456789abcdef".repeat(4).split_at(2).1);
+        assert_eq!(signed.len(), 64);
+        assert!(Key::from_hex(&signed).is_err(), "a sign is not a hex digit");
+        assert!(Key::from_hex(&format!("-1{}", &signed[2..])).is_err());
+        assert!(
+            Key::from_hex(&format!(" {}1 ", &signed[1..])).is_ok(),
+            "spaces trimmed"
+        );
+    }
+
+    #[test]
     fn hex_keys() {
-        let hex = "00".repeat(32);
+        let hex = "0123456789abcdef".repeat(4);
         assert!(Key::from_hex(&hex).is_ok());
-        assert!(Key::from_hex(&"00".repeat(31)).is_err());
+        assert!(Key::from_hex(&hex.to_uppercase()).is_ok());
+        assert!(Key::from_hex(&hex[..62]).is_err());
         assert!(Key::from_hex(&format!("{hex}0")).is_err());
         assert!(Key::from_hex(&"zz".repeat(32)).is_err());
         assert!(Key::from_hex(&"é".repeat(64)).is_err());

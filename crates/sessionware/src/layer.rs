@@ -37,22 +37,22 @@ use crate::{Error, Key, Session};
 /// }
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let key = Key::from_hex(&"ab".repeat(32))?; // from your secret store, 32 bytes or more
+/// let key = Key::from_hex(&"2f4c9a1be0d37786".repeat(4))?; // from your secret store, 32 bytes or more
 /// let app = Router::new()
 ///     .route("/", get(count))
 ///     .layer(SessionLayer::new(MemoryStore::new()).with_signing_key(key));
 ///
 /// let response = app.oneshot(http::Request::new(axum::body::Body::empty())).await?;
 /// let cookie = response.headers()["set-cookie"].to_str()?;
-/// assert!(cookie.starts_with("session="));
+/// assert!(cookie.starts_with("__Host-session="));
 /// assert!(cookie.contains("HttpOnly") && cookie.contains("Secure") && cookie.contains("SameSite=Lax"));
 /// # Ok(()) }
 /// ```
 ///
 /// # Defaults
 ///
-/// - Cookie `session`, `HttpOnly; Secure; SameSite=Lax; Path=/`, `Max-Age` following the
-///   session's deadline.
+/// - Cookie `__Host-session`, `HttpOnly; Secure; SameSite=Lax; Path=/`, `Max-Age` following
+///   the session's deadline.
 /// - [`ExpiryPolicy::new`]: 24 hours idle, 30 days absolute.
 /// - A store timeout of 5 seconds; a store that fails or times out answers `503`.
 /// - Without [`with_signing_key`](Self::with_signing_key), a random key made at start-up (with
@@ -71,6 +71,8 @@ pub(crate) struct Shared {
     pub(crate) cookie: CookieConfig,
     /// The cookie's name on the wire, computed once.
     pub(crate) cookie_name: String,
+    /// The name of the CSRF nonce cookie: the session cookie's, then `-csrf`.
+    pub(crate) csrf_cookie_name: String,
     pub(crate) policy: ExpiryPolicy,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) timeout: Duration,
@@ -128,6 +130,7 @@ impl SessionLayer {
                 store: Arc::new(store),
                 keys: Keys::new(key),
                 cookie_name: cookie.full_name(),
+                csrf_cookie_name: format!("{}-csrf", cookie.full_name()),
                 cookie,
                 policy: ExpiryPolicy::new(),
                 clock: Arc::new(SystemClock),
@@ -145,6 +148,16 @@ impl SessionLayer {
 
     fn shared_mut(&mut self) -> &mut Shared {
         Arc::make_mut(&mut self.shared)
+    }
+
+    /// Changes a cookie attribute; the name follows, since the attributes decide whether the
+    /// `__Host-` prefix applies.
+    fn cookie_mut(mut self, change: impl FnOnce(&mut CookieConfig)) -> Self {
+        let shared = self.shared_mut();
+        change(&mut shared.cookie);
+        shared.cookie_name = shared.cookie.full_name();
+        shared.csrf_cookie_name = format!("{}-csrf", shared.cookie_name);
+        self
     }
 
     /// The key that signs new tokens (and verifies them). Replaces the current signing key;
@@ -183,24 +196,26 @@ impl SessionLayer {
         self
     }
 
-    /// The cookie's name (default `session`). The token's signature is bound to it.
-    pub fn with_cookie_name(mut self, name: impl Into<String>) -> Self {
-        let shared = self.shared_mut();
-        shared.cookie.name = name.into();
-        shared.cookie_name = shared.cookie.full_name();
-        self
+    /// The cookie's name (default `session`, sent as `__Host-session` while the `__Host-`
+    /// prefix applies; see [`with_host_prefix`](Self::with_host_prefix)). The token's
+    /// signature is bound to it.
+    pub fn with_cookie_name(self, name: impl Into<String>) -> Self {
+        let name = name.into();
+        self.cookie_mut(|cookie| cookie.name = name)
     }
 
-    /// The cookie's `Domain` (default none: this host only).
-    pub fn with_domain(mut self, domain: impl Into<String>) -> Self {
-        self.shared_mut().cookie.domain = Some(domain.into());
-        self
+    /// The cookie's `Domain` (default none: this host only). Setting one drops the default
+    /// `__Host-` prefix, which forbids it.
+    pub fn with_domain(self, domain: impl Into<String>) -> Self {
+        let domain = domain.into();
+        self.cookie_mut(|cookie| cookie.domain = Some(domain))
     }
 
-    /// The cookie's `Path` (default `/`).
-    pub fn with_path(mut self, path: impl Into<String>) -> Self {
-        self.shared_mut().cookie.path = path.into();
-        self
+    /// The cookie's `Path` (default `/`). A path other than `/` drops the default `__Host-`
+    /// prefix, which requires `/`.
+    pub fn with_path(self, path: impl Into<String>) -> Self {
+        let path = path.into();
+        self.cookie_mut(|cookie| cookie.path = path)
     }
 
     /// The cookie's `SameSite` (default `Lax`).
@@ -210,20 +225,20 @@ impl SessionLayer {
     }
 
     /// Whether the cookie is `Secure` (default `true`). Browsers accept `Secure` cookies from
-    /// `http://localhost`, so turn it off only for plain-HTTP hosts other than localhost.
-    pub fn with_secure(mut self, secure: bool) -> Self {
-        self.shared_mut().cookie.secure = secure;
-        self
+    /// `http://localhost`, so turn it off only for plain-HTTP hosts other than localhost (which
+    /// also drops the default `__Host-` prefix).
+    pub fn with_secure(self, secure: bool) -> Self {
+        self.cookie_mut(|cookie| cookie.secure = secure)
     }
 
-    /// Names the cookie `__Host-<name>`, which browsers accept only with `Secure`, `Path=/`
-    /// and no `Domain`: those are then enforced, whatever else is configured, so no subdomain
-    /// can set or shadow the session cookie.
-    pub fn with_host_prefix(mut self) -> Self {
-        let shared = self.shared_mut();
-        shared.cookie.host_prefix = true;
-        shared.cookie_name = shared.cookie.full_name();
-        self
+    /// Whether the cookie is named `__Host-<name>`. Browsers accept such a cookie only with
+    /// `Secure`, `Path=/` and no `Domain`, and only from the host itself, so no sibling
+    /// subdomain can set or shadow it (cookie tossing).
+    ///
+    /// By default the prefix is used whenever the other attributes allow it (the defaults do);
+    /// `true` enforces those attributes whatever else is configured, `false` never uses it.
+    pub fn with_host_prefix(self, enabled: bool) -> Self {
+        self.cookie_mut(|cookie| cookie.host_prefix = Some(enabled))
     }
 
     /// Sends the cookie without `Max-Age`, so the browser drops it when it closes. The session

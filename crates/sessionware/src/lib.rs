@@ -14,7 +14,7 @@
 //! }
 //!
 //! # fn main() -> Result<(), sessionware::Error> {
-//! let key = Key::from_hex(&"ab".repeat(32))?; // 32 bytes or more, from your secret store
+//! let key = Key::from_hex(&"2f4c9a1be0d37786".repeat(4))?; // 32 bytes or more, from your secret store
 //! let app: Router = Router::new()
 //!     .route("/", get(count))
 //!     .layer(SessionLayer::new(MemoryStore::new()).with_signing_key(key));
@@ -64,7 +64,7 @@ pub use error::{Error, SessionRejection};
 pub use key::Key;
 pub use layer::{ResponseFuture, SessionLayer, SessionService};
 pub use log_id::LogId;
-pub use session::Session;
+pub use session::{MAX_DEPTH, Session};
 pub use sessionware_core::{
     Clock, ExpiryPolicy, ManualClock, SessionId, SessionStore, SystemClock, time,
 };

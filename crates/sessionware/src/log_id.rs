@@ -63,14 +63,20 @@ mod tests {
 
     #[test]
     fn keyed_short_and_stable() {
-        let a = Key::from_bytes(&[1; 32]).unwrap();
-        let b = Key::from_bytes(&[2; 32]).unwrap();
+        let a = Key::from_bytes(&std::array::from_fn::<u8, 32, _>(|i| 1 ^ i as u8)).unwrap();
+        let b = Key::from_bytes(&std::array::from_fn::<u8, 32, _>(|i| 2 ^ i as u8)).unwrap();
         let id = b"AAAAAAAAAAAAAAAAAAAAAA";
         let text = LogId::new(&LogId::key(Some(&a)), id).to_string();
         assert_eq!(text.len(), ENCODED_LEN);
         assert_eq!(
             text,
-            LogId::new(&LogId::key(Some(&Key::from_bytes(&[1; 32]).unwrap())), id).to_string(),
+            LogId::new(
+                &LogId::key(Some(
+                    &Key::from_bytes(&std::array::from_fn::<u8, 32, _>(|i| 1 ^ i as u8)).unwrap()
+                )),
+                id
+            )
+            .to_string(),
             "instances sharing a key name a session alike"
         );
         assert_ne!(text, LogId::new(&LogId::key(Some(&b)), id).to_string());

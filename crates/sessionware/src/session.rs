@@ -14,6 +14,23 @@ use crate::Error;
 use crate::cookie::Presented;
 use crate::error::SessionRejection;
 use crate::layer::Shared;
+pub(crate) use crate::token::Transport;
+
+/// The deepest nesting of arrays and objects a value may have. A session is stored as an
+/// object holding the values, and every JSON reader on the way has a depth limit (serde_json
+/// 128, MySQL 100), so a value accepted here must stay readable once stored.
+pub const MAX_DEPTH: usize = 64;
+
+/// `true` when `value` nests arrays and objects more than `budget` levels deep; looks no
+/// deeper than that, so the check's own recursion is bounded.
+fn nested_deeper_than(value: &Value, budget: usize) -> bool {
+    match value {
+        Value::Array(_) | Value::Object(_) if budget == 0 => true,
+        Value::Array(items) => items.iter().any(|v| nested_deeper_than(v, budget - 1)),
+        Value::Object(map) => map.values().any(|v| nested_deeper_than(v, budget - 1)),
+        _ => false,
+    }
+}
 
 /// The current request's session: an axum extractor with synchronous, typed accessors.
 ///
@@ -47,8 +64,14 @@ pub(crate) struct Handle {
 pub(crate) struct State {
     /// The stored id; `None` for a session not stored yet.
     pub(crate) id: Option<SessionId>,
+    /// The id the session gets at write-back when one is drawn early (a CSRF token handed out
+    /// after `login` is bound to the id the session will have).
+    pub(crate) next_id: Option<SessionId>,
     pub(crate) data: Data,
     pub(crate) user: Option<String>,
+    /// The user the store held the session for when it was loaded: an id change goes through
+    /// only while it still does.
+    pub(crate) loaded_user: Option<String>,
     pub(crate) created_at: OffsetDateTime,
     pub(crate) expires_at: OffsetDateTime,
     /// Keys set or removed since the load.
@@ -72,6 +95,10 @@ pub(crate) struct State {
     pub(crate) address: Option<std::net::SocketAddr>,
     /// The data's size as JSON, once something needed it.
     pub(crate) size: Option<usize>,
+    /// The CSRF nonce cookie the request carried, for visitors without a stored session.
+    pub(crate) csrf_nonce: Option<[u8; crate::csrf::NONCE_BYTES]>,
+    /// A CSRF nonce made by this request: its cookie goes out with the response.
+    pub(crate) new_csrf_nonce: bool,
 }
 
 /// Bytes `key: value` adds to the data's JSON object, separator included.
@@ -107,13 +134,6 @@ impl State {
     }
 }
 
-/// How the client carries its session token.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Transport {
-    Cookie,
-    Header,
-}
-
 /// Keys under this prefix hold what the library itself keeps in a session (device facts,
 /// flash messages, CSRF tokens). The data accessors neither list nor clear them.
 pub(crate) const RESERVED_PREFIX: &str = "sessionware.";
@@ -126,8 +146,10 @@ impl State {
     fn new(created_at: OffsetDateTime, expires_at: OffsetDateTime) -> Self {
         Self {
             id: None,
+            next_id: None,
             data: Data::new(),
             user: None,
+            loaded_user: None,
             created_at,
             expires_at,
             dirty: HashSet::new(),
@@ -142,6 +164,8 @@ impl State {
             user_agent: None,
             address: None,
             size: None,
+            csrf_nonce: None,
+            new_csrf_nonce: false,
         }
     }
 }
@@ -188,7 +212,16 @@ impl Session {
                         state.transport = Transport::Header;
                         presented
                     }
-                    None => shared.cookie.read(name, &shared.keys, &parts.headers),
+                    None => {
+                        let read = shared.cookie.read(
+                            name,
+                            &shared.csrf_cookie_name,
+                            &shared.keys,
+                            &parts.headers,
+                        );
+                        state.csrf_nonce = read.csrf_nonce;
+                        read.presented
+                    }
                 };
                 state.user_agent = parts.headers.get(http::header::USER_AGENT).cloned();
                 if shared.record_address {
@@ -203,18 +236,34 @@ impl Session {
                     Presented::Valid(id) => {
                         let loaded = shared
                             .call(shared.store.load_refreshed(&id, &shared.policy, now))
-                            .await
-                            .inspect_err(|error| {
+                            .await;
+                        let loaded = match loaded {
+                            Ok(loaded) => loaded,
+                            // A record that does not decode would fail every request until
+                            // it expires, sign-out included: start afresh and drop the
+                            // cookie, and leave the record for the operator to look at.
+                            Err(Error::Store(error)) if !error.is_unavailable() => {
+                                tracing::error!(
+                                    %error,
+                                    session = %shared.keys.log_id(&id),
+                                    "session record unreadable; starting a fresh session"
+                                );
+                                None
+                            }
+                            Err(error) => {
                                 tracing::error!(
                                     %error,
                                     session = %shared.keys.log_id(&id),
                                     "session could not be loaded"
                                 );
-                            })?;
+                                return Err(error);
+                            }
+                        };
                         match loaded {
                             Some(Loaded { record, refreshed }) => {
                                 state.id = Some(record.id);
                                 state.data = record.data;
+                                state.loaded_user = record.user.clone();
                                 state.user = record.user;
                                 state.created_at = record.created_at;
                                 state.expires_at = record.expires_at;
@@ -256,13 +305,21 @@ impl Session {
     }
 
     /// Stores `value` under `key`. Setting a key to the value it already holds changes nothing
-    /// and writes nothing.
+    /// and writes nothing. A value nested more than [`MAX_DEPTH`] levels deep is refused with
+    /// [`Error::TooDeep`], and one over the layer's size limit with [`Error::TooLarge`]; either
+    /// way nothing changes.
     pub fn insert<T: Serialize>(&self, key: impl Into<String>, value: T) -> Result<(), Error> {
         let key = key.into();
         let value = serde_json::to_value(value).map_err(|source| Error::Serialize {
             key: key.clone(),
             source,
         })?;
+        if nested_deeper_than(&value, MAX_DEPTH) {
+            return Err(Error::TooDeep {
+                key,
+                limit: MAX_DEPTH,
+            });
+        }
         let mut state = self.state();
         if state.data.get(&key) == Some(&value) {
             return Ok(());
@@ -345,6 +402,11 @@ impl Session {
     /// working at once. Records the device facts the devices listing shows: sign-in time, user
     /// agent, and the client address if the layer is configured to.
     ///
+    /// Signing in as another user than the one signed in drops the session's data first (the
+    /// previous user's cart is not the next one's); signing in from an anonymous session keeps
+    /// it. If the session ends while the request runs (signed out elsewhere, revoked, expired),
+    /// the new id is not issued: the response is [`Error::SessionGone`] (`409`).
+    ///
     /// ```
     /// use sessionware::Session;
     ///
@@ -360,15 +422,16 @@ impl Session {
         let user_agent = state.user_agent.as_ref().and_then(|v| v.to_str().ok());
         let facts =
             crate::users::device_facts(user_agent, state.address.map(|a| a.ip().to_string()), now);
+        let user = user.into();
+        if state.user.as_ref().is_some_and(|current| *current != user) {
+            state.data.retain(|k, _| is_reserved(k));
+        }
         state
             .data
             .insert(crate::users::DEVICE_KEY.to_owned(), facts);
         state.dirty.insert(crate::users::DEVICE_KEY.to_owned());
-        if state.data.remove(crate::csrf::CSRF_KEY).is_some() {
-            state.dirty.insert(crate::csrf::CSRF_KEY.to_owned());
-        }
         state.size = None;
-        state.user = Some(user.into());
+        state.user = Some(user);
         state.cycle = true;
         state.login = true;
     }
@@ -387,6 +450,10 @@ impl Session {
     /// Gives the session a new id at write-back, keeping its data; the old id stops working.
     /// Do this whenever privileges change (sign-in, sign-out, role change) so that an id an
     /// attacker planted or saw before cannot ride along.
+    ///
+    /// Like [`login`](Self::login), the new id is issued only if the session is still live and
+    /// bound to the same user when the response is written; otherwise the response is
+    /// [`Error::SessionGone`] (`409`).
     pub fn cycle_id(&self) {
         self.state().cycle = true;
     }
@@ -402,6 +469,8 @@ impl Session {
         fresh.destroyed = old;
         fresh.stale_cookie = state.stale_cookie;
         fresh.transport = state.transport;
+        fresh.csrf_nonce = state.csrf_nonce;
+        fresh.new_csrf_nonce = state.new_csrf_nonce;
         fresh.user_agent = state.user_agent.take();
         fresh.address = state.address;
         *state = fresh;

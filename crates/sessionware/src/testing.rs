@@ -122,7 +122,7 @@ impl Client {
         request = match (&self.token, self.bearer) {
             (Some(t), true) => request.header("authorization", format!("Bearer {t}")),
             (None, true) => request.header("authorization", "Bearer new"),
-            (Some(t), false) => request.header("cookie", format!("session={t}")),
+            (Some(t), false) => request.header("cookie", format!("__Host-session={t}")),
             (None, false) => request,
         };
         let response = request.send().await.unwrap();
@@ -139,7 +139,7 @@ impl Client {
             }
         } else if let Some(c) = headers.get("set-cookie") {
             let pair = c.to_str().unwrap().split(';').next().unwrap();
-            let value = pair.strip_prefix("session=").unwrap();
+            let value = pair.strip_prefix("__Host-session=").unwrap();
             self.token = (!value.is_empty()).then(|| value.to_owned());
         }
         let body = response.text().await.unwrap();
@@ -162,7 +162,9 @@ impl Client {
 /// `store` must be empty of sessions for the users this suite names (it picks fresh ones).
 pub async fn users_over_http(store: impl SessionStore + Clone) {
     let layer = SessionLayer::new(store)
-        .with_signing_key(Key::from_bytes(&[3; 32]).unwrap())
+        .with_signing_key(
+            Key::from_bytes(&std::array::from_fn::<u8, 32, _>(|i| 3 ^ i as u8)).unwrap(),
+        )
         .with_bearer_tokens()
         .with_max_sessions_per_user(3)
         .with_clear_site_data(true);
@@ -285,7 +287,7 @@ pub async fn users_over_http(store: impl SessionStore + Clone) {
     assert_eq!(r.body, "3");
     let removal = r.headers["set-cookie"].to_str().unwrap();
     assert!(
-        removal.starts_with("session=;"),
+        removal.starts_with("__Host-session=;"),
         "revoke-all: this cookie is removed: {removal}"
     );
     assert_eq!(r.headers["clear-site-data"], "\"cookies\"");

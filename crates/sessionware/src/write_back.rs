@@ -18,11 +18,21 @@ use crate::{Error, Session};
 #[derive(Debug)]
 enum Plan {
     Nothing,
-    /// Store a new record: a new session, a cycled id, or data inserted after `destroy`.
-    /// `replaces` is deleted once the new record is stored.
+    /// Store a new record: a new session, or data inserted after `destroy`. `replaces` is
+    /// deleted once the new record is stored.
     Create {
         record: Record,
+        /// The id drawn already (for a CSRF token); one is drawn at write-back otherwise.
+        id: Option<SessionId>,
         replaces: Option<SessionId>,
+    },
+    /// Move the stored session `old` to a new id (`login`, `cycle_id`), only while it is
+    /// still live and bound to `loaded_user`: never bring back one that ended meanwhile.
+    Rekey {
+        old: SessionId,
+        loaded_user: Option<String>,
+        record: Record,
+        id: Option<SessionId>,
         /// A sign-in: the user's other sessions are held to the per-user cap.
         login: bool,
     },
@@ -47,6 +57,7 @@ impl Plan {
         match self {
             Plan::Nothing => None,
             Plan::Create { replaces, .. } => *replaces,
+            Plan::Rekey { old, .. } => Some(*old),
             Plan::Apply { id, .. } | Plan::Resend { id, .. } => Some(*id),
             Plan::Remove { delete } => *delete,
         }
@@ -67,6 +78,8 @@ pub(crate) struct Pending {
     plan: Plan,
     transport: Transport,
     logout: bool,
+    /// A CSRF nonce this request made, whose cookie the response sets.
+    csrf_nonce: Option<[u8; crate::csrf::NONCE_BYTES]>,
     now: OffsetDateTime,
 }
 
@@ -77,16 +90,20 @@ pub(crate) fn prepare(session: Session) -> Option<Pending> {
     let shared = session.shared();
     // Read the clock only if something is to be written: most requests write nothing.
     let clock = std::cell::OnceCell::new();
-    let (plan, transport, logout) = {
+    let (plan, transport, logout, csrf_nonce) = {
         let now = || *clock.get_or_init(|| shared.clock.now());
         let mut state = session.state();
+        let csrf_nonce = state
+            .csrf_nonce
+            .filter(|_| state.new_csrf_nonce && state.transport == Transport::Cookie);
         (
             plan(&mut state, shared, &now),
             state.transport,
             state.logout,
+            csrf_nonce,
         )
     };
-    if matches!(plan, Plan::Nothing) {
+    if matches!(plan, Plan::Nothing) && csrf_nonce.is_none() {
         return None;
     }
     let now = clock.into_inner().unwrap_or_else(|| shared.clock.now());
@@ -95,6 +112,7 @@ pub(crate) fn prepare(session: Session) -> Option<Pending> {
         plan,
         transport,
         logout,
+        csrf_nonce,
         now,
     })
 }
@@ -105,10 +123,17 @@ pub(crate) async fn write_back(pending: Pending, mut response: Response) -> Resp
         plan,
         transport,
         logout,
+        csrf_nonce,
         now,
     } = pending;
     let shared = session.shared();
     let stored = plan.stored();
+    if let Some(value) = csrf_nonce.and_then(|nonce| {
+        let value = crate::csrf::encode_nonce(&nonce);
+        shared.cookie.csrf(&shared.csrf_cookie_name, value)
+    }) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
     match execute(shared, plan).await {
         Ok(cookie) => {
             // Clear-Site-Data would also drop the anonymous session this response starts (a
@@ -148,8 +173,8 @@ fn plan(state: &mut State, shared: &Shared, now: &dyn Fn() -> OffsetDateTime) ->
         if !state.data.is_empty() {
             return Plan::Create {
                 record: new_record(state, now(), now(), shared),
+                id: state.next_id.take(),
                 replaces: destroyed,
-                login: state.login,
             };
         }
         return if destroyed.is_some() || state.stale_cookie {
@@ -160,9 +185,11 @@ fn plan(state: &mut State, shared: &Shared, now: &dyn Fn() -> OffsetDateTime) ->
     };
     if state.cycle {
         let created_at = state.created_at;
-        return Plan::Create {
+        return Plan::Rekey {
+            old: id,
+            loaded_user: state.loaded_user.take(),
             record: new_record(state, created_at, now(), shared),
-            replaces: Some(id),
+            id: state.next_id.take(),
             login: state.login,
         };
     }
@@ -217,13 +244,13 @@ async fn execute(shared: &Shared, plan: Plan) -> Result<CookieOut, Error> {
         Plan::Nothing => Ok(CookieOut::Keep),
         Plan::Create {
             mut record,
+            id,
             replaces,
-            login,
         } => {
-            record.id = SessionId::generate()?;
+            record.id = id.map_or_else(SessionId::generate, Ok)?;
             let id = shared.call(shared.store.create(&record)).await?;
-            // Only now that the new record is safe is the old one dropped: a failure in
-            // between leaves the session usable under its old id rather than lost.
+            // Only now that the new record is safe is the destroyed one dropped: a failure in
+            // between leaves it to be dropped by the next sign-out rather than the new lost.
             if let Some(old) = replaces {
                 shared.call(shared.store.delete(&old)).await?;
             }
@@ -231,6 +258,28 @@ async fn execute(shared: &Shared, plan: Plan) -> Result<CookieOut, Error> {
                 session = %shared.keys.log_id(&id),
                 replaces = replaces.map(|old| display(shared.keys.log_id(&old))),
                 "session created"
+            );
+            Ok(CookieOut::Set(id, record.expires_at))
+        }
+        Plan::Rekey {
+            old,
+            loaded_user,
+            mut record,
+            id,
+            login,
+        } => {
+            record.id = id.map_or_else(SessionId::generate, Ok)?;
+            let now = shared.clock.now();
+            let rekey = shared
+                .store
+                .rekey(&old, loaded_user.as_deref(), &record, now);
+            let Some(id) = shared.call(rekey).await? else {
+                return Err(Error::SessionGone);
+            };
+            tracing::debug!(
+                session = %shared.keys.log_id(&id),
+                replaces = %shared.keys.log_id(&old),
+                "session id renewed"
             );
             if let (true, Some(user), Some(max)) = (login, &record.user, shared.max_per_user) {
                 enforce_cap(shared, user, &id, max).await?;
@@ -294,7 +343,7 @@ fn set_cookie(
     let name = &shared.cookie_name;
     let token = match cookie {
         CookieOut::Keep => return,
-        CookieOut::Set(id, expires_at) => match shared.keys.sign(name, &id) {
+        CookieOut::Set(id, expires_at) => match shared.keys.sign(transport, name, &id) {
             Some(token) => Some((token, expires_at)),
             None => {
                 tracing::error!("no signing key; the session token cannot be issued");

@@ -19,8 +19,11 @@ use sessionware_core::{ChangeSet, Loaded, Record};
 use sessionware_memory::MemoryStore;
 use tokio::sync::Notify;
 
+/// The layer's default cookie name: `session` with the `__Host-` prefix its defaults allow.
+const NAME: &str = "__Host-session";
+
 fn key(byte: u8) -> Key {
-    Key::from_bytes(&[byte; 32]).unwrap()
+    Key::from_bytes(&std::array::from_fn::<u8, 32, _>(|i| byte ^ i as u8)).unwrap()
 }
 
 async fn inc(session: Session) -> Result<String, Error> {
@@ -96,7 +99,7 @@ async fn first_visit_sets_a_secure_cookie_and_later_visits_continue() {
 
     let r = c.get("/inc").await;
     assert_eq!((r.status, r.body.as_str()), (200, "1"));
-    let cookie = r.cookie("session").expect("a new session sets its cookie");
+    let cookie = r.cookie(NAME).expect("a new session sets its cookie");
     assert_eq!(cookie.http_only(), Some(true));
     assert_eq!(cookie.secure(), Some(true));
     assert_eq!(cookie.same_site(), Some(SameSite::Lax));
@@ -260,7 +263,7 @@ async fn store_calls_per_request() {
     let flipped = if &token[40..41] == "A" { "B" } else { "A" };
     let forged = format!("{}{flipped}{}", &token[..40], &token[41..]);
     let r = c
-        .get_with_cookie_header("/peek", &format!("session={forged}"))
+        .get_with_cookie_header("/peek", &format!("__Host-session={forged}"))
         .await;
     assert_eq!(r.body, "0");
     assert_eq!(
@@ -295,14 +298,14 @@ async fn tampered_foreign_and_unknown_cookies_start_a_fresh_session() {
         format!("{good}{good}"),
     ] {
         let r = c
-            .get_with_cookie_header("/peek", &format!("session={bad}"))
+            .get_with_cookie_header("/peek", &format!("__Host-session={bad}"))
             .await;
         assert_eq!(
             (r.status, r.body.as_str()),
             (200, "0"),
             "{bad:?} is not accepted"
         );
-        let removal = r.cookie("session").expect("the bad cookie is removed");
+        let removal = r.cookie(NAME).expect("the bad cookie is removed");
         assert_eq!(removal.max_age(), Some(Duration::ZERO));
     }
 
@@ -315,7 +318,10 @@ async fn tampered_foreign_and_unknown_cookies_start_a_fresh_session() {
 
     // A good cookie next to a bad one of the same name still works.
     let r = c
-        .get_with_cookie_header("/peek", &format!("session=garbage; session={good}"))
+        .get_with_cookie_header(
+            "/peek",
+            &format!("__Host-session=garbage; __Host-session={good}"),
+        )
         .await;
     assert_eq!(r.body, "2");
     assert_eq!(
@@ -401,9 +407,7 @@ async fn idle_timeout_slides_with_use_and_ends_an_unused_session() {
     clock.advance(Duration::minutes(9));
     let r = c.get("/peek").await;
     assert_eq!(r.body, "1", "alive before the idle deadline");
-    let refreshed = r
-        .cookie("session")
-        .expect("the refresh re-sends the cookie");
+    let refreshed = r.cookie(NAME).expect("the refresh re-sends the cookie");
     assert_eq!(
         refreshed.max_age(),
         Some(Duration::minutes(10)),
@@ -435,7 +439,7 @@ async fn absolute_lifetime_ends_even_a_busy_session() {
         let r = c.get("/inc").await;
         assert_ne!(r.body, "1", "alive at minute {minute}");
         if minute == 50 {
-            let cookie = r.cookie("session").expect("cookie re-sent");
+            let cookie = r.cookie(NAME).expect("cookie re-sent");
             assert_eq!(
                 cookie.max_age(),
                 Some(Duration::minutes(7)),
@@ -486,7 +490,7 @@ async fn cookie_attributes_are_configurable() {
     assert_eq!(cookie.http_only(), Some(true), "HttpOnly is not negotiable");
 
     let addr = app(layer(MemoryStore::new())
-        .with_host_prefix()
+        .with_host_prefix(true)
         .with_domain("ignored.test")
         .with_path("/ignored")
         .with_secure(false))
@@ -507,7 +511,7 @@ async fn cookie_attributes_are_configurable() {
     let cookie = Client::new(addr)
         .get("/inc")
         .await
-        .cookie("session")
+        .cookie(NAME)
         .cloned()
         .unwrap();
     assert_eq!(
@@ -529,7 +533,7 @@ async fn destroy_deletes_and_removes_the_cookie_with_the_same_attributes() {
     c.get("/inc").await;
     assert_eq!(store.len(), 1);
     let r = c.get("/destroy").await;
-    let removal = r.cookie("session").unwrap();
+    let removal = r.cookie(NAME).unwrap();
     assert_eq!(removal.value(), "");
     assert_eq!(removal.max_age(), Some(Duration::ZERO));
     assert_eq!(removal.path(), Some("/"));
@@ -563,11 +567,11 @@ async fn cycle_id_keeps_data_under_a_new_id_and_kills_the_old_one() {
     let old_cookie = c.jar.clone().unwrap();
     let old_id = c.get("/id").await.body;
     let r = c.get("/cycle").await;
-    assert!(r.cookie("session").is_some());
+    assert!(r.cookie(NAME).is_some());
     assert_ne!(c.get("/id").await.body, old_id);
     assert_eq!(c.get("/peek").await.body, "1", "data kept");
     let r = c
-        .get_with_cookie_header("/peek", &format!("session={old_cookie}"))
+        .get_with_cookie_header("/peek", &format!("__Host-session={old_cookie}"))
         .await;
     assert_eq!(r.body, "0", "the old id no longer works");
     assert_eq!(store.len(), 1);
@@ -627,7 +631,7 @@ async fn a_write_to_a_session_destroyed_meanwhile_is_refused_not_resurrected() {
         r.status, 409,
         "the write was not stored, so the request did not succeed"
     );
-    assert!(r.cookie("session").is_some_and(|c| c.value().is_empty()));
+    assert!(r.cookie(NAME).is_some_and(|c| c.value().is_empty()));
     assert_eq!(store.len(), 0, "the destroyed session stays destroyed");
 }
 
@@ -732,7 +736,7 @@ async fn a_failing_store_gives_503_on_session_routes_only() {
         c.jar.unwrap()
     };
     let r = c
-        .get_with_cookie_header("/peek", &format!("session={token}"))
+        .get_with_cookie_header("/peek", &format!("__Host-session={token}"))
         .await;
     assert_eq!(r.status, 503, "a load that fails");
     let r = c.get("/health").await;
@@ -755,7 +759,7 @@ async fn a_stalled_store_gives_503_within_the_timeout() {
     };
     let started = std::time::Instant::now();
     let r = c
-        .get_with_cookie_header("/peek", &format!("session={token}"))
+        .get_with_cookie_header("/peek", &format!("__Host-session={token}"))
         .await;
     assert_eq!(r.status, 503);
     // Bounded, not timed: the point is that it returns at all, well before a hang would.
@@ -801,7 +805,7 @@ async fn a_handler_can_see_the_rejection_itself() {
         c.jar.unwrap()
     };
     let r = Client::new(addr)
-        .get_with_cookie_header("/maybe", &format!("session={token}"))
+        .get_with_cookie_header("/maybe", &format!("__Host-session={token}"))
         .await;
     assert_eq!(r.status, 200);
     assert!(
@@ -846,11 +850,26 @@ async fn a_custom_token_header_carries_the_token_both_ways() {
     );
     assert_eq!(second.text().await.unwrap(), "2");
 
-    // The same token is accepted as a cookie too: one token format for both transports.
+    // A header token is no cookie: the transport is part of what is signed, so a token a page
+    // script could read never becomes the HttpOnly credential, and the reverse.
     let r = Client::new(addr)
-        .get_with_cookie_header("/peek", &format!("session={token}"))
+        .get_with_cookie_header("/peek", &format!("__Host-session={token}"))
         .await;
-    assert_eq!(r.body, "2");
+    assert_eq!(r.body, "0", "a header token sent as a cookie is refused");
+    let mut browser = Client::new(addr);
+    browser.get("/inc").await;
+    let cookie_token = browser.jar.clone().unwrap();
+    let r = http
+        .get(url("/peek"))
+        .header("x-session-token", &cookie_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.text().await.unwrap(),
+        "0",
+        "a cookie token sent as a header is refused"
+    );
 
     let mut tampered = token.clone();
     tampered.replace_range(30..31, if &token[30..31] == "A" { "B" } else { "A" });
@@ -872,7 +891,7 @@ async fn authorization_of_another_scheme_leaves_the_cookie_in_charge() {
     let addr = app(layer(MemoryStore::new()).with_bearer_tokens()).await;
     let mut c = Client::new(addr);
     c.get("/inc").await;
-    let cookie = format!("session={}", c.jar.clone().unwrap());
+    let cookie = format!("__Host-session={}", c.jar.clone().unwrap());
     let r = reqwest::Client::new()
         .get(format!("http://{addr}/inc"))
         .header("cookie", cookie)
@@ -921,7 +940,8 @@ async fn flash_messages_are_shown_once_and_survive_logout() {
 }
 
 #[tokio::test]
-async fn csrf_tokens_are_per_session_checked_and_renewed_at_login() {
+async fn csrf_tokens_store_nothing_are_masked_and_renewed_at_login() {
+    let store = MemoryStore::new();
     let router = Router::new()
         .route("/form", get(|s: Session| async move { s.csrf_token() }))
         .route(
@@ -929,45 +949,78 @@ async fn csrf_tokens_are_per_session_checked_and_renewed_at_login() {
             get(|s: Session, Path(t): Path<String>| async move { s.verify_csrf(&t) }),
         )
         .route("/login", get(|s: Session| async move { s.login("u") }))
-        .layer(layer(MemoryStore::new()));
+        .route(
+            "/login-as/{u}",
+            get(|s: Session, Path(u): Path<String>| async move { s.login(u) }),
+        )
+        .layer(layer(store.clone()));
     let addr = serve(router).await;
     let mut c = Client::new(addr);
     assert_eq!(c.get("/post/anything").await.status, 403, "no token yet");
+
+    // A form for a visitor without a session stores nothing: the token is bound to a nonce
+    // cookie of its own.
     let token = c.get("/form").await.body;
-    assert_eq!(token.len(), 43);
+    assert_eq!(token.len(), 86, "a 32-byte pad and the masked 32-byte tag");
+    assert!(c.jar.is_none(), "no session cookie for a form");
     assert!(
-        c.jar.is_some(),
-        "an anonymous form's token keeps its session"
+        c.others.contains_key("__Host-session-csrf"),
+        "{:?}",
+        c.others
     );
-    assert_eq!(
-        c.get("/form").await.body,
-        token,
-        "stable within the session"
-    );
+    let mut visitors = Vec::new();
+    for _ in 0..300 {
+        let mut v = Client::new(addr);
+        assert_eq!(v.get("/form").await.status, 200);
+        visitors.push(v);
+    }
+    assert_eq!(store.len(), 0, "300 form views stored no session");
+
+    // Masked: different text every time, each of them valid.
+    let again = c.get("/form").await.body;
+    assert_ne!(again, token, "a fresh mask per token");
     assert_eq!(c.get(&format!("/post/{token}")).await.status, 200);
+    assert_eq!(c.get(&format!("/post/{again}")).await.status, 200);
     let r = c.get("/post/wrong").await;
     assert_eq!(
         (r.status, r.body.as_str()),
         (403, "CSRF token missing or wrong\n")
     );
-
-    let mut other = Client::new(addr);
-    let theirs = other.get("/form").await.body;
-    assert_ne!(theirs, token);
+    let theirs = visitors[0].get("/form").await.body;
     assert_eq!(
         c.get(&format!("/post/{theirs}")).await.status,
         403,
-        "another session's token"
+        "another visitor's token"
+    );
+    let mut cookieless = Client::new(addr);
+    assert_eq!(
+        cookieless.get(&format!("/post/{token}")).await.status,
+        403,
+        "a token without its nonce cookie"
     );
 
+    // Signed in: tokens from before stop working, new ones are bound to the session.
     c.get("/login").await;
+    assert!(c.jar.is_some());
     assert_eq!(
         c.get(&format!("/post/{token}")).await.status,
         403,
         "renewed at login"
     );
     let fresh = c.get("/form").await.body;
-    assert_ne!(fresh, token);
+    assert_eq!(c.get(&format!("/post/{fresh}")).await.status, 200);
+    c.others.clear();
+    assert_eq!(
+        c.get(&format!("/post/{fresh}")).await.status,
+        200,
+        "a signed-in session's token needs no nonce cookie"
+    );
+    c.get("/login-as/someone-else").await;
+    assert_eq!(
+        c.get(&format!("/post/{fresh}")).await.status,
+        403,
+        "new id, new tokens"
+    );
 }
 
 #[tokio::test]
@@ -1018,15 +1071,18 @@ async fn clear_site_data_goes_with_a_plain_sign_out_only() {
     let mut c = Client::new(addr);
     c.get("/login").await;
     let r = c
-        .get_with_cookie_header("/logout", &format!("session={}", c.jar.clone().unwrap()))
+        .get_with_cookie_header(
+            "/logout",
+            &format!("__Host-session={}", c.jar.clone().unwrap()),
+        )
         .await;
-    assert_eq!(
-        r.cookie("session").map(|c| c.value().is_empty()),
-        Some(true)
-    );
+    assert_eq!(r.cookie(NAME).map(|c| c.value().is_empty()), Some(true));
     let plain = reqwest::Client::new()
         .get(format!("http://{addr}/logout"))
-        .header("cookie", format!("session={}", c.jar.clone().unwrap()))
+        .header(
+            "cookie",
+            format!("__Host-session={}", c.jar.clone().unwrap()),
+        )
         .send()
         .await
         .unwrap();
@@ -1034,7 +1090,10 @@ async fn clear_site_data_goes_with_a_plain_sign_out_only() {
     c.get("/login").await;
     let flash = reqwest::Client::new()
         .get(format!("http://{addr}/logout-with-flash"))
-        .header("cookie", format!("session={}", c.jar.clone().unwrap()))
+        .header(
+            "cookie",
+            format!("__Host-session={}", c.jar.clone().unwrap()),
+        )
         .send()
         .await
         .unwrap();

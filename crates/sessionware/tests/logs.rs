@@ -19,7 +19,9 @@ async fn inc(session: Session) -> Result<String, Error> {
 }
 
 fn layer(store: impl SessionStore) -> SessionLayer {
-    SessionLayer::new(store).with_signing_key(Key::from_bytes(&[1; 32]).unwrap())
+    SessionLayer::new(store).with_signing_key(
+        Key::from_bytes(&std::array::from_fn::<u8, 32, _>(|i| 1 ^ i as u8)).unwrap(),
+    )
 }
 
 /// Everything logged on this test's thread, which with the default current-thread test runtime

@@ -97,7 +97,7 @@ async fn a_fixed_key_keeps_sessions_valid_across_restarts_of_the_signer() {
     // Two processes with the same SESSION_KEY accept each other's cookies; with the memory
     // store the session itself does not carry over, so the second starts a fresh count
     // instead of erroring out.
-    let key = "0f".repeat(32);
+    let key = "0f1e".repeat(16);
     let first = start(&[("SESSION_KEY", &key)]).await;
     let client = reqwest::Client::new();
     let (_, _, cookie) = get(&client, format!("{}/", first.base), None).await;
@@ -131,7 +131,7 @@ async fn two_processes_share_sessions_on_redis() {
     else {
         return;
     };
-    let key = "a7".repeat(32);
+    let key = "a7b8".repeat(16);
     let env = [
         ("SESSION_KEY", key.as_str()),
         ("SESSION_STORE", url.as_str()),
@@ -170,7 +170,7 @@ async fn an_unreachable_redis_is_a_clear_error() {
 /// Counts, restarts the counter on the same store and key, and counts on: the session outlived
 /// the process.
 async fn survives_a_restart(store: &str) {
-    let key = "1e".repeat(32);
+    let key = "1e2d".repeat(16);
     let envs = [("SESSION_KEY", key.as_str()), ("SESSION_STORE", store)];
     let client = reqwest::Client::new();
     let first = start(&envs).await;

@@ -34,7 +34,7 @@ async fn destroy(session: Session) -> &'static str {
 
 /// The key every instance of the app shares.
 pub(crate) fn key() -> Key {
-    Key::from_hex(&"5e".repeat(32)).expect("a valid key")
+    Key::from_hex(&"5e6f7a8b".repeat(8)).expect("a valid key")
 }
 
 pub(crate) fn app(layer: SessionLayer) -> Router {

@@ -45,7 +45,8 @@ impl Reply {
     }
 }
 
-/// A browser-like client: holds the session cookie `name` it is given, sends it back.
+/// A browser-like client: holds the session cookie `name` it is given, and any other cookie
+/// the server sets, and sends them back.
 pub struct Client {
     http: reqwest::Client,
     base: String,
@@ -53,12 +54,14 @@ pub struct Client {
     pub name: String,
     /// The session cookie's value, as the client holds it.
     pub jar: Option<String>,
+    /// The other cookies the server set (a CSRF nonce), by name.
+    pub others: std::collections::BTreeMap<String, String>,
 }
 
 impl Client {
-    /// A client of the server at `addr`, for the cookie `session`.
+    /// A client of the server at `addr`, for the layer's default cookie `__Host-session`.
     pub fn new(addr: SocketAddr) -> Self {
-        Self::named(addr, "session")
+        Self::named(addr, "__Host-session")
     }
 
     /// A client of the server at `addr`, for the cookie `name`.
@@ -68,6 +71,7 @@ impl Client {
             base: format!("http://{addr}"),
             name: name.into(),
             jar: None,
+            others: Default::default(),
         }
     }
 
@@ -78,19 +82,45 @@ impl Client {
             base: format!("http://{addr}"),
             name: self.name.clone(),
             jar: self.jar.clone(),
+            others: self.others.clone(),
         }
     }
 
-    /// `GET path` with the cookie held; keeps (or drops) the cookie the response sets.
+    /// `GET path` with the cookies held; keeps (or drops) the cookies the response sets.
     pub async fn get(&mut self, path: &str) -> Reply {
-        let mut request = self.http.get(format!("{}{path}", self.base));
+        let request = self.http.get(format!("{}{path}", self.base));
+        self.send(request).await
+    }
+
+    /// `POST path` with a form body and the cookies held, as [`get`](Self::get).
+    pub async fn post_form(&mut self, path: &str, form: &[(&str, &str)]) -> Reply {
+        let request = self.http.post(format!("{}{path}", self.base)).form(form);
+        self.send(request).await
+    }
+
+    async fn send(&mut self, mut request: reqwest::RequestBuilder) -> Reply {
+        let mut pairs: Vec<String> = self
+            .others
+            .iter()
+            .map(|(name, value)| format!("{name}={value}"))
+            .collect();
         if let Some(value) = &self.jar {
-            request = request.header("cookie", format!("{}={value}", self.name));
+            pairs.push(format!("{}={value}", self.name));
+        }
+        if !pairs.is_empty() {
+            request = request.header("cookie", pairs.join("; "));
         }
         let reply = send(request).await;
-        if let Some(c) = reply.cookie(&self.name) {
+        for c in &reply.set_cookies {
             let removed = c.max_age().is_some_and(|a| a.is_zero()) || c.value().is_empty();
-            self.jar = (!removed).then(|| c.value().to_owned());
+            let value = (!removed).then(|| c.value().to_owned());
+            if c.name() == self.name {
+                self.jar = value;
+            } else if let Some(value) = value {
+                self.others.insert(c.name().to_owned(), value);
+            } else {
+                self.others.remove(c.name());
+            }
         }
         reply
     }

@@ -39,7 +39,7 @@ use crate::{Key, SessionId, SessionLayer, SessionStore};
 /// Serves the suites' app (`/inc`, `/login/{user}`, `/logout`, `/health`, ...) behind `layer`,
 /// with a fixed signing key, on a free loopback port.
 pub async fn serve(layer: SessionLayer) -> SocketAddr {
-    let key = Key::from_bytes(&[7; 32]).unwrap();
+    let key = Key::from_bytes(&std::array::from_fn::<u8, 32, _>(|i| 7 ^ i as u8)).unwrap();
     super::serve(super::app(layer.with_signing_key(key))).await
 }
 

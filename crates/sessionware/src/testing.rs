@@ -18,13 +18,16 @@ pub mod load;
 
 pub use down::DownStore;
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::Path;
 use axum::routing::get;
 use serde_json::{Value, json};
-use sessionware_core::SessionStore;
+use sessionware_core::{SessionId, SessionStore};
+use tokio::sync::Notify;
 
 use crate::{DeviceId, Error, Key, Session, SessionLayer};
 
@@ -310,4 +313,265 @@ pub async fn users_over_http(store: impl SessionStore + Clone) {
     assert_eq!(r.headers["cache-control"], "no-store");
     assert!(phone.token.is_none());
     bob.get("/revoke-all").await;
+}
+
+/// Holds a request inside its handler, after the session was loaded, until the test lets go.
+#[derive(Default)]
+struct Gate {
+    entered: Notify,
+    release: Notify,
+}
+
+impl Gate {
+    async fn pass(&self) {
+        self.entered.notify_one();
+        self.release.notified().await;
+    }
+}
+
+fn nested(depth: usize) -> Value {
+    (0..depth).fold(json!(1), |inner, _| json!([inner]))
+}
+
+fn depth_of(value: &Value) -> usize {
+    match value {
+        Value::Array(items) => 1 + items.iter().map(depth_of).max().unwrap_or(0),
+        Value::Object(map) => 1 + map.values().map(depth_of).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+fn security_app(layer: SessionLayer, gate: Arc<Gate>) -> Router {
+    let (login_gate, cycle_gate) = (gate.clone(), gate);
+    let extra =
+        Router::new()
+            .route(
+                "/slow/login/{user}",
+                get(move |s: Session, Path(user): Path<String>| async move {
+                    login_gate.pass().await;
+                    s.login(user)
+                }),
+            )
+            .route(
+                "/slow/cycle",
+                get(move |s: Session| async move {
+                    cycle_gate.pass().await;
+                    s.cycle_id()
+                }),
+            )
+            .route(
+                "/deep/{depth}",
+                get(|s: Session, Path(depth): Path<usize>| async move {
+                    s.insert("deep", nested(depth))
+                }),
+            )
+            .route(
+                "/deep",
+                get(|s: Session| async move {
+                    s.get_value("deep").map_or(0, |v| depth_of(&v)).to_string()
+                }),
+            )
+            .route(
+                "/many/{n}",
+                get(|s: Session, Path(n): Path<usize>| async move {
+                    (0..n).try_for_each(|i| s.insert(format!("k{i}"), i))
+                }),
+            )
+            .route(
+                "/unmany/{n}",
+                get(|s: Session, Path(n): Path<usize>| async move {
+                    (0..n).for_each(|i| drop(s.remove_value(&format!("k{i}"))))
+                }),
+            )
+            .route("/len", get(|s: Session| async move { s.len().to_string() }))
+            .route(
+                "/nul",
+                get(|s: Session| async move {
+                    s.insert("nul", "a\u{0}b")?;
+                    Ok::<_, Error>("stored")
+                }),
+            )
+            .route(
+                "/get/{key}",
+                get(|s: Session, Path(key): Path<String>| async move {
+                    s.get_value(&key).unwrap_or(Value::Null).to_string()
+                }),
+            )
+            .layer(layer.clone());
+    app(layer).merge(extra)
+}
+
+/// The security review's findings that involve the store, over real loopback HTTP:
+///
+/// - an id change (`login`, `cycle_id`) held open across "log out everywhere", a sign-out or
+///   a sign-in elsewhere answers `409` and removes the cookie: the ended session is not
+///   brought back under a new id;
+/// - a value nested past [`MAX_DEPTH`](crate::MAX_DEPTH) is refused at insert (`422`), one at
+///   the limit reads back; a record that does not decode starts a fresh session and removes
+///   the cookie (sign-out included) instead of failing every request;
+/// - 200 keys changed in one request are all stored, and removed;
+/// - data the store cannot hold (a NUL character) is never answered as an outage (`503`);
+/// - signing in as another user drops the previous user's data.
+///
+/// `corrupt` must make the stored record of the id it is given undecodable, as for
+/// `sessionware_core::testing::run`.
+pub async fn security_over_http<S, F, Fut>(store: S, corrupt: F)
+where
+    S: SessionStore + Clone,
+    F: Fn(SessionId) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let gate = Arc::new(Gate::default());
+    let layer = SessionLayer::new(store).with_signing_key(
+        Key::from_bytes(&std::array::from_fn::<u8, 32, _>(|i| 5 ^ i as u8)).unwrap(),
+    );
+    let users = layer.users();
+    let addr = serve(security_app(layer, gate.clone())).await;
+    let user = format!("mallory-{}", SessionId::generate().unwrap());
+
+    // An id change that a revocation overtook.
+    let cases = [
+        ("/slow/login", "/revoke-all"),
+        ("/slow/cycle", "/revoke-all"),
+        ("/slow/login", "/logout"),
+        ("/slow/cycle", "/login/someone-else"),
+    ];
+    for (slow_path, revoke) in cases {
+        let mut victim = Client::new(addr, "victim", false);
+        victim.get(&format!("/login/{user}")).await;
+        let held = victim.token.clone();
+        assert!(held.is_some(), "signed in");
+        let mut slow = Client::new(addr, "slow", false);
+        slow.token = held.clone();
+        let path = match slow_path {
+            "/slow/login" => format!("{slow_path}/{user}"),
+            _ => slow_path.to_owned(),
+        };
+        let request = tokio::spawn(async move {
+            let reply = slow.get(&path).await;
+            (reply, slow)
+        });
+        gate.entered.notified().await;
+        let r = victim.get(revoke).await;
+        assert_eq!(r.status, 200, "{revoke}");
+        gate.release.notify_one();
+        let (reply, slow) = request.await.unwrap();
+        assert_eq!(
+            (reply.status, reply.body.as_str()),
+            (409, "session ended\n"),
+            "{slow_path} after {revoke}: the ended session is not renewed"
+        );
+        assert!(
+            slow.token.is_none(),
+            "{slow_path} after {revoke}: the cookie is removed"
+        );
+        let mut replay = Client::new(addr, "replay", false);
+        replay.token = held;
+        assert_eq!(
+            replay.get("/whoami").await.body,
+            "",
+            "{slow_path} after {revoke}"
+        );
+        if revoke != "/login/someone-else" {
+            assert!(
+                users.list(&user).await.unwrap().is_empty(),
+                "{slow_path} after {revoke}: no session of the user is left"
+            );
+        }
+        victim.get("/logout").await;
+    }
+    // Without a race the same requests go through.
+    let mut c = Client::new(addr, "calm", false);
+    c.get(&format!("/login/{user}")).await;
+    let before = c.token.clone();
+    gate.release.notify_one();
+    assert_eq!(c.get("/slow/cycle").await.status, 200);
+    gate.entered.notified().await;
+    assert_ne!(c.token, before, "cycled");
+    assert_eq!(c.get("/whoami").await.body, user);
+    c.get("/logout").await;
+
+    // Depth: refused past the limit, nothing stored; the deepest allowed reads back.
+    let mut c = Client::new(addr, "deep", false);
+    for too_deep in [crate::MAX_DEPTH + 1, 127, 1000] {
+        let r = c.get(&format!("/deep/{too_deep}")).await;
+        assert_eq!(r.status, 422, "depth {too_deep}: {}", r.body);
+        assert!(c.token.is_none(), "depth {too_deep}: nothing stored");
+    }
+    assert_eq!(
+        c.get(&format!("/deep/{}", crate::MAX_DEPTH)).await.status,
+        200
+    );
+    assert_eq!(c.get("/deep").await.body, crate::MAX_DEPTH.to_string());
+    c.get("/logout").await;
+
+    // An unreadable record: a fresh session and the cookie removed, sign-out included.
+    for then in ["/whoami", "/logout", "/inc"] {
+        let mut c = Client::new(addr, "corrupt", false);
+        c.get(&format!("/login/{user}")).await;
+        c.get("/inc").await;
+        let token = c.token.clone().unwrap();
+        let id: SessionId = token.split('.').next().unwrap().parse().unwrap();
+        corrupt(id).await;
+        let r = c.get(then).await;
+        assert_eq!(r.status, 200, "{then} on an unreadable record: {}", r.body);
+        assert_ne!(
+            c.token.as_ref(),
+            Some(&token),
+            "{then}: the cookie is replaced or removed"
+        );
+        if then == "/inc" {
+            assert_eq!(r.body, "1", "a fresh session");
+        } else {
+            assert!(c.token.is_none(), "{then}: the cookie is removed");
+        }
+        assert_eq!(c.get("/whoami").await.body, "", "{then}: not signed in");
+    }
+
+    // Many keys changed at once, then removed at once.
+    let mut c = Client::new(addr, "many", false);
+    c.get("/inc").await;
+    for n in [64, 200] {
+        let r = c.get(&format!("/many/{n}")).await;
+        assert_eq!(r.status, 200, "{n} keys set: {}", r.body);
+        assert_eq!(
+            c.get("/len").await.body,
+            (n + 1).to_string(),
+            "{n} keys stored"
+        );
+        let r = c.get(&format!("/unmany/{n}")).await;
+        assert_eq!(r.status, 200, "{n} keys removed: {}", r.body);
+        assert_eq!(c.get("/len").await.body, "1", "{n} keys removed");
+    }
+
+    // Data the store cannot hold is bad data, not an outage.
+    let r = c.get("/nul").await;
+    assert_ne!(
+        r.status, 503,
+        "a NUL character is not an outage: {}",
+        r.body
+    );
+    if r.status == 200 {
+        assert_eq!(c.get("/get/nul").await.body, r#""a\u0000b""#);
+    }
+    assert_eq!(c.get("/inc").await.body, "2", "the session goes on");
+
+    // Signing in as another user drops the previous user's data; from anonymous it is kept.
+    let mut c = Client::new(addr, "switch", false);
+    c.get("/inc").await;
+    c.get(&format!("/login/{user}")).await;
+    assert_eq!(
+        c.get("/inc").await.body,
+        "2",
+        "kept from the anonymous session"
+    );
+    c.get(&format!("/login/{user}")).await;
+    assert_eq!(
+        c.get("/inc").await.body,
+        "3",
+        "kept when the same user signs in again"
+    );
+    c.get(&format!("/login/other-{user}")).await;
+    assert_eq!(c.get("/inc").await.body, "1", "dropped for another user");
+    c.get("/logout").await;
 }

@@ -25,6 +25,8 @@ enum Plan {
         /// The id drawn already (for a CSRF token); one is drawn at write-back otherwise.
         id: Option<SessionId>,
         replaces: Option<SessionId>,
+        /// A sign-in: the user's other sessions are held to the per-user cap.
+        login: bool,
     },
     /// Move the stored session `old` to a new id (`login`, `cycle_id`), only while it is
     /// still live and bound to `loaded_user`: never bring back one that ended meanwhile.
@@ -175,6 +177,7 @@ fn plan(state: &mut State, shared: &Shared, now: &dyn Fn() -> OffsetDateTime) ->
                 record: new_record(state, now(), now(), shared),
                 id: state.next_id.take(),
                 replaces: destroyed,
+                login: state.login,
             };
         }
         return if destroyed.is_some() || state.stale_cookie {
@@ -246,6 +249,7 @@ async fn execute(shared: &Shared, plan: Plan) -> Result<CookieOut, Error> {
             mut record,
             id,
             replaces,
+            login,
         } => {
             record.id = id.map_or_else(SessionId::generate, Ok)?;
             let id = shared.call(shared.store.create(&record)).await?;
@@ -259,6 +263,9 @@ async fn execute(shared: &Shared, plan: Plan) -> Result<CookieOut, Error> {
                 replaces = replaces.map(|old| display(shared.keys.log_id(&old))),
                 "session created"
             );
+            if login {
+                enforce_cap(shared, &record, &id).await?;
+            }
             Ok(CookieOut::Set(id, record.expires_at))
         }
         Plan::Rekey {
@@ -281,8 +288,8 @@ async fn execute(shared: &Shared, plan: Plan) -> Result<CookieOut, Error> {
                 replaces = %shared.keys.log_id(&old),
                 "session id renewed"
             );
-            if let (true, Some(user), Some(max)) = (login, &record.user, shared.max_per_user) {
-                enforce_cap(shared, user, &id, max).await?;
+            if login {
+                enforce_cap(shared, &record, &id).await?;
             }
             Ok(CookieOut::Set(id, record.expires_at))
         }
@@ -312,13 +319,11 @@ async fn execute(shared: &Shared, plan: Plan) -> Result<CookieOut, Error> {
     }
 }
 
-/// Ends the oldest sessions of `user` beyond `max`, keeping `new`.
-async fn enforce_cap(
-    shared: &Shared,
-    user: &str,
-    new: &SessionId,
-    max: usize,
-) -> Result<(), Error> {
+/// After a sign-in stored as `new`, ends the oldest sessions of its user beyond the cap.
+async fn enforce_cap(shared: &Shared, record: &Record, new: &SessionId) -> Result<(), Error> {
+    let (Some(user), Some(max)) = (&record.user, shared.max_per_user) else {
+        return Ok(());
+    };
     let now = shared.clock.now();
     let mut others = shared.call(shared.store.list_user(user, now)).await?;
     others.retain(|r| r.id != *new);

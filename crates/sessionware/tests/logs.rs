@@ -98,7 +98,7 @@ async fn logs_name_a_session_by_its_keyed_hash_never_its_id_or_token() {
     let (id_text, tag) = token.split_once('.').unwrap();
     let flipped = if tag.starts_with('A') { "B" } else { "A" };
     let forged = format!("{id_text}.{flipped}{}", &tag[1..]);
-    c.get_with_cookie_header("/inc", &format!("session={forged}"))
+    c.get_with_cookie_header("/inc", &format!("__Host-session={forged}"))
         .await;
     assert!(
         logs.line("cookie failed verification").contains(&field),

@@ -6,3 +6,14 @@ use sessionware_memory::MemoryStore;
 async fn users_and_devices_on_the_memory_store() {
     sessionware::testing::users_over_http(MemoryStore::new()).await;
 }
+
+#[tokio::test]
+async fn security_findings_on_the_memory_store() {
+    let store = MemoryStore::new();
+    let corrupted = store.clone();
+    sessionware::testing::security_over_http(store, move |id| {
+        let store = corrupted.clone();
+        async move { store.corrupt(&id) }
+    })
+    .await;
+}

@@ -312,7 +312,7 @@ async fn tampered_foreign_and_unknown_cookies_start_a_fresh_session() {
     // Signed for another cookie name: the tag is bound to the name.
     let addr2 = app(layer(MemoryStore::new()).with_cookie_name("other")).await;
     let r = Client::new(addr2)
-        .get_with_cookie_header("/peek", &format!("other={good}"))
+        .get_with_cookie_header("/peek", &format!("__Host-other={good}"))
         .await;
     assert_eq!(r.body, "0");
 
@@ -1105,4 +1105,105 @@ async fn clear_site_data_goes_with_a_plain_sign_out_only() {
         flash.headers().get("set-cookie").is_some(),
         "the flash's new session"
     );
+}
+
+/// A `Cookie` header with exactly these bytes.
+async fn get_with_raw_cookie(addr: std::net::SocketAddr, path: &str, cookie: &[u8]) -> String {
+    reqwest::Client::new()
+        .get(format!("http://{addr}{path}"))
+        .header(
+            "cookie",
+            reqwest::header::HeaderValue::from_bytes(cookie).unwrap(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_non_ascii_cookie_beside_ours_does_not_hide_the_session() {
+    let addr = app(layer(MemoryStore::new())).await;
+    let mut c = Client::new(addr);
+    c.get("/inc").await;
+    let good = c.jar.clone().unwrap();
+    let mut count = 1;
+    for other in ["lang=żółć".as_bytes(), b"latin=caf\xe9", b"q=\"\x80\""] {
+        for header in [
+            [other, format!("; {NAME}={good}").as_bytes()].concat(),
+            [format!("{NAME}={good}; ").as_bytes(), other].concat(),
+        ] {
+            count += 1;
+            assert_eq!(
+                get_with_raw_cookie(addr, "/inc", &header).await,
+                count.to_string(),
+                "{}",
+                String::from_utf8_lossy(&header)
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn two_valid_cookies_naming_different_sessions_count_as_none() {
+    // The plain name, as an application that turned the `__Host-` prefix off has it: then a
+    // sibling subdomain can plant a cookie of that name for the parent domain.
+    let store = MemoryStore::new();
+    let addr = app(layer(store.clone()).with_host_prefix(false)).await;
+    let mut ours = Client::named(addr, "session");
+    let mut planted = Client::named(addr, "session");
+    ours.get("/inc").await;
+    ours.get("/inc").await;
+    planted.get("/inc").await;
+    let (a, b) = (ours.jar.clone().unwrap(), planted.jar.clone().unwrap());
+    for header in [
+        format!("session={b}; session={a}"),
+        format!("session={a}; session={b}"),
+    ] {
+        let r = ours.get_with_cookie_header("/peek", &header).await;
+        assert_eq!(r.body, "0", "neither session is used: {header}");
+        assert!(
+            r.cookie("session").is_none(),
+            "and neither cookie is removed"
+        );
+    }
+    let r = ours
+        .get_with_cookie_header("/inc", &format!("session={b}; session={a}"))
+        .await;
+    assert_eq!(r.body, "1", "a write starts a session of its own");
+    assert_eq!(ours.get("/peek").await.body, "2", "ours is untouched");
+    assert_eq!(
+        planted.get("/peek").await.body,
+        "1",
+        "the planted one is untouched"
+    );
+    let twice = format!("session={a}; session={a}");
+    assert_eq!(ours.get_with_cookie_header("/peek", &twice).await.body, "2");
+
+    // By default the cookie is `__Host-session`, which no other host can set.
+    let addr = app(layer(MemoryStore::new())).await;
+    let r = Client::new(addr).get("/inc").await;
+    let cookie = r.cookie(NAME).expect("the default name carries the prefix");
+    assert_eq!(cookie.secure(), Some(true));
+    assert_eq!(cookie.path(), Some("/"));
+    assert_eq!(cookie.domain(), None);
+}
+
+#[tokio::test]
+async fn only_the_first_few_cookies_of_our_name_are_verified() {
+    let addr = app(layer(MemoryStore::new())).await;
+    let mut c = Client::new(addr);
+    c.get("/inc").await;
+    let good = c.jar.clone().unwrap();
+    let junk = format!("{NAME}={}.{}; ", "A".repeat(22), "A".repeat(43));
+    let behind = |n: usize| format!("{}{NAME}={good}", junk.repeat(n));
+    assert_eq!(
+        c.get_with_cookie_header("/peek", &behind(3)).await.body,
+        "1"
+    );
+    // 5,000 of them used to cost 5,000 HMACs; now the fifth and later are not looked at.
+    let r = c.get_with_cookie_header("/peek", &behind(5_000)).await;
+    assert_eq!((r.status, r.body.as_str()), (200, "0"));
 }

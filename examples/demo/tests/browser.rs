@@ -257,7 +257,11 @@ async fn two_devices_sign_in_see_each_other_and_sign_each_other_out() {
 
     // What the browser holds: a cookie page script cannot read, sent only over secure
     // transport (loopback counts as secure) and not on cross-site subrequests.
-    let cookie = laptop.client.get_named_cookie("session").await.unwrap();
+    let cookie = laptop
+        .client
+        .get_named_cookie("__Host-session")
+        .await
+        .unwrap();
     assert_eq!(cookie.http_only(), Some(true), "HttpOnly: {cookie:?}");
     assert_eq!(cookie.secure(), Some(true), "Secure: {cookie:?}");
     assert_eq!(
@@ -281,7 +285,7 @@ async fn two_devices_sign_in_see_each_other_and_sign_each_other_out() {
         .unwrap();
     let visible = visible.as_str().unwrap_or_default();
     assert!(
-        !visible.contains("session=") && !visible.contains(cookie.value()),
+        !visible.contains("__Host-session=") && !visible.contains(cookie.value()),
         "page script cannot read the session cookie: {visible:?}"
     );
 
@@ -292,7 +296,7 @@ async fn two_devices_sign_in_see_each_other_and_sign_each_other_out() {
     assert_ne!(
         phone
             .client
-            .get_named_cookie("session")
+            .get_named_cookie("__Host-session")
             .await
             .unwrap()
             .value(),

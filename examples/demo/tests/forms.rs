@@ -9,7 +9,8 @@ use reqwest::redirect::Policy;
 struct Visitor {
     client: reqwest::Client,
     base: String,
-    cookie: Option<String>,
+    /// The cookies the demo set (the session's and the CSRF nonce's), by name.
+    cookies: std::collections::BTreeMap<String, String>,
 }
 
 impl Visitor {
@@ -21,33 +22,45 @@ impl Visitor {
         Self {
             client,
             base: base.to_owned(),
-            cookie: None,
+            cookies: Default::default(),
         }
     }
 
     fn remember(&mut self, response: &reqwest::Response) {
-        if let Some(set) = response.headers().get("set-cookie") {
+        for set in response.headers().get_all("set-cookie") {
             let pair = set.to_str().unwrap().split(';').next().unwrap();
+            let (name, value) = pair.split_once('=').unwrap();
             // An expired removal cookie has an empty value.
-            self.cookie = (!pair.ends_with('=')).then(|| pair.to_owned());
+            if value.is_empty() {
+                self.cookies.remove(name);
+            } else {
+                self.cookies.insert(name.to_owned(), value.to_owned());
+            }
         }
     }
 
-    async fn get(&mut self, path: &str) -> (u16, String) {
-        let mut request = self.client.get(format!("{}{path}", self.base));
-        if let Some(c) = &self.cookie {
-            request = request.header("cookie", c);
+    fn with_cookies(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        if self.cookies.is_empty() {
+            return request;
         }
+        let pairs: Vec<String> = self
+            .cookies
+            .iter()
+            .map(|(n, v)| format!("{n}={v}"))
+            .collect();
+        request.header("cookie", pairs.join("; "))
+    }
+
+    async fn get(&mut self, path: &str) -> (u16, String) {
+        let request = self.with_cookies(self.client.get(format!("{}{path}", self.base)));
         let response = request.send().await.unwrap();
         self.remember(&response);
         (response.status().as_u16(), response.text().await.unwrap())
     }
 
     async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> (u16, Option<String>) {
-        let mut request = self.client.post(format!("{}{path}", self.base)).form(form);
-        if let Some(c) = &self.cookie {
-            request = request.header("cookie", c);
-        }
+        let request = self.client.post(format!("{}{path}", self.base)).form(form);
+        let request = self.with_cookies(request);
         let response = request.send().await.unwrap();
         self.remember(&response);
         let location = response
@@ -160,8 +173,13 @@ async fn user_names_and_wrong_passwords_are_handled_as_text() {
 
 #[tokio::test]
 async fn bad_configuration_is_a_clear_error() {
+    // A key of one repeated byte, and hex with a sign, are refused like a short one.
+    let zeros = "00".repeat(32);
+    let signed = format!("+f{}", &"0123456789abcdef".repeat(4)[2..]);
     for (var, value) in [
         ("SESSION_KEY", "abc"),
+        ("SESSION_KEY", zeros.as_str()),
+        ("SESSION_KEY", signed.as_str()),
         ("SESSION_STORE", "carrier-pigeon://"),
         ("PORT", "http"),
     ] {

@@ -462,6 +462,8 @@ impl SessionStore for RedisStore {
                 .rekey_across_slots(old, expected_user, record, now)
                 .await;
         }
+        // The layout `rekey.lua` reads; the new id sits at `keys[1]` and `args[4]`, which a
+        // taken id rewrites before the next call.
         let mut keys: Vec<Key> = Vec::with_capacity(4);
         keys.push(self.key(old).into());
         keys.push(self.key(&record.id).into());

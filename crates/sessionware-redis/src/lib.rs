@@ -45,9 +45,10 @@
 //!
 //! # Round trips
 //!
-//! Every store call is one command, atomic on the node that holds the key: a plain `HGETALL`
-//! to read, `DEL` to delete, and a Lua script run with `EVALSHA` for every write, which must
-//! check that the session is still live in the same step:
+//! Every store call but `rekey` on a Cluster (below) is one command, atomic on the node that
+//! holds the key: a plain `HGETALL` to read, `DEL` to delete, and a Lua script run with
+//! `EVALSHA` for every write, which must check that the session is still live in the same
+//! step:
 //!
 //! | request | round trips |
 //! | --- | --- |
@@ -57,6 +58,7 @@
 //! | changes an existing session (per key: `HSET`/`HDEL` of only the changed fields) | 2 |
 //! | creates a session | 1 (one more per id collision) |
 //! | destroys a session | 2 (read, `DEL`) |
+//! | signs in or cycles the id ([`rekey`](sessionware_core::SessionStore::rekey)) | 2 (read, the `rekey` script); on a Cluster 3, or 4 when the new record is bound to a user |
 //!
 //! A server that lost its script cache (restarted, failed over) answers the first `EVALSHA`
 //! of each script with `NOSCRIPT`; the store then sends the script once with `EVAL`.
@@ -64,6 +66,15 @@
 //! Writes check, in the same script, that the session is still live: a change never brings
 //! back a session another request destroyed or that expired in between, and two requests
 //! that change different keys of one session both survive.
+//!
+//! A new id (`rekey`, at sign-in) is one script that checks the old session is live and bound
+//! to the user the caller saw, writes the new hash, deletes the old key and moves the id in
+//! the user's index set, atomically. A Cluster cannot run one script over keys in different
+//! slots, so there the store writes the new record and its index entry first, then deletes
+//! the old key only if it is still live and bound as seen, and otherwise deletes the copy it
+//! made: the client never learns the new id before that check, and a concurrent "log out
+//! everywhere" ([`delete_user`](sessionware_core::SessionStore::delete_user)) lists the user's
+//! index again after its deletes, so it ends a session moved meanwhile.
 //!
 //! # Failures
 //!

@@ -1,3 +1,4 @@
+use std::collections::HashSet;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
@@ -7,7 +8,7 @@ use fred::clients::{Client, Pool, WithOptions};
 use fred::interfaces::{ClientLike as _, KeysInterface as _, SetsInterface as _};
 use fred::types::config::Options;
 use fred::types::scripts::Script;
-use fred::types::{ClusterHash, CustomCommand, Resp3Frame as Frame, Value};
+use fred::types::{ClusterHash, CustomCommand, Key, Resp3Frame as Frame, Value};
 use sessionware_core::time::OffsetDateTime;
 use sessionware_core::{
     ChangeSet, Error, ExpiryPolicy, Loaded, Record, SessionId, SessionStore, load_then_touch,
@@ -21,6 +22,12 @@ use crate::script::{self, Scripts};
 /// Draws of a fresh id before `create` gives up. With 128 random bits a second draw is already
 /// astronomically rare; a run of collisions means something else is wrong.
 const MAX_CREATE_ATTEMPTS: usize = 8;
+
+/// Listings of a user's index `delete_user` makes at most. Each listing after the first only
+/// finds ids that a concurrent `rekey` moved a session to while the previous pass deleted, so
+/// the second one is nearly always empty; the bound stops a stream of concurrent sign-ins,
+/// which come after the revocation anyway, from holding the call forever.
+const MAX_DELETE_USER_PASSES: usize = 8;
 
 /// The Redis session store: one hash per session under `<prefix><id>`, each with a TTL at the
 /// session's deadline. Cheap to clone: clones share the pool.
@@ -39,6 +46,8 @@ struct Inner {
     /// What every command carries (the timeout, on a pool the application built).
     options: Options,
     scripts: Scripts,
+    /// A Cluster spreads a session's keys over slots, which `rekey` has to work around.
+    clustered: bool,
 }
 
 impl RedisStore {
@@ -49,8 +58,10 @@ impl RedisStore {
         options: Options,
         scripts: Scripts,
     ) -> Self {
+        let clustered = pool.is_clustered();
         Self {
             inner: Arc::new(Inner {
+                clustered,
                 pool,
                 prefix,
                 timeout,
@@ -98,7 +109,7 @@ impl RedisStore {
     }
 
     async fn run_on(&self, script: &Script, key: String, args: Vec<Value>) -> Result<Value, Error> {
-        script::call(&self.client(), script, key, args)
+        script::call(&self.client(), script, Key::from(key), args)
             .await
             .map_err(from_fred)
     }
@@ -152,6 +163,64 @@ impl RedisStore {
         Ok((ids, junk))
     }
 
+    /// [`SessionStore::rekey`] on a Cluster: the copy first, then the end of the old session
+    /// only if it is still live and bound as the caller saw it, else the copy is dropped.
+    ///
+    /// 1. `create`: the new hash, then its id in the new user's index. In that order, so a
+    ///    listing never finds the id before its session exists and prunes it as dead.
+    /// 2. `retire.lua` on the old key: deletes it only if it is live and bound to
+    ///    `expected_user`. This is the step the outcome hangs on, atomic on the old key's node.
+    /// 3. On refusal, the copy and its index entry are deleted and the answer is `None`.
+    ///
+    /// Why nothing ended can come back: the client learns the new id only from the answer,
+    /// after step 2, so until then nobody can load the copy. A revocation (`delete_user`) that
+    /// deletes the old key before step 2 makes step 2 refuse, and the copy goes. Otherwise its
+    /// delete of the old key came after step 2 and found nothing; the listing it makes after
+    /// its deletes (it lists until nothing is new) then comes after step 1 put the new id in
+    /// the index, so it ends the copy too. What a Cluster gives up: between steps 1 and 2 both
+    /// ids exist, so `list_user` may show the session twice for that moment.
+    ///
+    /// The old id is left in the old user's index, as a `delete` leaves it, for the next
+    /// listing to prune: removing it would cost one more round trip.
+    async fn rekey_across_slots(
+        &self,
+        old: &SessionId,
+        expected_user: Option<&str>,
+        record: &Record,
+        now: OffsetDateTime,
+    ) -> Result<Option<SessionId>, Error> {
+        let id = self.create(record).await?;
+        let mut args = Vec::with_capacity(3);
+        args.push(Value::from(to_unix_ms(now)));
+        args.extend(bound_as(expected_user));
+        let refused = match self.run(&self.inner.scripts.retire, old, args).await {
+            Ok(reply) => match reply.as_i64() {
+                Some(1) => return Ok(Some(id)),
+                Some(0) => None,
+                Some(-1) => Some(not_a_session()),
+                _ => Some(unexpected(&reply)),
+            },
+            // Whether the old session ended is unknown; either way the caller will not use
+            // the copy, so it goes too rather than live on unseen.
+            Err(error) => Some(error),
+        };
+        let key = self.key(&id);
+        let client = self.client();
+        let delete = client.del::<i64, _>(key);
+        let (deleted, unindexed) = match &record.user {
+            Some(user) => tokio::join!(delete, self.index_remove(user, vec![id.to_string()])),
+            None => (delete.await, Ok(())),
+        };
+        match refused {
+            Some(error) => Err(error),
+            None => {
+                deleted.map_err(from_fred)?;
+                unindexed?;
+                Ok(None)
+            }
+        }
+    }
+
     /// Runs `op` for every id at once: one round trip of latency for the lot.
     async fn for_each<T, F, Fut>(
         &self,
@@ -193,6 +262,18 @@ fn not_a_session() -> Error {
     Error::corrupt("the key is not a session hash (wrong type or no `expires_at`)")
 }
 
+/// The arguments that say how the old session of a `rekey` must be bound.
+fn bound_as(user: Option<&str>) -> [Value; 2] {
+    match user {
+        Some(user) => [Value::from("1"), Value::from(user)],
+        None => [Value::from("0"), Value::from("")],
+    }
+}
+
+fn ids_exhausted() -> Error {
+    Error::backend("every session id drawn was already taken; is the random source broken?")
+}
+
 /// The 1 / 0 / -1 answer of the write scripts.
 fn written(reply: Value) -> Result<bool, Error> {
     match reply.as_i64() {
@@ -230,9 +311,7 @@ impl SessionStore for RedisStore {
             }
             id = SessionId::generate()?;
         }
-        Err(Error::backend(
-            "every session id drawn was already taken; is the random source broken?",
-        ))
+        Err(ids_exhausted())
     }
 
     /// One `HGETALL`: the live session, or `None`. Reads move no deadline here; the trait's
@@ -365,20 +444,71 @@ impl SessionStore for RedisStore {
         written(self.run(&self.inner.scripts.touch, id, args).await?)
     }
 
+    /// Single node and Sentinel: one `EVALSHA` of `rekey.lua`, which checks the old session,
+    /// writes the new hash, deletes the old key and moves the id between the users' sets, all
+    /// in one atomic step; a taken id costs one more call with a fresh id, as in `create`.
+    ///
+    /// Cluster: the two session keys and the sets hash to different slots, and a script may
+    /// only touch keys of one slot, so the move is a sequence; see `rekey_across_slots`.
+    async fn rekey(
+        &self,
+        old: &SessionId,
+        expected_user: Option<&str>,
+        record: &Record,
+        now: OffsetDateTime,
+    ) -> Result<Option<SessionId>, Error> {
+        if self.inner.clustered {
+            return self
+                .rekey_across_slots(old, expected_user, record, now)
+                .await;
+        }
+        // The layout `rekey.lua` reads; the new id sits at `keys[1]` and `args[4]`, which a
+        // taken id rewrites before the next call.
+        let mut keys: Vec<Key> = Vec::with_capacity(4);
+        keys.push(self.key(old).into());
+        keys.push(self.key(&record.id).into());
+        keys.extend(expected_user.map(|user| Key::from(self.user_key(user))));
+        keys.extend(
+            record
+                .user
+                .as_deref()
+                .map(|user| Key::from(self.user_key(user))),
+        );
+        let create = codec::create_args(record)?;
+        let mut args = Vec::with_capacity(5 + create.len());
+        args.push(Value::from(to_unix_ms(now)));
+        args.extend(bound_as(expected_user));
+        args.push(Value::from(old.to_string()));
+        args.push(Value::from(record.id.to_string()));
+        args.extend(create);
+        let mut id = record.id;
+        for _ in 0..MAX_CREATE_ATTEMPTS {
+            let reply = script::call(
+                &self.client(),
+                &self.inner.scripts.rekey,
+                keys.clone(),
+                args.clone(),
+            )
+            .await
+            .map_err(from_fred)?;
+            match reply.as_i64() {
+                Some(1) => return Ok(Some(id)),
+                Some(0) => return Ok(None),
+                Some(2) => {
+                    id = SessionId::generate()?;
+                    keys[1] = self.key(&id).into();
+                    args[4] = Value::from(id.to_string());
+                }
+                Some(-1) => return Err(not_a_session()),
+                _ => return Err(unexpected(&reply)),
+            }
+        }
+        Err(ids_exhausted())
+    }
+
     /// One `DEL`. A bound session's id stays in its user's index until the next listing
     /// prunes it or the index expires: reading the user first would cost every sign-out a
     /// round trip.
-    async fn rekey(
-        &self,
-        _old: &SessionId,
-        _expected_user: Option<&str>,
-        _record: &Record,
-        _now: OffsetDateTime,
-    ) -> Result<Option<SessionId>, Error> {
-        // TODO(rekey): replaced by the store's atomic implementation.
-        Err(Error::backend("rekey is not implemented yet"))
-    }
-
     async fn delete(&self, id: &SessionId) -> Result<(), Error> {
         self.client()
             .del::<i64, _>(self.key(id))
@@ -413,27 +543,47 @@ impl SessionStore for RedisStore {
         keep: Option<&SessionId>,
         now: OffsetDateTime,
     ) -> Result<usize, Error> {
-        let (mut ids, mut dead) = self.index_members(user).await?;
-        ids.retain(|id| Some(id) != keep);
-        let owner = user.to_owned();
-        let deletes = self
-            .for_each(&ids, move |store, id| {
-                let args = vec![Value::from(owner.as_str()), Value::from(to_unix_ms(now))];
-                async move {
-                    store
-                        .run(&store.inner.scripts.delete_bound, &id, args)
-                        .await
-                }
-            })
-            .await?;
+        let mut seen = HashSet::new();
+        let mut seen_junk = HashSet::new();
         let mut ended = 0;
-        for (id, reply) in deletes {
-            if reply.as_i64() == Some(1) {
-                ended += 1;
+        let mut listing = self.index_members(user).await?;
+        // A `rekey` that moved a session after a listing and before the delete of its old id
+        // put the new id in the index: list again until a listing holds nothing new.
+        for _ in 0..MAX_DELETE_USER_PASSES {
+            let (ids, mut junk) = listing;
+            let fresh: Vec<SessionId> = ids
+                .into_iter()
+                .filter(|id| Some(id) != keep && seen.insert(*id))
+                .collect();
+            junk.retain(|member| seen_junk.insert(member.clone()));
+            if fresh.is_empty() {
+                self.index_remove(user, junk).await?;
+                return Ok(ended);
             }
-            dead.push(id.to_string());
+            let owner = user.to_owned();
+            let deletes = self
+                .for_each(&fresh, move |store, id| {
+                    let args = vec![Value::from(owner.as_str()), Value::from(to_unix_ms(now))];
+                    async move {
+                        store
+                            .run(&store.inner.scripts.delete_bound, &id, args)
+                            .await
+                    }
+                })
+                .await?;
+            ended += deletes
+                .iter()
+                .filter(|(_, reply)| reply.as_i64() == Some(1))
+                .count();
+            let mut dead: Vec<String> = fresh.iter().map(ToString::to_string).collect();
+            dead.append(&mut junk);
+            // The next listing alongside the pruning: it only has to come after the deletes, so
+            // a revocation that finds nothing new keeps the latency of three round trips.
+            let (removed, next) =
+                tokio::join!(self.index_remove(user, dead), self.index_members(user));
+            removed?;
+            listing = next?;
         }
-        self.index_remove(user, dead).await?;
         Ok(ended)
     }
 }

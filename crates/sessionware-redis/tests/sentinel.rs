@@ -22,7 +22,7 @@ async fn sessions_survive_a_sentinel_failover() {
         .connect()
         .await
         .expect("connect through the sentinel");
-    let addr = common::http::serve(common::app::app(SessionLayer::new(store))).await;
+    let addr = common::http::serve(common::app::app(SessionLayer::new(store.clone()))).await;
     let mut client = Client::new(addr);
     assert_eq!(client.get("/count").await.body, "1");
     assert_eq!(client.get("/count").await.body, "2");
@@ -64,4 +64,29 @@ async fn sessions_survive_a_sentinel_failover() {
     assert_eq!(client.get("/peek").await.body, "3");
     let keys: u64 = sentinel.replica.cli(&["dbsize"]).parse().unwrap();
     assert!(keys >= 1, "the new master holds the session");
+
+    // A rekey behind Sentinel is the single-node script, with all its keys on the master; on
+    // the promoted replica its first call may also take the `NOSCRIPT` fallback.
+    use sessionware_core::{Record, SessionId, SessionStore as _};
+    let now = sessionware_core::time::OffsetDateTime::now_utc();
+    let record = |user: Option<&str>| Record {
+        id: SessionId::generate().unwrap(),
+        data: [("k".to_owned(), serde_json::json!(1))].into(),
+        user: user.map(str::to_owned),
+        created_at: now,
+        expires_at: now + sessionware_core::time::Duration::minutes(5),
+    };
+    let old = store.create(&record(None)).await.unwrap();
+    let new = store
+        .rekey(&old, None, &record(Some("sentinel-user")), now)
+        .await
+        .unwrap()
+        .expect("a live session moves");
+    assert_eq!(store.load(&old, now).await.unwrap(), None);
+    let listed = store.list_user("sentinel-user", now).await.unwrap();
+    assert_eq!(listed.iter().map(|r| r.id).collect::<Vec<_>>(), vec![new]);
+    assert_eq!(
+        store.delete_user("sentinel-user", None, now).await.unwrap(),
+        1
+    );
 }

@@ -1,5 +1,6 @@
 //! The store against one real Redis (REDIS_URL, default redis://127.0.0.1:6379): the
-//! conformance suite, the layout an operator sees, TTLs, prefixes and bad keys.
+//! conformance suite, the layout an operator sees, TTLs, prefixes, bad keys, and what a rekey
+//! leaves in Redis.
 
 mod common;
 
@@ -224,6 +225,132 @@ async fn a_key_that_is_not_a_session_is_corrupt_and_left_alone() {
     ));
     store.delete(&id).await.unwrap();
     store.delete(&id2).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_rekey_keeps_ttls_and_moves_the_id_between_index_sets() {
+    use sessionware_redis::fred::interfaces::SetsInterface as _;
+
+    let Some(store) = store("rekey").await else {
+        return;
+    };
+    let now = SystemClock.now();
+    let user = "user-rekey";
+    let mut old = record(json!({"k": 1}), Duration::minutes(5));
+    old.user = Some(user.into());
+    let old_id = store.create(&old).await.unwrap();
+    let mut next = record(json!({"k": 2}), Duration::hours(2));
+    next.created_at = old.created_at;
+    next.user = Some(user.into());
+    let new_id = store
+        .rekey(&old_id, Some(user), &next, now)
+        .await
+        .unwrap()
+        .expect("a live session moves");
+
+    let ttl = pttl(&store, &new_id).await;
+    let two_hours = Duration::hours(2).whole_milliseconds() as i64;
+    assert!(
+        ttl > two_hours - 60_000 && ttl <= two_hours,
+        "the new key's TTL is the deadline: {ttl}"
+    );
+    let fields: std::collections::HashMap<String, String> =
+        store.pool().hgetall(store.key(&new_id)).await.unwrap();
+    let ms =
+        |t: OffsetDateTime| ((t - OffsetDateTime::UNIX_EPOCH).whole_milliseconds()).to_string();
+    assert_eq!(
+        fields["expires_at"],
+        ms(next.expires_at),
+        "laid out as create does"
+    );
+    assert_eq!(fields["created_at"], ms(old.created_at));
+    assert_eq!(fields["user"], user);
+    assert_eq!(fields["d:k"], "2");
+    let old_exists: i64 = store.pool().exists(store.key(&old_id)).await.unwrap();
+    assert_eq!(old_exists, 0, "the old key is deleted, not left to expire");
+
+    let members: Vec<String> = store.pool().smembers(store.user_key(user)).await.unwrap();
+    assert_eq!(
+        members,
+        vec![new_id.to_string()],
+        "the new id in, the old one out"
+    );
+    // The set's TTL read first: read after the session's, it would be lower by the time between.
+    let set_ttl: i64 = store.pool().pttl(store.user_key(user)).await.unwrap();
+    let ttl = pttl(&store, &new_id).await;
+    assert!(
+        set_ttl >= ttl,
+        "the index outlives the session it lists: {set_ttl} < {ttl}"
+    );
+
+    // Refused: the session is bound, the caller saw none. Nothing is written, the set included.
+    let mut again = next.clone();
+    again.id = SessionId::generate().unwrap();
+    assert_eq!(store.rekey(&new_id, None, &again, now).await.unwrap(), None);
+    let exists: i64 = store.pool().exists(store.key(&again.id)).await.unwrap();
+    assert_eq!(exists, 0);
+    let members: Vec<String> = store.pool().smembers(store.user_key(user)).await.unwrap();
+    assert_eq!(members, vec![new_id.to_string()]);
+    store.delete_user(user, None, now).await.unwrap();
+}
+
+/// A key that is not a session hash is reported as `Error::Corrupt` by `rekey`, as by every
+/// other call, and left as it is, with no new session written: an operator's mistake shows.
+#[tokio::test]
+async fn a_rekey_of_a_key_that_is_not_a_session_is_corrupt_and_writes_nothing() {
+    let Some(store) = store("rekey-not-a-session").await else {
+        return;
+    };
+    let now = SystemClock.now();
+    let old = SessionId::generate().unwrap();
+    let key = store.key(&old);
+    let () = store
+        .pool()
+        .set(
+            &key,
+            "plain string",
+            Some(sessionware_redis::fred::types::Expiration::EX(60)),
+            None,
+            false,
+        )
+        .await
+        .unwrap();
+    // A hash without its deadline is no session either.
+    let old2 = SessionId::generate().unwrap();
+    let _: i64 = store
+        .pool()
+        .hset(store.key(&old2), ("d:k", "1"))
+        .await
+        .unwrap();
+    let _: bool = store
+        .pool()
+        .expire(store.key(&old2), 60, None)
+        .await
+        .unwrap();
+
+    for (old, expected) in [(old, None), (old2, Some("someone"))] {
+        let mut next = record(json!({"k": 2}), Duration::minutes(5));
+        next.user = Some("someone".into());
+        match store.rekey(&old, expected, &next, now).await {
+            Err(Error::Corrupt { reason }) => assert!(!reason.contains(&old.to_string())),
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+        let exists: i64 = store.pool().exists(store.key(&next.id)).await.unwrap();
+        assert_eq!(exists, 0, "no new session");
+        let exists: i64 = store
+            .pool()
+            .exists(store.user_key("someone"))
+            .await
+            .unwrap();
+        assert_eq!(exists, 0, "no index entry");
+    }
+    let value: String = store.pool().get(&key).await.unwrap();
+    assert_eq!(value, "plain string", "nothing overwrote it");
+    let kept: std::collections::HashMap<String, String> =
+        store.pool().hgetall(store.key(&old2)).await.unwrap();
+    assert_eq!(kept.len(), 1, "nothing overwrote it");
+    store.delete(&old).await.unwrap();
+    store.delete(&old2).await.unwrap();
 }
 
 #[tokio::test]

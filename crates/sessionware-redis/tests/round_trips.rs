@@ -70,7 +70,7 @@ async fn each_kind_of_request_costs_what_the_issue_says() {
     let reply = client.get("/peek").await;
     assert_eq!(reply.body, "1");
     assert!(
-        reply.cookie("session").is_some(),
+        reply.cookie("__Host-session").is_some(),
         "the refresh moved the deadline, so the cookie follows"
     );
     assert_eq!(

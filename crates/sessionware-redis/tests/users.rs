@@ -7,7 +7,7 @@ use serde_json::json;
 use sessionware_core::time::Duration;
 use sessionware_core::{ChangeSet, Clock as _, Data, Record, SessionId, SessionStore, SystemClock};
 use sessionware_redis::RedisStore;
-use sessionware_redis::fred::interfaces::{KeysInterface as _, SetsInterface as _};
+use sessionware_redis::fred::interfaces::{HashesInterface as _, KeysInterface as _, SetsInterface as _};
 
 async fn store(test: &str) -> Option<RedisStore> {
     let url = common::redis_url().await?;
@@ -26,6 +26,22 @@ async fn users_and_devices_over_http() {
         return;
     };
     sessionware::testing::users_over_http(store).await;
+}
+
+#[tokio::test]
+async fn security_findings_over_http() {
+    let Some(store) = store("security-http").await else {
+        return;
+    };
+    let corrupted = store.clone();
+    sessionware::testing::security_over_http(store, move |id| {
+        let store = corrupted.clone();
+        async move {
+            let key = store.key(&id);
+            let _: i64 = store.pool().hset(key, ("d:count", "{not json")).await.unwrap();
+        }
+    })
+    .await;
 }
 
 #[tokio::test]

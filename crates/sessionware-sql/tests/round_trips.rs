@@ -155,7 +155,6 @@ async fn check(name: &str, url: &str, proxy: &Proxy, refresh_costs: usize) {
     let clock = ManualClock::new();
     let layer = SessionLayer::new(store.clone())
         .with_signing_key(Key::generate().unwrap())
-        .with_secure(false)
         .with_clock(clock.clone())
         .with_expiry(
             ExpiryPolicy::new()

@@ -17,9 +17,11 @@ use crate::layer::Shared;
 pub(crate) use crate::token::Transport;
 
 /// The deepest nesting of arrays and objects a value may have. A session is stored as an
-/// object holding the values, and every JSON reader on the way has a depth limit (serde_json
-/// 128, MySQL 100), so a value accepted here must stay readable once stored.
-pub const MAX_DEPTH: usize = 64;
+/// object holding the values, and every JSON engine on the way has a depth limit (MariaDB 32
+/// levels for the whole document, scalars counted; MySQL 100; serde_json 128), so a value
+/// accepted here is one every store can hold and read back: moving to another store never
+/// turns yesterday's data into an error.
+pub const MAX_DEPTH: usize = 30;
 
 /// `true` when `value` nests arrays and objects more than `budget` levels deep; looks no
 /// deeper than that, so the check's own recursion is bounded.

@@ -45,5 +45,5 @@ pub(crate) fn app(layer: SessionLayer) -> Router {
         .route("/set/{key}", get(set))
         .route("/keys", get(keys))
         .route("/health", get(|| async { "ok" }))
-        .layer(layer.with_signing_key(key()).with_secure(false))
+        .layer(layer.with_signing_key(key()))
 }

@@ -26,6 +26,7 @@ struct Sql {
     load: String,
     lock: String,
     touch: String,
+    rekey: String,
     delete: String,
     delete_expired: String,
     user_sessions: String,
@@ -37,6 +38,17 @@ struct Sql {
 const COLUMNS: &str = "CAST(data AS CHAR), CONVERT(user_id USING utf8mb4), created_ms, expires_ms";
 
 impl My {
+    /// Two passes, so that `delete_user` also ends a session a concurrent `rekey` moved
+    /// while it ran. InnoDB changes a primary key by deleting the old index entries and
+    /// inserting new ones, so the session's new entry is a new row to a DELETE. Under READ
+    /// COMMITTED (no gap locks) the first pass waits for the `rekey` on the old entry, finds
+    /// it gone, and never sees the new one when it lands behind its scan. That `rekey`
+    /// committed before the first pass ended, so the second pass, a new statement reading
+    /// the latest committed rows, ends it. (Under REPEATABLE READ, MariaDB's default, the
+    /// first pass's gap locks make such a `rekey` wait or lose a deadlock instead; the
+    /// second pass then finds nothing.)
+    const DELETE_USER_PASSES: usize = 2;
+
     pub(crate) fn new(pool: MySqlPool, table: Table) -> Self {
         Self::with_conns(Arc::new(Conns::new(pool)), table)
     }
@@ -52,6 +64,10 @@ impl My {
                 "SELECT CAST(data AS CHAR) FROM {t} WHERE id = ? AND expires_ms > ? FOR UPDATE"
             ),
             touch: format!("UPDATE {t} SET expires_ms = ? WHERE id = ? AND expires_ms > ?"),
+            rekey: format!(
+                "UPDATE {t} SET id = ?, data = ?, user_id = ?, created_ms = ?, expires_ms = ? \
+                 WHERE id = ? AND expires_ms > ? AND user_id <=> ?"
+            ),
             delete: format!("DELETE FROM {t} WHERE id = ?"),
             delete_expired: format!("DELETE FROM {t} WHERE expires_ms <= ? LIMIT {BATCH}"),
             user_sessions: format!(

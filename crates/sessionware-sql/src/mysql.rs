@@ -41,12 +41,13 @@ impl My {
     /// Two passes, so that `delete_user` also ends a session a concurrent `rekey` moved
     /// while it ran. InnoDB changes a primary key by deleting the old index entries and
     /// inserting new ones, so the session's new entry is a new row to a DELETE. Under READ
-    /// COMMITTED (no gap locks) the first pass waits for the `rekey` on the old entry, finds
-    /// it gone, and never sees the new one when it lands behind its scan. That `rekey`
-    /// committed before the first pass ended, so the second pass, a new statement reading
-    /// the latest committed rows, ends it. (Under REPEATABLE READ, MariaDB's default, the
-    /// first pass's gap locks make such a `rekey` wait or lose a deadlock instead; the
-    /// second pass then finds nothing.)
+    /// COMMITTED (no gap locks) a `rekey` can run wholly while the first pass's scan is under
+    /// way: the pass finds the old entry gone and, when the new one landed behind its scan,
+    /// never sees it. That `rekey` committed before the first pass ended, so the second pass,
+    /// a new statement reading the latest committed rows, ends it. (A `rekey` holding the row
+    /// when the scan reaches it deadlocks with the scan instead, and the loser runs again;
+    /// under REPEATABLE READ, MariaDB's default, gap locks make a `rekey` behind the scan
+    /// wait or deadlock likewise, and the second pass finds nothing.)
     const DELETE_USER_PASSES: usize = 2;
 
     pub(crate) fn new(pool: MySqlPool, table: Table) -> Self {

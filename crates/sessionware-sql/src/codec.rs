@@ -70,11 +70,40 @@ pub(crate) fn decode(text: &str) -> Result<Data, Error> {
 }
 
 pub(crate) fn encode(data: &Data) -> Result<String, Error> {
+    data.values().try_for_each(readable)?;
     serde_json::to_string(data).map_err(Error::Encode)
 }
 
 pub(crate) fn value(v: &serde_json::Value) -> Result<String, Error> {
+    readable(v)?;
     serde_json::to_string(v).map_err(Error::Encode)
+}
+
+/// How deeply a value in the session data may nest arrays and objects. [`decode`] stops at
+/// serde_json's recursion limit (128 levels, the data object included), and PostgreSQL and
+/// SQLite store far deeper JSON: without this check a session could be written that no load
+/// ever reads again. MariaDB refuses sooner (32 levels), which `error.rs` reports as
+/// [`Error::Rejected`] too.
+pub(crate) const MAX_DEPTH: usize = 126;
+
+/// `Ok` when `v` nests at most [`MAX_DEPTH`] levels, so the record it goes into loads again.
+pub(crate) fn readable(v: &serde_json::Value) -> Result<(), Error> {
+    // Recursion bounded by the budget, whatever the depth of `v`.
+    fn deeper(v: &serde_json::Value, budget: usize) -> bool {
+        match v {
+            serde_json::Value::Array(a) => budget == 0 || a.iter().any(|v| deeper(v, budget - 1)),
+            serde_json::Value::Object(o) => {
+                budget == 0 || o.values().any(|v| deeper(v, budget - 1))
+            }
+            _ => false,
+        }
+    }
+    if deeper(v, MAX_DEPTH) {
+        return Err(Error::rejected(format!(
+            "a value nests arrays and objects deeper than {MAX_DEPTH} levels"
+        )));
+    }
+    Ok(())
 }
 
 /// An expiry policy as numbers SQL can compute [`ExpiryPolicy::refreshed_deadline`] with.
@@ -107,6 +136,11 @@ pub(crate) fn path_safe(key: &str) -> bool {
     !key.chars().any(|c| c == '"' || c == '\\' || c.is_control())
 }
 
+/// Keys one JSON function call of `apply` sets or removes: a set takes two arguments per key
+/// plus the document, which stays under SQLite's limit of 127 arguments a function
+/// (`SQLITE_MAX_FUNCTION_ARG`). MariaDB has no such limit; the same shape serves it.
+pub(crate) const KEYS_PER_CALL: usize = 60;
+
 /// The JSON path of a top-level key that is [`path_safe`].
 pub(crate) fn path(key: &str) -> String {
     format!("$.\"{key}\"")
@@ -138,6 +172,30 @@ mod tests {
             assert!(matches!(decode(bad), Err(Error::Corrupt { .. })), "{bad}");
         }
         assert_eq!(decode("{}").unwrap(), Data::new());
+    }
+
+    fn nested(levels: usize) -> serde_json::Value {
+        (0..levels).fold(serde_json::json!(1), |v, _| serde_json::json!([v]))
+    }
+
+    #[test]
+    fn every_value_the_store_writes_reads_back() {
+        for levels in [0, 1, MAX_DEPTH] {
+            let data = Data::from([("k".to_owned(), nested(levels))]);
+            let text = encode(&data).unwrap();
+            assert_eq!(decode(&text).unwrap(), data, "{levels}");
+        }
+        let data = Data::from([("k".to_owned(), nested(MAX_DEPTH + 1))]);
+        assert!(matches!(encode(&data), Err(Error::Rejected { .. })));
+        assert!(matches!(
+            value(&nested(MAX_DEPTH + 1)),
+            Err(Error::Rejected { .. })
+        ));
+        // The limit is serde_json's: one level more would not load.
+        let text = serde_json::to_string(&data).unwrap();
+        assert!(matches!(decode(&text), Err(Error::Corrupt { .. })));
+        // Far deeper values are refused without walking (or overflowing) them.
+        assert!(readable(&nested(1000)).is_err());
     }
 
     #[test]

@@ -26,6 +26,7 @@ struct Sql {
     load: String,
     lock: String,
     touch: String,
+    rekey: String,
     delete: String,
     delete_expired: String,
     user_sessions: String,
@@ -37,6 +38,18 @@ struct Sql {
 const COLUMNS: &str = "CAST(data AS CHAR), CONVERT(user_id USING utf8mb4), created_ms, expires_ms";
 
 impl My {
+    /// Two passes, so that `delete_user` also ends a session a concurrent `rekey` moved
+    /// while it ran. InnoDB changes a primary key by deleting the old index entries and
+    /// inserting new ones, so the session's new entry is a new row to a DELETE. Under READ
+    /// COMMITTED (no gap locks) a `rekey` can run wholly while the first pass's scan is under
+    /// way: the pass finds the old entry gone and, when the new one landed behind its scan,
+    /// never sees it. That `rekey` committed before the first pass ended, so the second pass,
+    /// a new statement reading the latest committed rows, ends it. (A `rekey` holding the row
+    /// when the scan reaches it deadlocks with the scan instead, and the loser runs again;
+    /// under REPEATABLE READ, MariaDB's default, gap locks make a `rekey` behind the scan
+    /// wait or deadlock likewise, and the second pass finds nothing.)
+    const DELETE_USER_PASSES: usize = 2;
+
     pub(crate) fn new(pool: MySqlPool, table: Table) -> Self {
         Self::with_conns(Arc::new(Conns::new(pool)), table)
     }
@@ -52,6 +65,10 @@ impl My {
                 "SELECT CAST(data AS CHAR) FROM {t} WHERE id = ? AND expires_ms > ? FOR UPDATE"
             ),
             touch: format!("UPDATE {t} SET expires_ms = ? WHERE id = ? AND expires_ms > ?"),
+            rekey: format!(
+                "UPDATE {t} SET id = ?, data = ?, user_id = ?, created_ms = ?, expires_ms = ? \
+                 WHERE id = ? AND expires_ms > ? AND user_id <=> ?"
+            ),
             delete: format!("DELETE FROM {t} WHERE id = ?"),
             delete_expired: format!("DELETE FROM {t} WHERE expires_ms <= ? LIMIT {BATCH}"),
             user_sessions: format!(

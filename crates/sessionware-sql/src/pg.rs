@@ -27,6 +27,7 @@ struct Sql {
     load_refreshed: String,
     apply: String,
     touch: String,
+    rekey: String,
     delete: String,
     delete_expired: String,
     user_sessions: String,
@@ -36,6 +37,13 @@ struct Sql {
 const COLUMNS: &str = "data::text, user_id, created_ms, expires_ms";
 
 impl Pg {
+    /// One pass ends every session, even one a concurrent `rekey` moves meanwhile. `rekey`
+    /// updates the row in place (new id, same row), and under READ COMMITTED a DELETE that
+    /// meets a row updated by a transaction that committed after its snapshot follows the
+    /// update to the row's newest version and re-checks its WHERE clause there: it deletes
+    /// the session under its new id (if it is still the user's), however many times it moved.
+    const DELETE_USER_PASSES: usize = 1;
+
     pub(crate) fn new(pool: PgPool, table: Table) -> Self {
         Self::with_conns(Arc::new(Conns::new(pool)), table)
     }
@@ -76,6 +84,11 @@ impl Pg {
                  WHERE id = $1 AND expires_ms > $8"
             ),
             touch: format!("UPDATE {t} SET expires_ms = $1 WHERE id = $2 AND expires_ms > $3"),
+            rekey: format!(
+                "UPDATE {t} SET id = $1, data = $2::jsonb, user_id = $3, created_ms = $4, \
+                   expires_ms = $5 \
+                 WHERE id = $6 AND expires_ms > $7 AND user_id IS NOT DISTINCT FROM $8"
+            ),
             delete: format!("DELETE FROM {t} WHERE id = $1"),
             delete_expired: format!(
                 "DELETE FROM {t} WHERE id IN (\
@@ -176,8 +189,8 @@ impl Pg {
         let removals: Vec<&str> = changes.removals().collect();
         let sets: serde_json::Map<String, serde_json::Value> = changes
             .sets()
-            .map(|(k, v)| (k.to_owned(), v.clone()))
-            .collect();
+            .map(|(k, v)| codec::readable(v).map(|()| (k.to_owned(), v.clone())))
+            .collect::<Result<_, _>>()?;
         let sets = serde_json::to_string(&sets).map_err(Error::Encode)?;
         let user = changes.user();
         let done = sqlx::query(&self.sql.apply)

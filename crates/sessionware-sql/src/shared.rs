@@ -1,7 +1,8 @@
 //! The statements every engine runs the same way, written once. sqlx's engines are distinct
 //! types with no common trait that is pleasant to bound on, so this is a macro each engine's
-//! `impl` invokes; it expects `self.conns`, `self.sql` (with `load`, `touch`, `delete`,
-//! `delete_expired`, `user_sessions`, `delete_user`) and `codec::columns` in scope.
+//! `impl` invokes; it expects `self.conns`, `self.sql` (with `load`, `touch`, `rekey`,
+//! `delete`, `delete_expired`, `user_sessions`, `delete_user`), `Self::DELETE_USER_PASSES` and
+//! `codec::columns` in scope.
 
 macro_rules! shared_statements {
     () => {
@@ -53,6 +54,65 @@ macro_rules! shared_statements {
             Ok(())
         }
 
+        /// Moves the live session `old`, bound to `expected_user`, to a new id: one `UPDATE`
+        /// of its row that rewrites the id with everything else (`self.sql.rekey`; `?`s: new
+        /// id, data, user, created, expires, old id, now, expected user).
+        ///
+        /// One statement is atomic on every engine without a transaction: no moment exists at
+        /// which both ids load, and a row that a revocation deleted or that expired matches
+        /// nothing, so nothing is created. A taken id fails the statement (unique violation),
+        /// which changes nothing, and a fresh id is drawn.
+        pub(crate) async fn rekey(
+            &self,
+            old: &SessionId,
+            expected_user: Option<&str>,
+            record: &Record,
+            now: OffsetDateTime,
+        ) -> Result<Option<SessionId>, Error> {
+            let data = codec::encode(&record.data)?;
+            // The session holds its own id: "moving" onto it would leave the old id alive.
+            let mut id = if record.id == *old {
+                SessionId::generate()?
+            } else {
+                record.id
+            };
+            let (mut draws, mut conflicts) = (1, 0);
+            let mut conn = self.conns.get().await.map_err(backend)?;
+            loop {
+                let done = sqlx::query(&self.sql.rekey)
+                    .bind(id.to_string())
+                    .bind(&data)
+                    .bind(record.user.as_deref())
+                    .bind(codec::ms(record.created_at))
+                    .bind(codec::ms(record.expires_at))
+                    .bind(old.to_string())
+                    .bind(codec::ms(now))
+                    .bind(expected_user)
+                    .execute(&mut *conn)
+                    .await;
+                match done {
+                    Ok(done) => {
+                        conn.done();
+                        return Ok((done.rows_affected() > 0).then_some(id));
+                    }
+                    Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                        if draws == MAX_CREATE_TRIES {
+                            return Err(crate::no_free_id());
+                        }
+                        draws += 1;
+                        id = SessionId::generate()?;
+                    }
+                    Err(e)
+                        if crate::error::is_conflict(&e)
+                            && conflicts < crate::error::CONFLICT_RETRIES =>
+                    {
+                        conflicts += 1;
+                    }
+                    Err(e) => return Err(backend(e)),
+                }
+            }
+        }
+
         pub(crate) async fn delete_expired_batch(&self, now: OffsetDateTime) -> Result<u64, Error> {
             let mut conn = self.conns.get().await.map_err(backend)?;
             let done = sqlx::query(&self.sql.delete_expired)
@@ -86,6 +146,8 @@ macro_rules! shared_statements {
         }
 
         /// Deletes the live sessions of `user` but `keep`; expired ones are the cleanup's.
+        /// Runs the statement `Self::DELETE_USER_PASSES` times (see the engines for why) and
+        /// counts what every pass ended.
         pub(crate) async fn delete_user(
             &self,
             user: &str,
@@ -95,15 +157,31 @@ macro_rules! shared_statements {
             let mut conn = self.conns.get().await.map_err(backend)?;
             // No id is empty, so "" keeps nothing.
             let keep = keep.map(SessionId::to_string).unwrap_or_default();
-            let done = sqlx::query(&self.sql.delete_user)
-                .bind(user)
-                .bind(keep)
-                .bind(codec::ms(now))
-                .execute(&mut *conn)
-                .await
-                .map_err(backend)?;
+            let (mut ended, mut passes, mut conflicts) = (0, 0, 0);
+            while passes < Self::DELETE_USER_PASSES {
+                let done = sqlx::query(&self.sql.delete_user)
+                    .bind(user)
+                    .bind(&keep)
+                    .bind(codec::ms(now))
+                    .execute(&mut *conn)
+                    .await;
+                match done {
+                    Ok(done) => {
+                        ended += done.rows_affected();
+                        passes += 1;
+                    }
+                    // A pass that lost a deadlock deleted nothing: run it again.
+                    Err(e)
+                        if crate::error::is_conflict(&e)
+                            && conflicts < crate::error::CONFLICT_RETRIES =>
+                    {
+                        conflicts += 1;
+                    }
+                    Err(e) => return Err(backend(e)),
+                }
+            }
             conn.done();
-            Ok(done.rows_affected())
+            Ok(ended)
         }
     };
 }
@@ -139,10 +217,6 @@ macro_rules! create_on_conflict {
     };
 }
 
-/// The change set applied in Rust inside a transaction, for keys no JSON path can name. `$begin`
-/// is the statement that opens it and takes the row (MySQL: `BEGIN`, with `self.sql.lock`
-/// selecting `FOR UPDATE`) or the database (SQLite: `BEGIN IMMEDIATE`, so no other writer slips
-/// in between the read and the write, and no reader-to-writer upgrade can deadlock).
 /// `apply` for engines whose JSON functions take a path (MySQL, SQLite): one `UPDATE` that
 /// removes and sets the listed keys inside the stored object, built per shape (how many keys
 /// set and removed) so sqlx keeps each shape prepared. Keys no path can name go through
@@ -168,23 +242,23 @@ macro_rules! apply_by_path {
                 "data".to_owned()
             };
             let mut params: Vec<String> = Vec::new();
+            // Nested calls of at most KEYS_PER_CALL keys each, still one statement: SQLite caps
+            // a function at 127 arguments, so one `json_set` of 64 keys or one `json_remove` of
+            // 127 would fail, and the session with them. Each call applies its keys to what the
+            // inner ones produced, so the result is the same as one call's.
             let removals: Vec<&str> = changes.removals().collect();
-            if !removals.is_empty() {
-                data = format!(
-                    concat!($remove, "({}{})"),
-                    data,
-                    ", ?".repeat(removals.len())
-                );
-                params.extend(removals.iter().map(|k| codec::path(k)));
+            for chunk in removals.chunks(codec::KEYS_PER_CALL) {
+                data = format!(concat!($remove, "({}{})"), data, ", ?".repeat(chunk.len()));
             }
+            params.extend(removals.iter().map(|k| codec::path(k)));
             let sets: Vec<(&str, &serde_json::Value)> = changes.sets().collect();
-            if !sets.is_empty() {
+            for chunk in sets.chunks(codec::KEYS_PER_CALL) {
                 let pair = concat!(", ?, ", $value);
-                data = format!(concat!($set, "({}{})"), data, pair.repeat(sets.len()));
-                for (k, v) in sets {
-                    params.push(codec::path(k));
-                    params.push(codec::value(v)?);
-                }
+                data = format!(concat!($set, "({}{})"), data, pair.repeat(chunk.len()));
+            }
+            for (k, v) in sets {
+                params.push(codec::path(k));
+                params.push(codec::value(v)?);
             }
             let user = changes.user();
             let sql = format!(
@@ -214,6 +288,10 @@ macro_rules! apply_by_path {
     };
 }
 
+/// The change set applied in Rust inside a transaction, for keys no JSON path can name. `$begin`
+/// is the statement that opens it and takes the row (MySQL: `BEGIN`, with `self.sql.lock`
+/// selecting `FOR UPDATE`) or the database (SQLite: `BEGIN IMMEDIATE`, so no other writer slips
+/// in between the read and the write, and no reader-to-writer upgrade can deadlock).
 #[allow(unused_macros)] // each serves only some engines; a build may enable one
 macro_rules! apply_locked {
     ($begin:literal) => {

@@ -26,6 +26,7 @@ struct Sql {
     load: String,
     lock: String,
     touch: String,
+    rekey: String,
     delete: String,
     delete_expired: String,
     user_sessions: String,
@@ -35,6 +36,10 @@ struct Sql {
 const COLUMNS: &str = "data, user_id, created_ms, expires_ms";
 
 impl Lite {
+    /// One pass: SQLite runs one writer at a time, so a `rekey` lands wholly before or after
+    /// the DELETE, which then ends the session under its new id or finds it gone.
+    const DELETE_USER_PASSES: usize = 1;
+
     pub(crate) fn new(pool: SqlitePool, table: Table) -> Self {
         Self::with_conns(Arc::new(Conns::new(pool)), table)
     }
@@ -49,6 +54,10 @@ impl Lite {
             load: format!("SELECT {COLUMNS} FROM {t} WHERE id = ? AND expires_ms > ?"),
             lock: format!("SELECT data FROM {t} WHERE id = ? AND expires_ms > ?"),
             touch: format!("UPDATE {t} SET expires_ms = ? WHERE id = ? AND expires_ms > ?"),
+            rekey: format!(
+                "UPDATE {t} SET id = ?, data = ?, user_id = ?, created_ms = ?, expires_ms = ? \
+                 WHERE id = ? AND expires_ms > ? AND user_id IS ?"
+            ),
             delete: format!("DELETE FROM {t} WHERE id = ?"),
             delete_expired: format!(
                 "DELETE FROM {t} WHERE id IN (SELECT id FROM {t} WHERE expires_ms <= ? LIMIT {BATCH})"

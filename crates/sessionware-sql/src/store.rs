@@ -322,13 +322,12 @@ impl SessionStore for SqlStore {
 
     async fn rekey(
         &self,
-        _old: &SessionId,
-        _expected_user: Option<&str>,
-        _record: &Record,
-        _now: OffsetDateTime,
+        old: &SessionId,
+        expected_user: Option<&str>,
+        record: &Record,
+        now: OffsetDateTime,
     ) -> Result<Option<SessionId>, Error> {
-        // TODO(rekey): replaced by the store's atomic implementation.
-        Err(Error::backend("rekey is not implemented yet"))
+        dispatch!(&self.inner.engine, e => e.rekey(old, expected_user, record, now).await)
     }
 
     async fn delete(&self, id: &SessionId) -> Result<(), Error> {

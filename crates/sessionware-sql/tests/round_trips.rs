@@ -198,6 +198,48 @@ async fn check(name: &str, url: &str, proxy: &Proxy, refresh_costs: usize) {
     drop_table(url, &table).await;
 }
 
+/// A rekey (a sign-in's id renewal), called on the store as the layer calls it: one statement
+/// on every engine, one more for each id found taken.
+async fn check_rekey(name: &str, url: &str, proxy: &Proxy) {
+    use sessionware_core::{Clock as _, SessionStore as _, SystemClock};
+    let table = unique_table("rtk");
+    let store = SqlStore::connect(url)
+        .await
+        .unwrap()
+        .with_table(&table)
+        .unwrap();
+    store.migrate().await.unwrap();
+    let t0 = SystemClock.now();
+    let fresh = || record(t0, Duration::minutes(5), serde_json::json!({"k": 1}));
+
+    // Warm up: each statement prepared once on the connection.
+    let id = store.create(&fresh()).await.unwrap();
+    let mut id = store.rekey(&id, None, &fresh(), t0).await.unwrap().unwrap();
+    proxy.take();
+
+    let mut next = fresh();
+    next.user = Some("ada".into());
+    id = store.rekey(&id, None, &next, t0).await.unwrap().unwrap();
+    assert_eq!(proxy.take(), 1, "{name}: a rekey");
+    let taken = store.create(&fresh()).await.unwrap();
+    proxy.take();
+    let mut onto_taken = fresh();
+    onto_taken.id = taken;
+    onto_taken.user = Some("ada".into());
+    id = store
+        .rekey(&id, Some("ada"), &onto_taken, t0)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_ne!(id, taken);
+    assert_eq!(proxy.take(), 2, "{name}: a rekey onto a taken id");
+    assert_eq!(store.rekey(&id, None, &fresh(), t0).await.unwrap(), None);
+    assert_eq!(proxy.take(), 1, "{name}: a refused rekey");
+
+    drop(store);
+    drop_table(url, &table).await;
+}
+
 async fn drop_table(url: &str, table: &str) {
     if url.starts_with("postgres") {
         drop_pg(&sqlx::PgPool::connect(url).await.unwrap(), table).await;
@@ -213,6 +255,7 @@ async fn postgres_round_trips() {
     let via = url.replace("127.0.0.1:5432", &proxy.addr.to_string());
     assert_ne!(via, url, "the test expects the default server address");
     check("postgres", &via, &proxy, 1).await;
+    check_rekey("postgres", &via, &proxy).await;
 }
 
 #[tokio::test]
@@ -222,4 +265,5 @@ async fn mariadb_round_trips() {
     let via = url.replace("127.0.0.1:3306", &proxy.addr.to_string());
     assert_ne!(via, url, "the test expects the default server address");
     check("mariadb", &via, &proxy, 2).await;
+    check_rekey("mariadb", &via, &proxy).await;
 }

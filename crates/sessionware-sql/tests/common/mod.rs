@@ -1,7 +1,10 @@
 //! Stores on real servers, each in a table of its own so tests can run in parallel.
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, unused_imports)]
 
 pub mod cluster;
+pub mod engines;
+
+pub use engines::*;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 

@@ -47,7 +47,9 @@ async fn two_instances_share_sessions_through_redis() {
 
     let reply = one.get("/destroy").await;
     assert_eq!(reply.body, "bye");
-    let removal = reply.cookie("__Host-session").expect("destroy removes the cookie");
+    let removal = reply
+        .cookie("__Host-session")
+        .expect("destroy removes the cookie");
     assert!(removal.value().is_empty() || removal.max_age().is_some_and(|a| a.is_zero()));
     // The second still holds the old cookie: the session is gone there too.
     let reply = two.get("/peek").await;

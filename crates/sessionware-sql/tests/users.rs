@@ -31,3 +31,61 @@ async fn sqlite_file() {
     store.migrate().await.unwrap();
     sessionware::testing::users_over_http(store).await;
 }
+
+/// The security review's findings over HTTP on each engine; a record is made unreadable by
+/// writing data that is not a JSON object (or not JSON).
+mod security {
+    use super::*;
+    use sessionware::testing::security_over_http;
+
+    #[tokio::test]
+    async fn postgres() {
+        let Some((store, pool, table)) = pg("security").await else {
+            return;
+        };
+        security_over_http(store, |id| {
+            let (pool, table) = (pool.clone(), table.clone());
+            async move {
+                let sql = format!("UPDATE \"{table}\" SET data = '[1, 2]'::jsonb WHERE id = $1");
+                let done = sqlx::query(&sql).bind(id.to_string()).execute(&pool).await;
+                assert_eq!(done.unwrap().rows_affected(), 1);
+            }
+        })
+        .await;
+        drop_pg(&pool, &table).await;
+    }
+
+    #[tokio::test]
+    async fn mariadb() {
+        let Some((store, pool, table)) = mysql("security").await else {
+            return;
+        };
+        security_over_http(store, |id| {
+            let (pool, table) = (pool.clone(), table.clone());
+            async move {
+                let sql = format!("UPDATE `{table}` SET data = '[1, 2]' WHERE id = ?");
+                let done = sqlx::query(&sql).bind(id.to_string()).execute(&pool).await;
+                assert_eq!(done.unwrap().rows_affected(), 1);
+            }
+        })
+        .await;
+        drop_mysql(&pool, &table).await;
+    }
+
+    #[tokio::test]
+    async fn sqlite_file() {
+        let db = TempDb::new("security");
+        let store = SqlStore::connect(&db.url()).await.unwrap();
+        store.migrate().await.unwrap();
+        let pool = sqlx::SqlitePool::connect(&db.url()).await.unwrap();
+        security_over_http(store, |id| {
+            let pool = pool.clone();
+            async move {
+                let sql = "UPDATE sessions SET data = 'not json {' WHERE id = ?";
+                let done = sqlx::query(sql).bind(id.to_string()).execute(&pool).await;
+                assert_eq!(done.unwrap().rows_affected(), 1);
+            }
+        })
+        .await;
+    }
+}

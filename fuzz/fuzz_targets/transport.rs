@@ -41,7 +41,12 @@ fn same_name_cookies(headers: &HeaderMap) -> usize {
     headers
         .get_all(header::COOKIE)
         .iter()
-        .map(|v| v.as_bytes().windows(name.len()).filter(|w| *w == name.as_bytes()).count())
+        .map(|v| {
+            v.as_bytes()
+                .windows(name.len())
+                .filter(|w| *w == name.as_bytes())
+                .count()
+        })
         .sum()
 }
 
@@ -107,7 +112,11 @@ fuzz_target!(|input: Input<'_>| {
     let cookie = KEYS.read_cookie(NAME, &headers);
     assert_sound(Some(cookie), tokens, headers.get_all(header::COOKIE).iter());
     let bearer = KEYS.read_bearer(NAME, &headers);
-    assert_sound(bearer, header_tokens, headers.get(header::AUTHORIZATION).into_iter());
+    assert_sound(
+        bearer,
+        header_tokens,
+        headers.get(header::AUTHORIZATION).into_iter(),
+    );
     let custom = KEYS.read_token_header(CUSTOM, NAME, &headers);
     assert_sound(custom, header_tokens, headers.get(&CUSTOM).into_iter());
 

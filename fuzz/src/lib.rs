@@ -9,7 +9,10 @@ use sessionware::{Key, SessionId};
 pub const NAME: &str = "session";
 
 fn key(byte: u8) -> Key {
-    Key::from_bytes(&std::array::from_fn::<u8, { Key::MIN_LEN }, _>(|i| byte ^ i as u8)).expect("a long enough key")
+    Key::from_bytes(&std::array::from_fn::<u8, { Key::MIN_LEN }, _>(|i| {
+        byte ^ i as u8
+    }))
+    .expect("a long enough key")
 }
 
 /// A layer mid-rotation: one key signs, an older one still verifies.

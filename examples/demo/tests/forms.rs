@@ -86,6 +86,13 @@ async fn every_post_without_the_sessions_csrf_token_is_refused() {
     let demo = start_demo().await;
     let mut ana = Visitor::new(&demo.base);
     let token = ana.token("/").await;
+    // The sign-in form's token needs no stored session: only its nonce cookie is set.
+    let names: Vec<&str> = ana.cookies.keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        ["__Host-session-csrf"],
+        "a form view stores no session"
+    );
     let (status, _) = ana
         .post("/login", &[("user", "ana"), ("password", "demo")])
         .await;

@@ -26,7 +26,7 @@ pub use error::Error;
 pub use expiry::ExpiryPolicy;
 pub use id::SessionId;
 pub use record::{Change, ChangeSet, Data, Record};
-pub use store::{DynSessionStore, Loaded, SessionStore, load_then_touch};
+pub use store::{Loaded, SessionStore, load_then_touch};
 pub use unix_ms::{from_unix_ms, to_unix_ms};
 
 /// Re-exported so stores and applications name the same `time` types.

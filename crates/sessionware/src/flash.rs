@@ -3,8 +3,7 @@
 use serde_json::Value;
 
 use crate::Session;
-
-const FLASH_KEY: &str = "sessionware.flash";
+use crate::config::FLASH_KEY;
 
 impl Session {
     /// Queues `message` for the next page that calls [`take_flashes`](Self::take_flashes)

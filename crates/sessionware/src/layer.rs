@@ -1,26 +1,22 @@
+//! The layer: the builder of every setting, applied around each route it covers.
+
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::body::{Body, Bytes, HttpBody};
 use axum::response::Response;
 use cookie::SameSite;
-use http::Request;
-use pin_project_lite::pin_project;
 use sessionware_core::time::Duration as TimeDuration;
-use sessionware_core::{Clock, DynSessionStore, ExpiryPolicy, SessionStore, SystemClock};
+use sessionware_core::{Clock, ExpiryPolicy, SessionStore, SystemClock};
 use tower_layer::Layer;
-use tower_service::Service;
 
+use crate::config::Shared;
 use crate::cookie::CookieConfig;
-use crate::error::ErrorHandler;
 use crate::header::HeaderConfig;
+use crate::service::SessionService;
 use crate::token::Keys;
 use crate::users::UserSessions;
-use crate::{Error, Key, Session};
+use crate::{Error, Key};
 
 /// Adds sessions to every route below it: a [`Session`] extractor backed by `store`.
 ///
@@ -60,59 +56,7 @@ use crate::{Error, Key, Session};
 #[derive(Clone)]
 pub struct SessionLayer {
     /// Shared, so that `layer` (which axum may call for every route) costs one count.
-    shared: Arc<Shared>,
-}
-
-/// What every request of one layer shares.
-#[derive(Clone)]
-pub(crate) struct Shared {
-    pub(crate) store: Arc<dyn DynSessionStore>,
-    pub(crate) keys: Keys,
-    pub(crate) cookie: CookieConfig,
-    /// The cookie's name on the wire, computed once.
-    pub(crate) cookie_name: String,
-    /// The name of the CSRF nonce cookie: the session cookie's, then `-csrf`.
-    pub(crate) csrf_cookie_name: String,
-    pub(crate) policy: ExpiryPolicy,
-    pub(crate) clock: Arc<dyn Clock>,
-    pub(crate) timeout: Duration,
-    pub(crate) on_error: Option<ErrorHandler>,
-    /// The header transport, when API clients may send the token in a header.
-    pub(crate) header: Option<HeaderConfig>,
-    pub(crate) record_address: bool,
-    pub(crate) max_per_user: Option<usize>,
-    pub(crate) clear_site_data: bool,
-    pub(crate) max_size: Option<usize>,
-    generated_key: bool,
-}
-
-impl Shared {
-    /// Runs a store call under the layer's timeout.
-    pub(crate) async fn call<T>(
-        &self,
-        op: impl Future<Output = Result<T, sessionware_core::Error>>,
-    ) -> Result<T, Error> {
-        // A call that is done at its first poll (the memory store's always are) needs no
-        // timer: setting one up and tearing it down would cost more than the call.
-        let mut op = std::pin::pin!(op);
-        let first = std::future::poll_fn(|cx| Poll::Ready(op.as_mut().poll(cx))).await;
-        let result = match first {
-            Poll::Ready(result) => result,
-            Poll::Pending => match tokio::time::timeout(self.timeout, op).await {
-                Ok(result) => result,
-                Err(_) => Err(sessionware_core::Error::Timeout),
-            },
-        };
-        result.map_err(Error::Store)
-    }
-
-    /// The response sent instead of the handler's when the session fails.
-    pub(crate) fn error_response(&self, error: Error) -> Response {
-        match &self.on_error {
-            Some(handler) => handler(&error),
-            None => axum::response::IntoResponse::into_response(error),
-        }
-    }
+    pub(crate) shared: Arc<Shared>,
 }
 
 impl SessionLayer {
@@ -142,6 +86,7 @@ impl SessionLayer {
                 clear_site_data: false,
                 max_size: Some(Self::DEFAULT_MAX_SIZE),
                 generated_key: true,
+                key_warning: Arc::new(std::sync::Once::new()),
             }),
         }
     }
@@ -348,117 +293,14 @@ impl<S> Layer<S> for SessionLayer {
 
     fn layer(&self, inner: S) -> Self::Service {
         if self.shared.generated_key {
-            tracing::warn!(
-                "SessionLayer has no signing key; using a random one: sessions will not survive \
-                 a restart or be shared between instances"
-            );
+            // axum applies a layer once per route and method: one warning, not one each.
+            self.shared.key_warning.call_once(|| {
+                tracing::warn!(
+                    "SessionLayer has no signing key; using a random one: sessions will not \
+                     survive a restart or be shared between instances"
+                );
+            });
         }
-        SessionService {
-            inner,
-            shared: self.shared.clone(),
-        }
-    }
-}
-
-/// The [`Service`] [`SessionLayer`] wraps around a handler. It touches no store itself: it
-/// hands each request a lazy [`Session`] and, after the handler, writes back what changed.
-#[derive(Clone)]
-pub struct SessionService<S> {
-    inner: S,
-    shared: Arc<Shared>,
-}
-
-impl<S> fmt::Debug for SessionService<S> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SessionService").finish_non_exhaustive()
-    }
-}
-
-impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for SessionService<S>
-where
-    S: Service<Request<ReqBody>, Response = http::Response<ResBody>>,
-    ResBody: HttpBody<Data = Bytes> + Send + 'static,
-    ResBody::Error: Into<axum::BoxError>,
-{
-    type Response = Response;
-    type Error = S::Error;
-    type Future = ResponseFuture<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
-        let session = Session::new(self.shared.clone());
-        request.extensions_mut().insert(session.clone());
-        ResponseFuture {
-            state: Stage::Handler {
-                future: self.inner.call(request),
-                session: Some(session),
-            },
-        }
-    }
-}
-
-pin_project! {
-    /// The response future of [`SessionService`]: the handler's, then the write-back when the
-    /// request changed its session.
-    pub struct ResponseFuture<F> {
-        #[pin]
-        state: Stage<F>,
-    }
-}
-
-pin_project! {
-    #[project = StageProj]
-    enum Stage<F> {
-        Handler {
-            #[pin]
-            future: F,
-            session: Option<Session>,
-        },
-        // Boxed: only requests that write pay for the store calls' futures.
-        WriteBack {
-            future: Pin<Box<dyn Future<Output = Response> + Send>>,
-        },
-    }
-}
-
-impl<F, ResBody, E> Future for ResponseFuture<F>
-where
-    F: Future<Output = Result<http::Response<ResBody>, E>>,
-    ResBody: HttpBody<Data = Bytes> + Send + 'static,
-    ResBody::Error: Into<axum::BoxError>,
-{
-    type Output = Result<Response, E>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        loop {
-            let write_back = match self.as_mut().project().state.project() {
-                StageProj::Handler { future, session } => {
-                    let response = match future.poll(cx) {
-                        Poll::Ready(Ok(response)) => response.map(Body::new),
-                        Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
-                        Poll::Pending => return Poll::Pending,
-                    };
-                    let pending = session.take().and_then(crate::write_back::prepare);
-                    match pending {
-                        None => return Poll::Ready(Ok(response)),
-                        Some(pending) => Box::pin(crate::write_back::write_back(pending, response)),
-                    }
-                }
-                StageProj::WriteBack { future } => return future.as_mut().poll(cx).map(Ok),
-            };
-            self.as_mut()
-                .project()
-                .state
-                .set(Stage::WriteBack { future: write_back });
-        }
-    }
-}
-
-impl<F> fmt::Debug for ResponseFuture<F> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+        SessionService::new(inner, self.shared.clone())
     }
 }

@@ -44,14 +44,17 @@
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod __fuzz;
+mod config;
 mod cookie;
 mod csrf;
+mod dyn_store;
 mod error;
 mod flash;
 mod header;
 mod key;
 mod layer;
 mod log_id;
+mod service;
 mod session;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -62,8 +65,9 @@ mod write_back;
 pub use ::cookie::SameSite;
 pub use error::{Error, SessionRejection};
 pub use key::Key;
-pub use layer::{ResponseFuture, SessionLayer, SessionService};
+pub use layer::SessionLayer;
 pub use log_id::LogId;
+pub use service::{ResponseFuture, SessionService};
 pub use session::{MAX_DEPTH, Session};
 pub use sessionware_core::{
     Clock, ExpiryPolicy, ManualClock, SessionId, SessionStore, SystemClock, time,

@@ -1,7 +1,7 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequestParts, OptionalFromRequestParts};
 use http::request::Parts;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -11,9 +11,9 @@ use sessionware_core::{Data, Loaded, SessionId};
 use tokio::sync::OnceCell;
 
 use crate::Error;
+use crate::config::{DEVICE_KEY, Shared, device_facts, is_reserved};
 use crate::cookie::Presented;
 use crate::error::SessionRejection;
-use crate::layer::Shared;
 pub(crate) use crate::token::Transport;
 
 /// The deepest nesting of arrays and objects a value may have. A session is stored as an
@@ -54,6 +54,11 @@ fn nested_deeper_than(value: &Value, budget: usize) -> bool {
 /// ```
 #[derive(Clone)]
 pub struct Session(Arc<Handle>);
+
+/// How the service hands a request's session to the extractor: a type of this crate's own, so
+/// `Extension<Session>` finds nothing rather than a session that was never loaded.
+#[derive(Clone)]
+pub(crate) struct Slot(pub(crate) Session);
 
 pub(crate) struct Handle {
     pub(crate) shared: Arc<Shared>,
@@ -136,16 +141,8 @@ impl State {
     }
 }
 
-/// Keys under this prefix hold what the library itself keeps in a session (device facts,
-/// flash messages, CSRF tokens). The data accessors neither list nor clear them.
-pub(crate) const RESERVED_PREFIX: &str = "sessionware.";
-
-fn is_reserved(key: &str) -> bool {
-    key.starts_with(RESERVED_PREFIX)
-}
-
 impl State {
-    fn new(created_at: OffsetDateTime, expires_at: OffsetDateTime) -> Self {
+    pub(crate) fn new(created_at: OffsetDateTime, expires_at: OffsetDateTime) -> Self {
         Self {
             id: None,
             next_id: None,
@@ -422,16 +419,13 @@ impl Session {
         let now = self.0.shared.clock.now();
         let mut state = self.state();
         let user_agent = state.user_agent.as_ref().and_then(|v| v.to_str().ok());
-        let facts =
-            crate::users::device_facts(user_agent, state.address.map(|a| a.ip().to_string()), now);
+        let facts = device_facts(user_agent, state.address.map(|a| a.ip().to_string()), now);
         let user = user.into();
         if state.user.as_ref().is_some_and(|current| *current != user) {
             state.data.retain(|k, _| is_reserved(k));
         }
-        state
-            .data
-            .insert(crate::users::DEVICE_KEY.to_owned(), facts);
-        state.dirty.insert(crate::users::DEVICE_KEY.to_owned());
+        state.data.insert(DEVICE_KEY.to_owned(), facts);
+        state.dirty.insert(DEVICE_KEY.to_owned());
         state.size = None;
         state.user = Some(user);
         state.cycle = true;
@@ -529,7 +523,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Session {
     type Rejection = SessionRejection;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let Some(session) = parts.extensions.get::<Session>().cloned() else {
+        let Some(Slot(session)) = parts.extensions.get::<Slot>().cloned() else {
             return Err(SessionRejection {
                 error: Error::MissingLayer,
                 handler: None,
@@ -543,5 +537,22 @@ impl<S: Send + Sync> FromRequestParts<S> for Session {
                 handler: session.0.shared.on_error.clone(),
             }),
         }
+    }
+}
+
+/// `Option<Session>`: the session the client presented, if the store holds it live, and `None`
+/// for a visitor without one (no token, a token that does not verify, or one naming a session
+/// that ended). For routes that act only on existing sessions; nothing a `None` handler does
+/// creates one. A store failure is still the rejection (`503`).
+impl<S: Send + Sync> OptionalFromRequestParts<S> for Session {
+    type Rejection = SessionRejection;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &S,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        let session = <Session as FromRequestParts<S>>::from_request_parts(parts, state).await?;
+        let stored = session.state().id.is_some();
+        Ok(stored.then_some(session))
     }
 }

@@ -8,15 +8,12 @@ use std::sync::Arc;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ring::digest;
-use serde_json::{Value, json};
+use serde_json::Value;
 use sessionware_core::time::OffsetDateTime;
 use sessionware_core::{ExpiryPolicy, Record, SessionId};
 
-use crate::layer::Shared;
+use crate::config::{DEVICE_KEY, Shared};
 use crate::{Error, Session};
-
-/// The data key under which `login` records the device facts.
-pub(crate) const DEVICE_KEY: &str = "sessionware.device";
 
 /// An opaque, stable name for one of a user's sessions, safe to put in a page or a form: a
 /// hash of the session id, from which the id cannot be recovered.
@@ -114,21 +111,6 @@ impl Device {
             address: text("address"),
         }
     }
-}
-
-/// The facts `login` stores in the session.
-pub(crate) fn device_facts(
-    user_agent: Option<&str>,
-    address: Option<String>,
-    now: OffsetDateTime,
-) -> Value {
-    // A header is attacker-controlled text; keep what is worth showing.
-    let user_agent = user_agent.map(|ua| ua.chars().take(256).collect::<String>());
-    json!({
-        "user_agent": user_agent,
-        "address": address,
-        "signed_in_at": now.unix_timestamp(),
-    })
 }
 
 /// The sessions of any user, outside a request: for an admin page, or to end every session of

@@ -8,7 +8,7 @@ use http::{HeaderName, HeaderValue, header};
 use sessionware_core::time::OffsetDateTime;
 use sessionware_core::{ChangeSet, Record, SessionId};
 
-use crate::layer::Shared;
+use crate::config::Shared;
 use crate::session::{State, Transport};
 
 const CLEAR_SITE_DATA: HeaderName = HeaderName::from_static("clear-site-data");
@@ -136,7 +136,7 @@ pub(crate) async fn write_back(pending: Pending, mut response: Response) -> Resp
     }) {
         response.headers_mut().append(header::SET_COOKIE, value);
     }
-    match execute(shared, plan).await {
+    match execute(shared, plan, now).await {
         Ok(cookie) => {
             // Clear-Site-Data would also drop the anonymous session this response starts (a
             // "signed out" flash set after `logout`), so it goes only with a plain sign-out.
@@ -242,7 +242,8 @@ fn new_record(
     }
 }
 
-async fn execute(shared: &Shared, plan: Plan) -> Result<CookieOut, Error> {
+/// Carries out `plan` at `now`, the one clock reading of this write-back.
+async fn execute(shared: &Shared, plan: Plan, now: OffsetDateTime) -> Result<CookieOut, Error> {
     match plan {
         Plan::Nothing => Ok(CookieOut::Keep),
         Plan::Create {
@@ -264,7 +265,7 @@ async fn execute(shared: &Shared, plan: Plan) -> Result<CookieOut, Error> {
                 "session created"
             );
             if login {
-                enforce_cap(shared, &record, &id).await?;
+                enforce_cap(shared, &record, &id, now).await?;
             }
             Ok(CookieOut::Set(id, record.expires_at))
         }
@@ -276,7 +277,6 @@ async fn execute(shared: &Shared, plan: Plan) -> Result<CookieOut, Error> {
             login,
         } => {
             record.id = id.map_or_else(SessionId::generate, Ok)?;
-            let now = shared.clock.now();
             let rekey = shared
                 .store
                 .rekey(&old, loaded_user.as_deref(), &record, now);
@@ -289,7 +289,7 @@ async fn execute(shared: &Shared, plan: Plan) -> Result<CookieOut, Error> {
                 "session id renewed"
             );
             if login {
-                enforce_cap(shared, &record, &id).await?;
+                enforce_cap(shared, &record, &id, now).await?;
             }
             Ok(CookieOut::Set(id, record.expires_at))
         }
@@ -298,7 +298,6 @@ async fn execute(shared: &Shared, plan: Plan) -> Result<CookieOut, Error> {
             changes,
             resend,
         } => {
-            let now = shared.clock.now();
             if !shared.call(shared.store.apply(&id, &changes, now)).await? {
                 return Err(Error::SessionGone);
             }
@@ -320,11 +319,15 @@ async fn execute(shared: &Shared, plan: Plan) -> Result<CookieOut, Error> {
 }
 
 /// After a sign-in stored as `new`, ends the oldest sessions of its user beyond the cap.
-async fn enforce_cap(shared: &Shared, record: &Record, new: &SessionId) -> Result<(), Error> {
+async fn enforce_cap(
+    shared: &Shared,
+    record: &Record,
+    new: &SessionId,
+    now: OffsetDateTime,
+) -> Result<(), Error> {
     let (Some(user), Some(max)) = (&record.user, shared.max_per_user) else {
         return Ok(());
     };
-    let now = shared.clock.now();
     let mut others = shared.call(shared.store.list_user(user, now)).await?;
     others.retain(|r| r.id != *new);
     if others.len() < max {
@@ -377,5 +380,151 @@ fn set_cookie(
         // A response that hands out a session must never be served to someone else from a
         // shared cache.
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+}
+
+/// The planning step alone: what a request's session state turns into, with no store involved.
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+    use sessionware_core::time::Duration;
+
+    use super::*;
+    use crate::SessionLayer;
+
+    fn shared() -> std::sync::Arc<Shared> {
+        SessionLayer::new(sessionware_memory::MemoryStore::new()).shared
+    }
+
+    fn at(minutes: i64) -> OffsetDateTime {
+        OffsetDateTime::UNIX_EPOCH + Duration::days(20_000) + Duration::minutes(minutes)
+    }
+
+    /// A session loaded from the store: id 1, user `ana`, created at 0, due at 60.
+    fn loaded() -> State {
+        let mut state = State::new(at(0), at(60));
+        state.id = Some(SessionId::from_bytes([1; SessionId::BYTES]));
+        state.user = Some("ana".into());
+        state.loaded_user = Some("ana".into());
+        state.data.insert("count".into(), json!(1));
+        state
+    }
+
+    fn plan_at(state: &mut State, minutes: i64) -> Plan {
+        plan(state, &shared(), &|| at(minutes))
+    }
+
+    #[test]
+    fn a_new_session_is_stored_only_with_data() {
+        let mut empty = State::new(at(0), at(60));
+        assert!(matches!(plan_at(&mut empty, 0), Plan::Nothing));
+        let mut fresh = State::new(at(0), at(60));
+        fresh.data.insert("k".into(), json!(true));
+        let Plan::Create {
+            record,
+            replaces,
+            login,
+            ..
+        } = plan_at(&mut fresh, 0)
+        else {
+            panic!("a new session with data is created");
+        };
+        assert_eq!(record.data["k"], json!(true));
+        assert_eq!((replaces, login), (None, false));
+    }
+
+    #[test]
+    fn reads_write_nothing_and_refreshes_only_resend_the_cookie() {
+        assert!(matches!(plan_at(&mut loaded(), 1), Plan::Nothing));
+        let mut refreshed = loaded();
+        refreshed.refreshed = true;
+        assert!(matches!(plan_at(&mut refreshed, 1), Plan::Resend { .. }));
+        refreshed.transport = Transport::Header;
+        refreshed.refreshed = true;
+        assert!(
+            matches!(plan_at(&mut refreshed, 1), Plan::Nothing),
+            "a header token carries no expiry to resend"
+        );
+    }
+
+    #[test]
+    fn changed_keys_become_a_change_set() {
+        let mut state = loaded();
+        state.data.insert("count".into(), json!(2));
+        state.dirty.insert("count".into());
+        state.dirty.insert("gone".into());
+        let Plan::Apply { id, changes, .. } = plan_at(&mut state, 5) else {
+            panic!("a change to a stored session is applied");
+        };
+        assert_eq!(id, SessionId::from_bytes([1; SessionId::BYTES]));
+        assert_eq!(changes.sets().collect::<Vec<_>>(), [("count", &json!(2))]);
+        assert_eq!(changes.removals().collect::<Vec<_>>(), ["gone"]);
+        assert_eq!(changes.loaded_user(), Some("ana"));
+        assert!(
+            changes.expires_at() > at(5),
+            "the deadline moves with the write"
+        );
+        assert!(state.dirty.is_empty(), "planning drains the dirty keys");
+    }
+
+    #[test]
+    fn an_id_change_is_a_rekey_checked_against_the_loaded_user() {
+        let mut state = loaded();
+        state.user = Some("ben".into());
+        state.cycle = true;
+        state.login = true;
+        let Plan::Rekey {
+            old,
+            loaded_user,
+            record,
+            login,
+            ..
+        } = plan_at(&mut state, 5)
+        else {
+            panic!("a cycled id is a rekey");
+        };
+        assert_eq!(old, SessionId::from_bytes([1; SessionId::BYTES]));
+        assert_eq!(
+            loaded_user.as_deref(),
+            Some("ana"),
+            "the user the store held"
+        );
+        assert_eq!(
+            record.user.as_deref(),
+            Some("ben"),
+            "the user it is to hold"
+        );
+        assert_eq!(
+            record.created_at,
+            at(0),
+            "the absolute lifetime is not reset"
+        );
+        assert!(login);
+    }
+
+    #[test]
+    fn destroyed_and_refused_sessions_remove_the_cookie() {
+        let mut state = State::new(at(0), at(60));
+        state.destroyed = Some(SessionId::from_bytes([1; SessionId::BYTES]));
+        assert!(matches!(
+            plan_at(&mut state, 0),
+            Plan::Remove { delete: Some(_) }
+        ));
+        let mut stale = State::new(at(0), at(60));
+        stale.stale_cookie = true;
+        assert!(matches!(
+            plan_at(&mut stale, 0),
+            Plan::Remove { delete: None }
+        ));
+        let mut replaced = State::new(at(0), at(60));
+        replaced.destroyed = Some(SessionId::from_bytes([1; SessionId::BYTES]));
+        replaced.data.insert("flash".into(), json!("bye"));
+        assert!(matches!(
+            plan_at(&mut replaced, 0),
+            Plan::Create {
+                replaces: Some(_),
+                ..
+            }
+        ));
     }
 }

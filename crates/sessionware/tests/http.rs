@@ -1207,3 +1207,61 @@ async fn only_the_first_few_cookies_of_our_name_are_verified() {
     let r = c.get_with_cookie_header("/peek", &behind(5_000)).await;
     assert_eq!((r.status, r.body.as_str()), (200, "0"));
 }
+
+#[tokio::test]
+async fn the_extractor_is_the_only_way_to_the_session() {
+    // `Extension<Session>` once found the unloaded handle: it read nothing and its writes were
+    // dropped, with a 200. Now it finds nothing, and says so.
+    let router = Router::new()
+        .route(
+            "/ext",
+            get(|axum::Extension(s): axum::Extension<Session>| async move { s.insert("lost", 1) }),
+        )
+        .layer(layer(MemoryStore::new()));
+    let addr = serve(router).await;
+    let r = Client::new(addr).get("/ext").await;
+    assert_eq!(r.status, 500, "{}", r.body);
+    assert!(r.body.contains("Missing request extension"), "{}", r.body);
+    assert!(r.cookie(NAME).is_none(), "nothing was stored");
+}
+
+#[tokio::test]
+async fn an_optional_session_is_none_for_a_visitor_without_one() {
+    let store = MemoryStore::new();
+    let router = Router::new()
+        .route(
+            "/maybe",
+            get(|s: Option<Session>| async move {
+                match s {
+                    Some(s) => s.get::<u64>("count").unwrap().unwrap_or(0).to_string(),
+                    None => "none".to_owned(),
+                }
+            }),
+        )
+        .route("/inc", get(inc))
+        .layer(layer(store.clone()));
+    let addr = serve(router).await;
+    let mut c = Client::new(addr);
+    assert_eq!(c.get("/maybe").await.body, "none");
+    assert!(c.jar.is_none(), "and nothing was created");
+    c.get("/inc").await;
+    assert_eq!(c.get("/maybe").await.body, "1");
+    let r = c
+        .get_with_cookie_header("/maybe", &format!("{NAME}=forged.token"))
+        .await;
+    assert_eq!(r.body, "none");
+    let failing = serve(
+        Router::new()
+            .route(
+                "/maybe",
+                get(|s: Option<Session>| async move { s.is_some().to_string() }),
+            )
+            .layer(layer(Down)),
+    )
+    .await;
+    let token = c.jar.clone().unwrap();
+    let r = Client::new(failing)
+        .get_with_cookie_header("/maybe", &format!("{NAME}={token}"))
+        .await;
+    assert_eq!(r.status, 503, "a store failure is still the rejection");
+}

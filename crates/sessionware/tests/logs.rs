@@ -144,3 +144,24 @@ async fn logs_name_a_session_by_its_keyed_hash_never_its_id_or_token() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_missing_key_warning_comes_once_per_layer_not_per_route() {
+    let logs = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::WARN)
+        .with_writer({
+            let logs = logs.clone();
+            move || logs.clone()
+        })
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let routes = ["/a", "/b", "/c", "/d", "/e"];
+    let router = routes.iter().fold(Router::<()>::new(), |r, path| {
+        r.route(path, axum::routing::get(inc).post(inc))
+    });
+    let unkeyed = SessionLayer::new(MemoryStore::new());
+    let _app = router.layer(unkeyed.clone()).layer(unkeyed);
+    let warnings = logs.text().matches("no signing key").count();
+    assert_eq!(warnings, 1, "{}", logs.text());
+}

@@ -1,0 +1,105 @@
+//! The bottom of the request path: what every request of one layer shares (the settings the
+//! builder made, the store behind its object-safe face) and the data keys the library keeps
+//! for itself. It imports nothing of the modules above it, so each of them (the session, its
+//! write-back, the service, the layer) can be read from the top down.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+
+use axum::response::Response;
+use serde_json::{Value, json};
+use sessionware_core::time::OffsetDateTime;
+use sessionware_core::{Clock, ExpiryPolicy};
+
+use crate::Error;
+use crate::cookie::CookieConfig;
+use crate::dyn_store::DynSessionStore;
+use crate::error::ErrorHandler;
+use crate::header::HeaderConfig;
+use crate::token::Keys;
+
+/// Keys under this prefix hold what the library itself keeps in a session (device facts,
+/// flash messages). The data accessors neither list nor clear them.
+pub(crate) const RESERVED_PREFIX: &str = "sessionware.";
+
+pub(crate) fn is_reserved(key: &str) -> bool {
+    key.starts_with(RESERVED_PREFIX)
+}
+
+/// The data key under which `login` records the device facts.
+pub(crate) const DEVICE_KEY: &str = "sessionware.device";
+
+/// The data key of the queued flash messages.
+pub(crate) const FLASH_KEY: &str = "sessionware.flash";
+
+/// The facts `login` stores in the session.
+pub(crate) fn device_facts(
+    user_agent: Option<&str>,
+    address: Option<String>,
+    now: OffsetDateTime,
+) -> Value {
+    // A header is attacker-controlled text; keep what is worth showing.
+    let user_agent = user_agent.map(|ua| ua.chars().take(256).collect::<String>());
+    json!({
+        "user_agent": user_agent,
+        "address": address,
+        "signed_in_at": now.unix_timestamp(),
+    })
+}
+
+/// What every request of one layer shares.
+#[derive(Clone)]
+pub(crate) struct Shared {
+    pub(crate) store: Arc<dyn DynSessionStore>,
+    pub(crate) keys: Keys,
+    pub(crate) cookie: CookieConfig,
+    /// The cookie's name on the wire, computed once.
+    pub(crate) cookie_name: String,
+    /// The name of the CSRF nonce cookie: the session cookie's, then `-csrf`.
+    pub(crate) csrf_cookie_name: String,
+    pub(crate) policy: ExpiryPolicy,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) timeout: Duration,
+    pub(crate) on_error: Option<ErrorHandler>,
+    /// The header transport, when API clients may send the token in a header.
+    pub(crate) header: Option<HeaderConfig>,
+    pub(crate) record_address: bool,
+    pub(crate) max_per_user: Option<usize>,
+    pub(crate) clear_site_data: bool,
+    pub(crate) max_size: Option<usize>,
+    /// No signing key was configured: a random one is in use.
+    pub(crate) generated_key: bool,
+    /// Warns of the generated key once per layer, however many routes axum applies it to.
+    pub(crate) key_warning: Arc<std::sync::Once>,
+}
+
+impl Shared {
+    /// Runs a store call under the layer's timeout.
+    pub(crate) async fn call<T>(
+        &self,
+        op: impl Future<Output = Result<T, sessionware_core::Error>>,
+    ) -> Result<T, Error> {
+        // A call that is done at its first poll (the memory store's always are) needs no
+        // timer: setting one up and tearing it down would cost more than the call.
+        let mut op = std::pin::pin!(op);
+        let first = std::future::poll_fn(|cx| Poll::Ready(op.as_mut().poll(cx))).await;
+        let result = match first {
+            Poll::Ready(result) => result,
+            Poll::Pending => match tokio::time::timeout(self.timeout, op).await {
+                Ok(result) => result,
+                Err(_) => Err(sessionware_core::Error::Timeout),
+            },
+        };
+        result.map_err(Error::Store)
+    }
+
+    /// The response sent instead of the handler's when the session fails.
+    pub(crate) fn error_response(&self, error: Error) -> Response {
+        match &self.on_error {
+            Some(handler) => handler(&error),
+            None => axum::response::IntoResponse::into_response(error),
+        }
+    }
+}

@@ -53,10 +53,11 @@ impl Error {
         }
     }
 
-    /// `true` for failures of the store itself (down, slow or broken), as opposed to bad data.
-    /// The layer answers these with `503 Service Unavailable`.
+    /// `true` for failures of the store itself (down, slow or broken), as opposed to bad data
+    /// or a failing random source (the store is fine; retrying elsewhere will not help). The
+    /// layer answers these with `503 Service Unavailable`.
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, Self::Timeout | Self::Backend(_) | Self::Random)
+        matches!(self, Self::Timeout | Self::Backend(_))
     }
 }
 

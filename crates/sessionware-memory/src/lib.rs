@@ -33,6 +33,7 @@
 #![deny(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+mod id_hash;
 mod shard;
 mod store;
 #[cfg(test)]

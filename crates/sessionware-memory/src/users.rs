@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, BuildHasherDefault, RandomState};
 use std::sync::{Mutex, MutexGuard};
 
-use crate::shard::IdHasher;
+use crate::id_hash::IdHasher;
 
 const SHARDS: usize = 16;
 

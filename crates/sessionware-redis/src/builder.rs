@@ -8,8 +8,8 @@ use fred::types::config::{Config, Options, ReconnectPolicy, UnresponsiveConfig};
 use crate::script::Scripts;
 use crate::{ConnectError, RedisStore};
 
-/// Settings for a [`RedisStore`]; from [`RedisStore::builder`], [`RedisStore::with_config`] or
-/// [`RedisStore::with_pool`].
+/// Settings for a [`RedisStore`]; from [`RedisStore::builder`], [`RedisStore::from_config`] or
+/// [`RedisStore::from_pool`].
 #[derive(Debug)]
 pub struct RedisStoreBuilder {
     source: Source,
@@ -64,7 +64,7 @@ impl RedisStore {
     /// Settings for a store on a fred [`Config`] the application built (TLS, credentials,
     /// Sentinel or Cluster settings of its own). The store builds its pool from it, with its
     /// command timeout and a reconnect policy that never gives up.
-    pub fn with_config(config: Config) -> RedisStoreBuilder {
+    pub fn from_config(config: Config) -> RedisStoreBuilder {
         RedisStoreBuilder::new(Source::Config(Box::new(config)))
     }
 
@@ -72,7 +72,7 @@ impl RedisStore {
     /// (`init`). Its reconnect policy is the application's to choose: give it one (see
     /// [`RedisStoreBuilder::connect`]) so the store recovers when Redis comes back. The
     /// store's command timeout applies to each of its commands.
-    pub fn with_pool(pool: Pool) -> RedisStoreBuilder {
+    pub fn from_pool(pool: Pool) -> RedisStoreBuilder {
         RedisStoreBuilder::new(Source::Pool(pool))
     }
 }

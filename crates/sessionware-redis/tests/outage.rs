@@ -107,7 +107,7 @@ async fn an_application_pool_still_gets_the_command_timeout() {
         .build_pool(1)
         .unwrap();
     pool.init().await.unwrap();
-    let store = RedisStore::with_pool(pool)
+    let store = RedisStore::from_pool(pool)
         .command_timeout(TIMEOUT)
         .connect()
         .await

@@ -474,7 +474,7 @@ async fn works_on_a_pool_the_application_already_has() {
         .build_pool(2)
         .unwrap();
     pool.init().await.unwrap();
-    let store = RedisStore::with_pool(pool.clone())
+    let store = RedisStore::from_pool(pool.clone())
         .prefix(common::unique_prefix("app-pool"))
         .command_timeout(std::time::Duration::from_millis(750))
         .connect()

@@ -73,7 +73,7 @@ async fn rediss_speaks_tls_and_passes_the_suite() {
     // The application's own config, trusting its CA: a working store.
     let mut config = Config::from_url(&url).unwrap();
     config.tls = Some(trusting(&pki.ca).into());
-    let store = RedisStore::with_config(config)
+    let store = RedisStore::from_config(config)
         .prefix(common::unique_prefix("tls"))
         .connect()
         .await

@@ -1,11 +1,11 @@
-use std::sync::Weak;
+use std::future::Future;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use sessionware_core::Error;
 use tokio::task::JoinHandle;
 
-use crate::store::{Inner, SqlStore};
-
-/// The background task started by [`SqlStore::spawn_cleanup`]: it deletes expired sessions
+/// The background task started by [`SqlStore::spawn_cleanup`](crate::SqlStore::spawn_cleanup): it deletes expired sessions
 /// every period.
 ///
 /// It ends by itself when the last clone of the store is dropped (the application stopped
@@ -17,11 +17,18 @@ pub struct CleanupTask {
 }
 
 impl CleanupTask {
-    pub(crate) fn spawn(
+    /// Runs `run` on the store every `period` while the store lives.
+    pub(crate) fn spawn<T, F, Fut>(
         runtime: &tokio::runtime::Handle,
-        store: Weak<Inner>,
+        store: Weak<T>,
         period: Duration,
-    ) -> Self {
+        run: F,
+    ) -> Self
+    where
+        T: Send + Sync + 'static,
+        F: Fn(Arc<T>) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<u64, Error>> + Send,
+    {
         let handle = runtime.spawn(async move {
             let mut ticks = tokio::time::interval(period);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -30,7 +37,7 @@ impl CleanupTask {
                 // Holding only a weak reference between runs is what lets the task end with
                 // the application instead of keeping the pool alive forever.
                 let Some(inner) = store.upgrade() else { break };
-                match SqlStore::from_inner(inner).delete_expired().await {
+                match run(inner).await {
                     Ok(0) => {}
                     Ok(n) => tracing::debug!(deleted = n, "expired sessions deleted"),
                     Err(e) => tracing::warn!(error = %e, "deleting expired sessions failed"),

@@ -34,7 +34,7 @@ impl fmt::Display for SqlError {
             Self::UnsupportedUrl { scheme } => write!(
                 f,
                 "unsupported database URL scheme {scheme:?} (this build supports: {})",
-                crate::store::supported_schemes()
+                supported_schemes()
             ),
             Self::InvalidName { name } => write!(
                 f,
@@ -205,4 +205,19 @@ mod tests {
             assert!(!sql_state_refuses(server), "{server}");
         }
     }
+}
+
+/// The URL schemes this build accepts, for error messages.
+pub(crate) fn supported_schemes() -> String {
+    let mut schemes = Vec::new();
+    if cfg!(feature = "postgres") {
+        schemes.push("postgres://");
+    }
+    if cfg!(feature = "mysql") {
+        schemes.push("mysql://, mariadb://");
+    }
+    if cfg!(feature = "sqlite") {
+        schemes.push("sqlite:");
+    }
+    schemes.join(", ")
 }

@@ -30,7 +30,7 @@
 //! none when the handler does not extract the session. sqlx's pool pings every connection it
 //! gets back, so the store keeps connections that finished cleanly for its next query instead
 //! (up to half the pool's size). Pools this crate builds also skip the ping on acquire; give
-//! [`SqlStore::postgres`] and friends a pool built with `test_before_acquire(false)` for the
+//! [`SqlStore::from_pool`] a pool built with `test_before_acquire(false)` for the
 //! same.
 //!
 //! [sessionware]: https://docs.rs/sessionware
@@ -64,7 +64,7 @@ mod store;
 
 pub use cleanup::CleanupTask;
 pub use error::SqlError;
-pub use store::SqlStore;
+pub use store::{EnginePool, SqlStore};
 
 /// Rows a cleanup statement deletes at once, so it never holds locks on a huge set.
 const BATCH: u32 = 1000;

@@ -10,19 +10,45 @@ use sessionware_core::{
 use crate::names::{Ident, Table};
 use crate::{BATCH, CleanupTask, SqlError};
 
-/// The URL schemes this build accepts, for error messages.
-pub(crate) fn supported_schemes() -> String {
-    let mut schemes = Vec::new();
-    if cfg!(feature = "postgres") {
-        schemes.push("postgres://");
+/// A sqlx pool of an engine this build supports, for [`SqlStore::from_pool`]. Sealed: the
+/// engines are the crate's to add.
+pub trait EnginePool: sealed::Sealed {
+    #[doc(hidden)]
+    fn into_store(self) -> SqlStore;
+}
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+#[cfg(feature = "postgres")]
+impl sealed::Sealed for sqlx::PgPool {}
+#[cfg(feature = "postgres")]
+impl EnginePool for sqlx::PgPool {
+    fn into_store(self) -> SqlStore {
+        SqlStore::with_engine(Engine::Postgres(crate::pg::Pg::new(self, default_table())))
     }
-    if cfg!(feature = "mysql") {
-        schemes.push("mysql://, mariadb://");
+}
+
+#[cfg(feature = "mysql")]
+impl sealed::Sealed for sqlx::MySqlPool {}
+#[cfg(feature = "mysql")]
+impl EnginePool for sqlx::MySqlPool {
+    fn into_store(self) -> SqlStore {
+        SqlStore::with_engine(Engine::MySql(crate::mysql::My::new(self, default_table())))
     }
-    if cfg!(feature = "sqlite") {
-        schemes.push("sqlite:");
+}
+
+#[cfg(feature = "sqlite")]
+impl sealed::Sealed for sqlx::SqlitePool {}
+#[cfg(feature = "sqlite")]
+impl EnginePool for sqlx::SqlitePool {
+    fn into_store(self) -> SqlStore {
+        SqlStore::with_engine(Engine::Sqlite(crate::sqlite::Lite::new(
+            self,
+            default_table(),
+        )))
     }
-    schemes.join(", ")
 }
 
 /// A session store in a SQL database. Cheap to clone: clones share one pool.
@@ -102,7 +128,7 @@ impl SqlStore {
                     .connect(url)
                     .await
                     .map_err(SqlError::Connect)?;
-                Ok(Self::postgres(pool))
+                Ok(Self::from_pool(pool))
             }
             #[cfg(feature = "mysql")]
             "mysql" | "mariadb" => {
@@ -115,35 +141,29 @@ impl SqlStore {
                     .connect(&url)
                     .await
                     .map_err(SqlError::Connect)?;
-                Ok(Self::mysql(pool))
+                Ok(Self::from_pool(pool))
             }
             #[cfg(feature = "sqlite")]
-            "sqlite" => Ok(Self::sqlite(crate::sqlite::pool(url).await?)),
+            "sqlite" => Ok(Self::from_pool(crate::sqlite::pool(url).await?)),
             _ => Err(SqlError::UnsupportedUrl {
                 scheme: scheme.to_owned(),
             }),
         }
     }
 
-    /// A store on an existing PostgreSQL pool.
-    #[cfg(feature = "postgres")]
-    pub fn postgres(pool: sqlx::PgPool) -> Self {
-        Self::with_engine(Engine::Postgres(crate::pg::Pg::new(pool, default_table())))
-    }
-
-    /// A store on an existing MySQL or MariaDB pool.
-    #[cfg(feature = "mysql")]
-    pub fn mysql(pool: sqlx::MySqlPool) -> Self {
-        Self::with_engine(Engine::MySql(crate::mysql::My::new(pool, default_table())))
-    }
-
-    /// A store on an existing SQLite pool.
-    #[cfg(feature = "sqlite")]
-    pub fn sqlite(pool: sqlx::SqlitePool) -> Self {
-        Self::with_engine(Engine::Sqlite(crate::sqlite::Lite::new(
-            pool,
-            default_table(),
-        )))
+    /// A store on a pool the application already has: a `PgPool`, `MySqlPool` or
+    /// `SqlitePool`, whichever engines this build has (features `postgres`, `mysql`,
+    /// `sqlite`). The pool keeps its full size for the application.
+    ///
+    /// ```no_run
+    /// # async fn f() -> Result<(), Box<dyn std::error::Error>> {
+    /// let pool = sqlx::SqlitePool::connect("sqlite://sessions.db").await?;
+    /// let store = sessionware_sql::SqlStore::from_pool(pool);
+    /// store.migrate().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn from_pool(pool: impl EnginePool) -> Self {
+        pool.into_store()
     }
 
     fn with_engine(engine: Engine) -> Self {
@@ -182,7 +202,7 @@ impl SqlStore {
     }
 
     /// Takes "now" for [`delete_expired`](Self::delete_expired), the cleanup task and
-    /// [`user_sessions`](Self::user_sessions) from `clock` (default: the system clock).
+    /// the store's own calls from `clock` (default: the system clock).
     /// Session methods take the time from their caller, as the store contract says.
     pub fn with_clock(self, clock: impl Clock) -> Self {
         Self {
@@ -248,19 +268,8 @@ impl SqlStore {
             &runtime,
             Arc::downgrade(&self.inner),
             period,
+            |inner| async move { SqlStore::from_inner(inner).delete_expired().await },
         ))
-    }
-
-    /// The live sessions bound to `user`, oldest first: the devices a user is signed in on.
-    pub async fn user_sessions(&self, user: &str) -> Result<Vec<Record>, Error> {
-        let now = self.inner.clock.now();
-        dispatch!(&self.inner.engine, e => e.user_sessions(user, now).await)
-    }
-
-    /// Deletes every session bound to `user` ("log out everywhere"); returns how many.
-    pub async fn delete_user_sessions(&self, user: &str) -> Result<u64, Error> {
-        let now = self.inner.clock.now();
-        dispatch!(&self.inner.engine, e => e.delete_user(user, None, now).await)
     }
 }
 
@@ -348,8 +357,6 @@ mod tests {
             let store = SqlStore::connect("sqlite::memory:").await?;
             send(store.migrate());
             send(store.delete_expired());
-            send(store.user_sessions("u"));
-            send(store.delete_user_sessions("u"));
             Ok::<_, SqlError>(())
         };
         let _ = run;

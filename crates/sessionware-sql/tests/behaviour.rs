@@ -235,9 +235,10 @@ async fn a_users_sessions_are_listed_and_revoked() {
             }
         }
         clock.advance(Duration::minutes(2));
+        let now = clock.now();
         let listed: Vec<SessionId> = e
             .store
-            .user_sessions("ada")
+            .list_user("ada", now)
             .await
             .unwrap()
             .into_iter()
@@ -245,20 +246,20 @@ async fn a_users_sessions_are_listed_and_revoked() {
             .collect();
         assert_eq!(listed, mine, "{}: live ones, oldest first", e.name);
         assert_eq!(
-            e.store.user_sessions("ADA").await.unwrap(),
+            e.store.list_user("ADA", now).await.unwrap(),
             vec![],
             "{}",
             e.name
         );
         assert_eq!(
-            e.store.delete_user_sessions("ada").await.unwrap(),
+            e.store.delete_user("ada", None, now).await.unwrap(),
             2,
             "{}: the live ones; the expired row is the cleanup's",
             e.name
         );
-        assert_eq!(e.store.user_sessions("ada").await.unwrap(), vec![]);
+        assert_eq!(e.store.list_user("ada", now).await.unwrap(), vec![]);
         assert_eq!(
-            e.store.user_sessions("bob").await.unwrap().len(),
+            e.store.list_user("bob", now).await.unwrap().len(),
             1,
             "{}",
             e.name

@@ -126,7 +126,7 @@ async fn sqlite_file() {
     )
     .await
     .unwrap();
-    let store = SqlStore::sqlite(pool.clone());
+    let store = SqlStore::from_pool(pool.clone());
     sqlite_conformance(&store, &pool).await;
     assert!(db.path.exists(), "the sessions are in the file");
 }
@@ -142,7 +142,7 @@ async fn sqlite_in_memory() {
         .connect("sqlite::memory:")
         .await
         .unwrap();
-    let store = SqlStore::sqlite(pool.clone());
+    let store = SqlStore::from_pool(pool.clone());
     sqlite_conformance(&store, &pool).await;
 }
 

@@ -197,7 +197,9 @@ async fn mariadb_read_committed() {
         .await
         .unwrap();
     let table = unique_table("race_rc");
-    let store = SqlStore::mysql(pool.clone()).with_table(&table).unwrap();
+    let store = SqlStore::from_pool(pool.clone())
+        .with_table(&table)
+        .unwrap();
     store.migrate().await.unwrap();
     let isolation: String = sqlx::query_scalar("SELECT @@tx_isolation")
         .fetch_one(&pool)

@@ -8,8 +8,9 @@ use http::StatusCode;
 ///
 /// Implements [`IntoResponse`], so a handler can return `Result<_, sessionware::Error>` and use
 /// `?` on session calls. The responses are short plain text: `503` when the store is down or
-/// slow (and only then: data the store refuses is a `500`), `409` when the session ended while
-/// the request was changing it, `500` otherwise.
+/// slow (and only then: data the store refuses, or a failing random source, is a `500`), `409`
+/// when the session ended while the request was changing it, `500` otherwise. Configuration
+/// errors are not here: a bad key is a [`KeyError`](crate::KeyError) at start-up.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
@@ -35,9 +36,8 @@ pub enum Error {
     /// A handler extracted [`Session`](crate::Session) on a route without a
     /// [`SessionLayer`](crate::SessionLayer).
     MissingLayer,
-    /// A signing key that cannot be used; says why.
-    InvalidKey(&'static str),
-    /// Text that is not a [`DeviceId`](crate::DeviceId) (from a form or URL).
+    /// Text from the request (a form field, a path) that is not a
+    /// [`DeviceId`](crate::DeviceId).
     InvalidDevice,
     /// A change would make the session's data larger than the layer's limit
     /// ([`SessionLayer::with_max_size`](crate::SessionLayer::with_max_size)). Nothing of it
@@ -88,7 +88,6 @@ impl fmt::Display for Error {
             }
             Self::SessionGone => f.write_str("the session ended while this request was using it"),
             Self::MissingLayer => f.write_str("Session extracted on a route without SessionLayer"),
-            Self::InvalidKey(why) => write!(f, "invalid signing key: {why}"),
             Self::InvalidDevice => f.write_str("not a device id"),
             Self::CsrfMismatch => f.write_str("CSRF token missing or wrong"),
             Self::TooDeep { key, limit } => {
@@ -136,6 +135,7 @@ impl IntoResponse for Error {
                 Self::Store(sessionware_core::Error::Rejected { .. }) => {
                     "session data refused by the store\n"
                 }
+                Self::Store(sessionware_core::Error::Random) => "random source failed\n",
                 Self::Store(_) => "session could not be read\n",
                 _ => "session error\n",
             },

@@ -3,8 +3,6 @@ use std::fmt;
 use ring::hmac;
 use ring::rand::{SecureRandom as _, SystemRandom};
 
-use crate::Error;
-
 /// A secret key that signs and verifies session tokens (HMAC-SHA256).
 ///
 /// At least [`Key::MIN_LEN`] bytes, from a secret store or `openssl rand -hex 32`. `Debug`
@@ -15,38 +13,47 @@ use crate::Error;
 ///
 /// let key = Key::from_hex("2f4c9a1be0d37786e5b1c0a95d6f3e28a4c7b9d0e1f2a3b4c5d6e7f809a1b2c3")?;
 /// assert!(Key::from_hex("too short").is_err());
-/// # Ok::<(), sessionware::Error>(())
+/// # Ok::<(), sessionware::KeyError>(())
 /// ```
 #[derive(Clone)]
 pub struct Key(hmac::Key);
+
+/// Why a [`Key`] could not be made: a configuration error, reported at start-up, never by a
+/// request. Its text says what is wrong and never holds the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyError(&'static str);
+
+impl fmt::Display for KeyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid signing key: {}", self.0)
+    }
+}
+
+impl std::error::Error for KeyError {}
 
 impl Key {
     /// The shortest key accepted: 32 bytes, the size of the HMAC-SHA256 output.
     pub const MIN_LEN: usize = 32;
 
-    /// A key from raw bytes; fails with [`Error::InvalidKey`] below [`Key::MIN_LEN`], and for
+    /// A key from raw bytes; fails with [`KeyError`] below [`Key::MIN_LEN`], and for
     /// a key that is one byte repeated (all zeros, say): the mark of a placeholder or of a
     /// buffer that was never filled, not of a secret.
-    pub fn from_bytes(bytes: &[u8]) -> Result<Self, Error> {
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, KeyError> {
         if bytes.len() < Self::MIN_LEN {
-            return Err(Error::InvalidKey("a signing key needs at least 32 bytes"));
+            return Err(KeyError("a signing key needs at least 32 bytes"));
         }
         if bytes.iter().all(|b| *b == bytes[0]) {
-            return Err(Error::InvalidKey(
-                "a signing key may not be one byte repeated",
-            ));
+            return Err(KeyError("a signing key may not be one byte repeated"));
         }
         Ok(Self(hmac::Key::new(hmac::HMAC_SHA256, bytes)))
     }
 
     /// A key from hexadecimal text (64 hex digits or more, upper or lower case; surrounding
     /// white space is ignored).
-    pub fn from_hex(text: &str) -> Result<Self, Error> {
+    pub fn from_hex(text: &str) -> Result<Self, KeyError> {
         let text = text.trim().as_bytes();
         if text.len() % 2 != 0 {
-            return Err(Error::InvalidKey(
-                "a hex key needs an even number of hex digits",
-            ));
+            return Err(KeyError("a hex key needs an even number of hex digits"));
         }
         // Digit by digit: `from_str_radix` would also take a sign (`+f`).
         let digit = |c: u8| match c {
@@ -59,19 +66,17 @@ impl Key {
             .chunks_exact(2)
             .map(|pair| Some(digit(pair[0])? << 4 | digit(pair[1])?))
             .collect::<Option<Vec<u8>>>()
-            .ok_or(Error::InvalidKey(
-                "a hex key may hold only the digits 0-9 and a-f",
-            ))?;
+            .ok_or(KeyError("a hex key may hold only the digits 0-9 and a-f"))?;
         Self::from_bytes(&bytes)
     }
 
     /// A random key from the system CSPRNG. Tokens it signs stop verifying when the process
     /// ends, so use it only where sessions need not outlive the process.
-    pub fn generate() -> Result<Self, Error> {
+    pub fn generate() -> Result<Self, KeyError> {
         let mut bytes = [0u8; Self::MIN_LEN];
         SystemRandom::new()
             .fill(&mut bytes)
-            .map_err(|_| Error::Store(sessionware_core::Error::Random))?;
+            .map_err(|_| KeyError("the system random number generator failed"))?;
         Self::from_bytes(&bytes)
     }
 

@@ -54,6 +54,7 @@ use crate::{Error, Key};
 /// - Without [`with_signing_key`](Self::with_signing_key), a random key made at start-up (with
 ///   a warning): sessions then end when the process does, and instances cannot share them.
 #[derive(Clone)]
+#[must_use = "a layer does nothing until it is applied with `Router::layer`"]
 pub struct SessionLayer {
     /// Shared, so that `layer` (which axum may call for every route) costs one count.
     pub(crate) shared: Arc<Shared>,
@@ -186,10 +187,10 @@ impl SessionLayer {
         self.cookie_mut(|cookie| cookie.host_prefix = Some(enabled))
     }
 
-    /// Sends the cookie without `Max-Age`, so the browser drops it when it closes. The session
-    /// still ends at its deadline in the store.
-    pub fn with_browser_session_cookie(mut self) -> Self {
-        self.shared_mut().cookie.browser_session = true;
+    /// Whether the cookie goes without `Max-Age`, so the browser drops it when it closes
+    /// (default `false`). The session still ends at its deadline in the store.
+    pub fn with_browser_session_cookie(mut self, enabled: bool) -> Self {
+        self.shared_mut().cookie.browser_session = enabled;
         self
     }
 
@@ -216,8 +217,10 @@ impl SessionLayer {
     /// answers with an empty `Session-Token`. On first contact a client sends any bearer value
     /// (`Authorization: Bearer new`); it is refused like a bad cookie, and the session the
     /// request stores comes back in `Session-Token`. Requests without the header use the cookie.
-    pub fn with_bearer_tokens(mut self) -> Self {
-        self.shared_mut().header = Some(HeaderConfig::bearer());
+    ///
+    /// `false` turns the header transport off again (the default).
+    pub fn with_bearer_tokens(mut self, enabled: bool) -> Self {
+        self.shared_mut().header = enabled.then(HeaderConfig::bearer);
         self
     }
 

@@ -13,7 +13,7 @@
 //!     Ok((n + 1).to_string())
 //! }
 //!
-//! # fn main() -> Result<(), sessionware::Error> {
+//! # fn main() -> Result<(), sessionware::KeyError> {
 //! let key = Key::from_hex(&"2f4c9a1be0d37786".repeat(4))?; // 32 bytes or more, from your secret store
 //! let app: Router = Router::new()
 //!     .route("/", get(count))
@@ -64,12 +64,15 @@ mod write_back;
 
 pub use ::cookie::SameSite;
 pub use error::{Error, SessionRejection};
-pub use key::Key;
+pub use key::{Key, KeyError};
 pub use layer::SessionLayer;
 pub use log_id::LogId;
 pub use service::{ResponseFuture, SessionService};
 pub use session::{MAX_DEPTH, Session};
+/// The error a [`SessionStore`] reports; a layer's [`Error::Store`] holds one.
+pub use sessionware_core::Error as StoreError;
 pub use sessionware_core::{
-    Clock, ExpiryPolicy, ManualClock, SessionId, SessionStore, SystemClock, time,
+    Change, ChangeSet, Clock, Data, ExpiryPolicy, Loaded, ManualClock, Record, SessionId,
+    SessionStore, SystemClock, load_then_touch, time,
 };
 pub use users::{Device, DeviceId, UserSessions};

@@ -168,7 +168,7 @@ pub async fn users_over_http(store: impl SessionStore + Clone) {
         .with_signing_key(
             Key::from_bytes(&std::array::from_fn::<u8, 32, _>(|i| 3 ^ i as u8)).unwrap(),
         )
-        .with_bearer_tokens()
+        .with_bearer_tokens(true)
         .with_max_sessions_per_user(3)
         .with_clear_site_data(true);
     let addr = serve(app(layer)).await;

@@ -507,7 +507,7 @@ async fn cookie_attributes_are_configurable() {
     assert_eq!(cookie.domain(), None);
     assert_eq!(c.get("/inc").await.body, "2");
 
-    let addr = app(layer(MemoryStore::new()).with_browser_session_cookie()).await;
+    let addr = app(layer(MemoryStore::new()).with_browser_session_cookie(true)).await;
     let cookie = Client::new(addr)
         .get("/inc")
         .await
@@ -888,7 +888,7 @@ async fn a_custom_token_header_carries_the_token_both_ways() {
 
 #[tokio::test]
 async fn authorization_of_another_scheme_leaves_the_cookie_in_charge() {
-    let addr = app(layer(MemoryStore::new()).with_bearer_tokens()).await;
+    let addr = app(layer(MemoryStore::new()).with_bearer_tokens(true)).await;
     let mut c = Client::new(addr);
     c.get("/inc").await;
     let cookie = format!("__Host-session={}", c.jar.clone().unwrap());

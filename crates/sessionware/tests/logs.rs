@@ -83,7 +83,7 @@ async fn logs_name_a_session_by_its_keyed_hash_never_its_id_or_token() {
             }),
         )
         .with_state(store.clone())
-        .layer(layer(store.clone()).with_bearer_tokens());
+        .layer(layer(store.clone()).with_bearer_tokens(true));
     let addr = serve(router).await;
     let mut c = Client::new(addr);
 

@@ -45,7 +45,9 @@ pub async fn pg(test: &str) -> Option<(SqlStore, sqlx::PgPool, String)> {
         .await
         .unwrap();
     let table = unique_table(test);
-    let store = SqlStore::postgres(pool.clone()).with_table(&table).unwrap();
+    let store = SqlStore::from_pool(pool.clone())
+        .with_table(&table)
+        .unwrap();
     store.migrate().await.unwrap();
     Some((store, pool, table))
 }
@@ -58,7 +60,9 @@ pub async fn mysql(test: &str) -> Option<(SqlStore, sqlx::MySqlPool, String)> {
         .await
         .unwrap();
     let table = unique_table(test);
-    let store = SqlStore::mysql(pool.clone()).with_table(&table).unwrap();
+    let store = SqlStore::from_pool(pool.clone())
+        .with_table(&table)
+        .unwrap();
     store.migrate().await.unwrap();
     Some((store, pool, table))
 }

@@ -62,7 +62,6 @@ pub enum Change {
 pub struct ChangeSet {
     clear: bool,
     keys: BTreeMap<String, Change>,
-    user: Option<Option<String>>,
     loaded_user: Option<String>,
     expires_at: OffsetDateTime,
 }
@@ -73,7 +72,6 @@ impl ChangeSet {
         Self {
             clear: false,
             keys: BTreeMap::new(),
-            user: None,
             loaded_user: None,
             expires_at,
         }
@@ -96,12 +94,6 @@ impl ChangeSet {
         self.clear = true;
         self.keys
             .retain(|_, change| matches!(change, Change::Set(_)));
-        self
-    }
-
-    /// Binds the session to `user`, or unbinds it with `None`.
-    pub fn bind_user(&mut self, user: Option<String>) -> &mut Self {
-        self.user = Some(user);
         self
     }
 
@@ -144,11 +136,6 @@ impl ChangeSet {
         })
     }
 
-    /// The user binding to write: `None` leaves it as it is.
-    pub fn user(&self) -> Option<Option<&str>> {
-        self.user.as_ref().map(Option::as_deref)
-    }
-
     /// The new deadline.
     pub fn expires_at(&self) -> OffsetDateTime {
         self.expires_at
@@ -156,7 +143,7 @@ impl ChangeSet {
 
     /// `true` when applying would change nothing but the deadline.
     pub fn is_empty(&self) -> bool {
-        !self.clear && self.keys.is_empty() && self.user.is_none()
+        !self.clear && self.keys.is_empty()
     }
 
     /// Applies the data changes to `data` in memory, for stores that hold data they can edit
@@ -198,12 +185,12 @@ mod tests {
     }
 
     #[test]
-    fn empty_and_user() {
+    fn empty() {
         let mut c = ChangeSet::new(OffsetDateTime::UNIX_EPOCH);
         assert!(c.is_empty());
-        assert_eq!(c.user(), None);
-        c.bind_user(Some("u".into()));
+        c.loaded_by(Some("u".into()));
+        assert!(c.is_empty(), "the loaded user is a hint, not a change");
+        c.remove("k");
         assert!(!c.is_empty());
-        assert_eq!(c.user(), Some(Some("u")));
     }
 }

@@ -392,30 +392,6 @@ async fn user_binding<S: SessionStore>(store: &S) {
     let mut rec = record(json!({}), t0, Duration::minutes(5));
     create(store, &mut rec).await;
     assert_eq!(load(store, &rec.id, t0).await.expect("live").user, None);
-    let mut bind = ChangeSet::new(t0 + Duration::minutes(5));
-    bind.bind_user(Some("user-42".into()));
-    assert!(store.apply(&rec.id, &bind, t0).await.expect("apply"));
-    let back = load(store, &rec.id, t0).await.expect("live");
-    assert_eq!(back.user.as_deref(), Some("user-42"), "user_binding: bound");
-
-    let mut other = ChangeSet::new(t0 + Duration::minutes(5));
-    other.set("x", json!(1));
-    assert!(store.apply(&rec.id, &other, t0).await.expect("apply"));
-    let back = load(store, &rec.id, t0).await.expect("live");
-    assert_eq!(
-        back.user.as_deref(),
-        Some("user-42"),
-        "user_binding: kept by other changes"
-    );
-
-    let mut unbind = ChangeSet::new(t0 + Duration::minutes(5));
-    unbind.bind_user(None);
-    assert!(store.apply(&rec.id, &unbind, t0).await.expect("apply"));
-    assert_eq!(
-        load(store, &rec.id, t0).await.expect("live").user,
-        None,
-        "user_binding: unbound"
-    );
 
     let mut bound = record(json!({"k": 1}), t0, Duration::minutes(5));
     bound.user = Some("user-7".into());
@@ -428,6 +404,15 @@ async fn user_binding<S: SessionStore>(store: &S) {
             .as_deref(),
         Some("user-7"),
         "user_binding: created bound"
+    );
+    let mut other = ChangeSet::new(t0 + Duration::minutes(5));
+    other.set("x", json!(1)).loaded_by(Some("user-7".into()));
+    assert!(store.apply(&bound.id, &other, t0).await.expect("apply"));
+    let back = load(store, &bound.id, t0).await.expect("live");
+    assert_eq!(
+        back.user.as_deref(),
+        Some("user-7"),
+        "user_binding: kept by changes to the data"
     );
     store.delete(&rec.id).await.expect("delete");
     store.delete(&bound.id).await.expect("delete");
@@ -478,18 +463,27 @@ async fn user_index<S: SessionStore>(store: &S) {
         "user_index: the user's sessions"
     );
 
-    // Binding through `apply` joins the index; unbinding and deleting leave it.
-    let mut bind = ChangeSet::new(t0 + Duration::minutes(30));
-    bind.bind_user(Some(user.clone()));
-    assert!(store.apply(&anonymous.id, &bind, t0).await.expect("apply"));
-    let mut unbind = ChangeSet::new(t0 + Duration::minutes(30));
-    unbind.bind_user(Some(other.clone()));
-    assert!(store.apply(&c.id, &unbind, t0).await.expect("apply"));
+    // Binding through `rekey` joins the index; rebinding and deleting leave it.
+    let mut signed_in = anonymous.clone();
+    signed_in.user = Some(user.clone());
+    let anonymous_now = store
+        .rekey(&anonymous.id, None, &signed_in, t0)
+        .await
+        .expect("rekey")
+        .expect("rekey: live");
+    let mut elsewhere = c.clone();
+    elsewhere.id = SessionId::generate().expect("random id");
+    elsewhere.user = Some(other.clone());
+    let c_now = store
+        .rekey(&c.id, Some(&user), &elsewhere, t0)
+        .await
+        .expect("rekey")
+        .expect("rekey: live");
     store.delete(&b.id).await.expect("delete");
     assert_eq!(
         ids_of(list(t0).await),
-        sorted(vec![a.id, anonymous.id]),
-        "user_index: follows apply and delete"
+        sorted(vec![a.id, anonymous_now]),
+        "user_index: follows rekey and delete"
     );
 
     // Everything but the current session ("after a password change").
@@ -538,7 +532,7 @@ async fn user_index<S: SessionStore>(store: &S) {
         .await
         .expect("delete_user");
     assert_eq!(load(store, &theirs.id, t0).await, None);
-    assert_eq!(load(store, &c.id, t0).await, None);
+    assert_eq!(load(store, &c_now, t0).await, None);
 
     // Last, since a store may prune what it saw expire: time only moves forward from here.
     let mut short = bound(Duration::minutes(5), &user);

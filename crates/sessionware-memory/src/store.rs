@@ -319,24 +319,14 @@ impl SessionStore for MemoryStore {
         else {
             return Ok(false);
         };
-        let data = if changes.is_clear() || changes.keys().len() > 0 {
+        if changes.is_clear() || changes.keys().len() > 0 {
             let mut data = if changes.is_clear() {
                 Default::default()
             } else {
                 shard::decode_data(e.unpack()?.1)?
             };
             changes.apply_to(&mut data);
-            Some(shard::encode_data(&data)?)
-        } else {
-            None
-        };
-        if let Some(user) = changes.user() {
-            let k = shard::key(id);
-            e.unindex(&self.inner.users, k);
-            e.repack(Some(user), data.as_deref())?;
-            e.index(&self.inner.users, k);
-        } else if data.is_some() {
-            e.repack(None, data.as_deref())?;
+            e.repack(None, Some(&shard::encode_data(&data)?))?;
         }
         e.expires_ms = to_unix_ms(changes.expires_at());
         Ok(true)

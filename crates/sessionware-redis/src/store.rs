@@ -389,11 +389,6 @@ impl SessionStore for RedisStore {
         args.push(Value::from(to_unix_ms(now)));
         args.push(Value::from(to_unix_ms(changes.expires_at())));
         args.push(Value::from(if changes.is_clear() { "1" } else { "0" }));
-        match changes.user() {
-            None => args.extend(["k", ""].map(Value::from)),
-            Some(Some(user)) => args.extend([Value::from("s"), Value::from(user)]),
-            Some(None) => args.extend(["u", ""].map(Value::from)),
-        }
         args.push(Value::from(
             i64::try_from(sets.len() + 1).unwrap_or(i64::MAX),
         ));
@@ -408,27 +403,15 @@ impl SessionStore for RedisStore {
         let write = self.run(&self.inner.scripts.apply, id, args);
         // The index's expiry is kept ahead of the session's alongside the write, so a bound
         // session's write still costs one round trip of latency.
-        let reply = match (changes.user(), changes.loaded_user()) {
-            (None, Some(user)) => {
+        let reply = match changes.loaded_user() {
+            Some(user) => {
                 let (reply, index) = tokio::join!(write, self.index_add(user, id, deadline, now));
                 index?;
                 reply?
             }
-            _ => write.await?,
+            None => write.await?,
         };
-        match reply {
-            Value::Array(parts) => {
-                let previous = parts.into_iter().nth(1).and_then(|v| v.into_string());
-                if let Some(previous) = previous {
-                    self.index_remove(&previous, vec![id.to_string()]).await?;
-                }
-                if let Some(Some(user)) = changes.user() {
-                    self.index_add(user, id, deadline, now).await?;
-                }
-                Ok(true)
-            }
-            other => written(other),
-        }
+        written(reply)
     }
 
     async fn touch(

@@ -100,7 +100,7 @@ async fn every_write_leaves_a_ttl_at_the_deadline() {
     changes
         .set("k", json!(2))
         .remove("nope")
-        .bind_user(Some("u".into()));
+        .loaded_by(Some("u".into()));
     assert!(store.apply(&id, &changes, now).await.unwrap());
     let ttl = pttl(&store, &id).await;
     assert!(within(ttl, Duration::hours(2)), "after apply: {ttl}");

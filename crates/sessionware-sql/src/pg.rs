@@ -79,9 +79,8 @@ impl Pg {
             apply: format!(
                 "UPDATE {t} SET \
                    data = (CASE WHEN $2 THEN '{{}}'::jsonb ELSE data END - $3::text[]) || $4::jsonb, \
-                   user_id = CASE WHEN $5 THEN $6 ELSE user_id END, \
-                   expires_ms = $7 \
-                 WHERE id = $1 AND expires_ms > $8"
+                   expires_ms = $5 \
+                 WHERE id = $1 AND expires_ms > $6"
             ),
             touch: format!("UPDATE {t} SET expires_ms = $1 WHERE id = $2 AND expires_ms > $3"),
             rekey: format!(
@@ -192,14 +191,11 @@ impl Pg {
             .map(|(k, v)| codec::readable(v).map(|()| (k.to_owned(), v.clone())))
             .collect::<Result<_, _>>()?;
         let sets = serde_json::to_string(&sets).map_err(Error::Encode)?;
-        let user = changes.user();
         let done = sqlx::query(&self.sql.apply)
             .bind(id.to_string())
             .bind(changes.is_clear())
             .bind(removals)
             .bind(sets)
-            .bind(user.is_some())
-            .bind(user.flatten())
             .bind(codec::ms(changes.expires_at()))
             .bind(codec::ms(now))
             .execute(&mut *conn)

@@ -260,18 +260,13 @@ macro_rules! apply_by_path {
                 params.push(codec::path(k));
                 params.push(codec::value(v)?);
             }
-            let user = changes.user();
             let sql = format!(
-                "UPDATE {} SET data = {data}{}, expires_ms = ? WHERE id = ? AND expires_ms > ?",
+                "UPDATE {} SET data = {data}, expires_ms = ? WHERE id = ? AND expires_ms > ?",
                 self.t,
-                if user.is_some() { ", user_id = ?" } else { "" },
             );
             let mut query = sqlx::query(&sql);
             for p in params {
                 query = query.bind(p);
-            }
-            if let Some(user) = user {
-                query = query.bind(user);
             }
             // MySQL: sqlx connects with CLIENT_FOUND_ROWS, so a row that matched counts even when
             // the update left it as it was.
@@ -317,17 +312,12 @@ macro_rules! apply_locked {
             };
             let mut data = codec::decode(&row.try_get::<String, _>(0).map_err(backend)?)?;
             changes.apply_to(&mut data);
-            let user = changes.user();
             let sql = format!(
-                "UPDATE {} SET data = ?{}, expires_ms = ? WHERE id = ?",
-                self.t,
-                if user.is_some() { ", user_id = ?" } else { "" },
+                "UPDATE {} SET data = ?, expires_ms = ? WHERE id = ?",
+                self.t
             );
-            let mut query = sqlx::query(&sql).bind(codec::encode(&data)?);
-            if let Some(user) = user {
-                query = query.bind(user);
-            }
-            query
+            sqlx::query(&sql)
+                .bind(codec::encode(&data)?)
                 .bind(codec::ms(changes.expires_at()))
                 .bind(id.to_string())
                 .execute(&mut *tx)

@@ -201,7 +201,7 @@ async fn no_write_resurrects_a_session_on_either_path() {
                 .await
                 .unwrap();
             let mut c = ChangeSet::new(t0 + Duration::minutes(10));
-            c.set(key, json!(2)).bind_user(Some("u".into()));
+            c.set(key, json!(2));
             assert!(
                 !e.store
                     .apply(&id, &c, t0 + Duration::minutes(5))

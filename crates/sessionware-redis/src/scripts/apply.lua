@@ -2,11 +2,9 @@
 -- KEYS[1] the session key
 -- ARGV[1] now, ARGV[2] the new expires_at (Unix ms)
 -- ARGV[3] '1' to drop every data field first
--- ARGV[4] user: 'k' keep, 's' set to ARGV[5], 'u' unbind
--- ARGV[6] the number of field, value pairs that follow, the last of them `expires_at` (so the
+-- ARGV[4] the number of field, value pairs that follow, the last of them `expires_at` (so the
 -- deadline is written by the same HSET as the data); then the fields to remove
--- Returns 1 when applied, 0 when there is no live session, -1 when the key is not a session;
--- {1, previous user or false} when applied with a change of user ('s' or 'u').
+-- Returns 1 when applied, 0 when there is no live session, -1 when the key is not a session.
 local key = KEYS[1]
 -- HGET on a missing key is false, on a key of another type an error (pcall): no TYPE needed.
 local ok, raw = pcall(redis.call, 'HGET', key, 'expires_at')
@@ -23,15 +21,8 @@ if ARGV[3] == '1' then
     if string.sub(field, 1, 2) == 'd:' then redis.call('HDEL', key, field) end
   end
 end
-local previous = nil
-if ARGV[4] ~= 'k' then previous = redis.call('HGET', key, 'user') end
-if ARGV[4] == 's' then
-  redis.call('HSET', key, 'user', ARGV[5])
-elseif ARGV[4] == 'u' then
-  redis.call('HDEL', key, 'user')
-end
-local sets_end = 6 + 2 * tonumber(ARGV[6])
-local i = 7
+local sets_end = 4 + 2 * tonumber(ARGV[4])
+local i = 5
 while i <= sets_end do
   local j = math.min(i + 199, sets_end)
   redis.call('HSET', key, unpack(ARGV, i, j))
@@ -44,5 +35,4 @@ while i <= #ARGV do
   i = j + 1
 end
 redis.call('PEXPIREAT', key, ARGV[2])
-if ARGV[4] ~= 'k' then return {1, previous} end
 return 1

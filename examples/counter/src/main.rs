@@ -17,7 +17,7 @@
 
 use axum::Router;
 use axum::routing::get;
-use sessionware::{Error, Session};
+use sessionware::{Error, Session, SessionLayer};
 
 async fn count(session: Session) -> Result<String, Error> {
     let n: u64 = session.get("count")?.unwrap_or(0);
@@ -33,7 +33,10 @@ async fn peek(session: Session) -> Result<String, Error> {
 async fn main() -> std::process::ExitCode {
     example_support::init_tracing();
     let result = async {
-        let sessions = example_support::session_layer("memory").await?;
+        // The store and the key come from the environment (SESSION_STORE, SESSION_KEY); the
+        // layer is the library's whole set-up: the defaults are the secure ones.
+        let store = example_support::store_from_env("memory").await?;
+        let sessions = SessionLayer::new(store).with_signing_key(example_support::signing_key()?);
         let app = Router::new()
             .route("/", get(count))
             .route("/peek", get(peek))

@@ -10,7 +10,10 @@
 use std::net::{Ipv4Addr, SocketAddr};
 
 use axum::Router;
-use sessionware::{Key, SessionLayer};
+use sessionware::time::OffsetDateTime;
+use sessionware::{
+    ChangeSet, ExpiryPolicy, Key, Loaded, Record, SessionId, SessionLayer, SessionStore, StoreError,
+};
 use sessionware_memory::MemoryStore;
 use sessionware_redis::RedisStore;
 use sessionware_sql::SqlStore;
@@ -24,20 +27,20 @@ pub fn init_tracing() {
         .init();
 }
 
-/// A session layer on the store `SESSION_STORE` names (`default` when unset), signed with the
-/// key from `SESSION_KEY`.
-pub async fn session_layer(default: &str) -> Result<SessionLayer, String> {
+/// The store `SESSION_STORE` names (`default` when unset), connected and ready: one of the
+/// three store crates, chosen at run time.
+pub async fn store_from_env(default: &str) -> Result<AnyStore, String> {
     let spec = std::env::var("SESSION_STORE").unwrap_or_else(|_| default.to_owned());
-    let (layer, kind) = match spec.as_str() {
-        "memory" => (SessionLayer::new(MemoryStore::new()), "memory"),
+    let store = match spec.as_str() {
+        "memory" => AnyStore::Memory(MemoryStore::new()),
         url if is_redis_url(url) => {
             // Errors name the store, never the URL: it may carry a password.
             let store = RedisStore::connect(url)
                 .await
                 .map_err(|e| format!("SESSION_STORE: {e}"))?;
-            (SessionLayer::new(store), "redis")
+            AnyStore::Redis(store)
         }
-        url if is_sql_url(url) => (SessionLayer::new(sql_store(url).await?), "sql"),
+        url if is_sql_url(url) => AnyStore::Sql(sql_store(url).await?),
         other => {
             return Err(format!(
                 "SESSION_STORE={other:?} is not supported; use `memory`, a Redis URL \
@@ -46,8 +49,107 @@ pub async fn session_layer(default: &str) -> Result<SessionLayer, String> {
             ));
         }
     };
-    tracing::info!(store = kind, "session store ready");
-    Ok(layer.with_signing_key(signing_key()?))
+    tracing::info!(store = store.kind(), "session store ready");
+    Ok(store)
+}
+
+/// A session layer on the store from [`store_from_env`], signed with the key from
+/// [`signing_key`].
+pub async fn session_layer(default: &str) -> Result<SessionLayer, String> {
+    let store = store_from_env(default).await?;
+    Ok(SessionLayer::new(store).with_signing_key(signing_key()?))
+}
+
+/// Whichever store `SESSION_STORE` named. An application picks one store type at compile
+/// time; the examples pick at run time, so they pass every call on to the one they hold.
+#[derive(Clone)]
+pub enum AnyStore {
+    /// `SESSION_STORE=memory`
+    Memory(MemoryStore),
+    /// a Redis URL
+    Redis(RedisStore),
+    /// a SQL URL
+    Sql(SqlStore),
+}
+
+impl AnyStore {
+    fn kind(&self) -> &'static str {
+        match self {
+            Self::Memory(_) => "memory",
+            Self::Redis(_) => "redis",
+            Self::Sql(_) => "sql",
+        }
+    }
+}
+
+macro_rules! each {
+    ($self:ident, $store:ident => $call:expr) => {
+        match $self {
+            AnyStore::Memory($store) => $call.await,
+            AnyStore::Redis($store) => $call.await,
+            AnyStore::Sql($store) => $call.await,
+        }
+    };
+}
+
+impl SessionStore for AnyStore {
+    async fn create(&self, record: &Record) -> Result<SessionId, StoreError> {
+        each!(self, s => s.create(record))
+    }
+    async fn load(
+        &self,
+        id: &SessionId,
+        now: OffsetDateTime,
+    ) -> Result<Option<Record>, StoreError> {
+        each!(self, s => s.load(id, now))
+    }
+    async fn load_refreshed(
+        &self,
+        id: &SessionId,
+        policy: &ExpiryPolicy,
+        now: OffsetDateTime,
+    ) -> Result<Option<Loaded>, StoreError> {
+        each!(self, s => s.load_refreshed(id, policy, now))
+    }
+    async fn apply(
+        &self,
+        id: &SessionId,
+        changes: &ChangeSet,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        each!(self, s => s.apply(id, changes, now))
+    }
+    async fn touch(
+        &self,
+        id: &SessionId,
+        expires_at: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        each!(self, s => s.touch(id, expires_at, now))
+    }
+    async fn rekey(
+        &self,
+        old: &SessionId,
+        expected_user: Option<&str>,
+        record: &Record,
+        now: OffsetDateTime,
+    ) -> Result<Option<SessionId>, StoreError> {
+        each!(self, s => s.rekey(old, expected_user, record, now))
+    }
+    async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
+        each!(self, s => s.delete(id))
+    }
+    async fn list_user(&self, user: &str, now: OffsetDateTime) -> Result<Vec<Record>, StoreError> {
+        each!(self, s => s.list_user(user, now))
+    }
+    async fn delete_user(
+        &self,
+        user: &str,
+        keep: Option<&SessionId>,
+        now: OffsetDateTime,
+    ) -> Result<usize, StoreError> {
+        each!(self, s => s.delete_user(user, keep, now))
+    }
 }
 
 /// The signing key from `SESSION_KEY` (hex), or a random one.

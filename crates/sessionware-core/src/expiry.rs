@@ -25,6 +25,7 @@ use time::{Duration, OffsetDateTime};
 /// assert_eq!(policy.deadline(created, late), created + Duration::hours(8));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
 pub struct ExpiryPolicy {
     idle: Option<Duration>,
     absolute: Option<Duration>,

@@ -35,6 +35,7 @@ struct Inner {
 
 /// Settings for a [`MemoryStore`]; from [`MemoryStore::builder`].
 #[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until `build`"]
 pub struct MemoryStoreBuilder {
     capacity: usize,
     sweep_interval: Option<Duration>,

@@ -11,6 +11,7 @@ use crate::{ConnectError, RedisStore};
 /// Settings for a [`RedisStore`]; from [`RedisStore::builder`], [`RedisStore::from_config`] or
 /// [`RedisStore::from_pool`].
 #[derive(Debug)]
+#[must_use = "a builder does nothing until `connect`"]
 pub struct RedisStoreBuilder {
     source: Source,
     prefix: String,

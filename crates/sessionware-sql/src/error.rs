@@ -176,6 +176,21 @@ pub(crate) fn is_conflict(err: &sqlx::Error) -> bool {
 /// How often a statement that lost a deadlock is run again before the error is reported.
 pub(crate) const CONFLICT_RETRIES: usize = 3;
 
+/// The URL schemes this build accepts, for error messages.
+pub(crate) fn supported_schemes() -> String {
+    let mut schemes = Vec::new();
+    if cfg!(feature = "postgres") {
+        schemes.push("postgres://");
+    }
+    if cfg!(feature = "mysql") {
+        schemes.push("mysql://, mariadb://");
+    }
+    if cfg!(feature = "sqlite") {
+        schemes.push("sqlite:");
+    }
+    schemes.join(", ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,19 +220,4 @@ mod tests {
             assert!(!sql_state_refuses(server), "{server}");
         }
     }
-}
-
-/// The URL schemes this build accepts, for error messages.
-pub(crate) fn supported_schemes() -> String {
-    let mut schemes = Vec::new();
-    if cfg!(feature = "postgres") {
-        schemes.push("postgres://");
-    }
-    if cfg!(feature = "mysql") {
-        schemes.push("mysql://, mariadb://");
-    }
-    if cfg!(feature = "sqlite") {
-        schemes.push("sqlite:");
-    }
-    schemes.join(", ")
 }

@@ -1,5 +1,7 @@
 //! The cookie transport: which cookie holds the token, with which attributes.
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use cookie::{Cookie, SameSite};
 use http::{HeaderMap, HeaderValue, header};
 use sessionware_core::SessionId;
@@ -12,12 +14,26 @@ use crate::token::{Keys, Transport};
 /// per cookie.
 const MAX_CANDIDATES: usize = 4;
 
+/// Random bytes of the CSRF nonce cookie (see `csrf`).
+pub(crate) const NONCE_BYTES: usize = 16;
+
+/// Reads a nonce cookie's value; `None` for anything but the encoding of 16 bytes.
+pub(crate) fn parse_nonce(value: &str) -> Option<[u8; NONCE_BYTES]> {
+    let mut nonce = [0u8; NONCE_BYTES];
+    (value.len() == 22 && URL_SAFE_NO_PAD.decode_slice(value, &mut nonce).ok()? == NONCE_BYTES)
+        .then_some(nonce)
+}
+
+pub(crate) fn encode_nonce(nonce: &[u8; NONCE_BYTES]) -> String {
+    URL_SAFE_NO_PAD.encode(nonce)
+}
+
 /// What the `Cookie` headers carry for the layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Read {
     pub(crate) presented: Presented,
     /// The CSRF nonce cookie, when it holds a well-formed nonce.
-    pub(crate) csrf_nonce: Option<[u8; crate::csrf::NONCE_BYTES]>,
+    pub(crate) csrf_nonce: Option<[u8; NONCE_BYTES]>,
 }
 
 /// What the client presented, by cookie or header.
@@ -102,7 +118,7 @@ impl CookieConfig {
         csrf_name: &str,
         keys: &Keys,
         headers: &HeaderMap,
-        csrf_nonce: &mut Option<[u8; crate::csrf::NONCE_BYTES]>,
+        csrf_nonce: &mut Option<[u8; NONCE_BYTES]>,
     ) -> Presented {
         let mut found = None;
         let mut refused = None;
@@ -114,7 +130,7 @@ impl CookieConfig {
             for cookie in Cookie::split_parse(text.as_ref()).flatten() {
                 if cookie.name() != name {
                     if cookie.name() == csrf_name && csrf_nonce.is_none() {
-                        *csrf_nonce = crate::csrf::parse_nonce(cookie.value());
+                        *csrf_nonce = parse_nonce(cookie.value());
                     }
                     continue;
                 }

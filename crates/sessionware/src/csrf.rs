@@ -12,10 +12,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ring::rand::{SecureRandom as _, SystemRandom};
 
+use crate::cookie::NONCE_BYTES;
 use crate::{Error, Session};
 
-/// Random bytes of the nonce cookie.
-pub(crate) const NONCE_BYTES: usize = 16;
 /// Bytes of the HMAC tag a token carries (masked).
 const TAG_BYTES: usize = 32;
 
@@ -44,17 +43,6 @@ fn random<const N: usize>() -> Result<[u8; N], Error> {
         .fill(&mut bytes)
         .map_err(|_| Error::Store(sessionware_core::Error::Random))?;
     Ok(bytes)
-}
-
-/// Reads a nonce cookie's value; `None` for anything but the encoding of 16 bytes.
-pub(crate) fn parse_nonce(value: &str) -> Option<[u8; NONCE_BYTES]> {
-    let mut nonce = [0u8; NONCE_BYTES];
-    (value.len() == 22 && URL_SAFE_NO_PAD.decode_slice(value, &mut nonce).ok()? == NONCE_BYTES)
-        .then_some(nonce)
-}
-
-pub(crate) fn encode_nonce(nonce: &[u8; NONCE_BYTES]) -> String {
-    URL_SAFE_NO_PAD.encode(nonce)
 }
 
 impl Session {

@@ -103,7 +103,7 @@ pub(crate) struct State {
     /// The data's size as JSON, once something needed it.
     pub(crate) size: Option<usize>,
     /// The CSRF nonce cookie the request carried, for visitors without a stored session.
-    pub(crate) csrf_nonce: Option<[u8; crate::csrf::NONCE_BYTES]>,
+    pub(crate) csrf_nonce: Option<[u8; crate::cookie::NONCE_BYTES]>,
     /// A CSRF nonce made by this request: its cookie goes out with the response.
     pub(crate) new_csrf_nonce: bool,
 }

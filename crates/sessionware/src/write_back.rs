@@ -81,7 +81,7 @@ pub(crate) struct Pending {
     transport: Transport,
     logout: bool,
     /// A CSRF nonce this request made, whose cookie the response sets.
-    csrf_nonce: Option<[u8; crate::csrf::NONCE_BYTES]>,
+    csrf_nonce: Option<[u8; crate::cookie::NONCE_BYTES]>,
     now: OffsetDateTime,
 }
 
@@ -131,7 +131,7 @@ pub(crate) async fn write_back(pending: Pending, mut response: Response) -> Resp
     let shared = session.shared();
     let stored = plan.stored();
     if let Some(value) = csrf_nonce.and_then(|nonce| {
-        let value = crate::csrf::encode_nonce(&nonce);
+        let value = crate::cookie::encode_nonce(&nonce);
         shared.cookie.csrf(&shared.csrf_cookie_name, value)
     }) {
         response.headers_mut().append(header::SET_COOKIE, value);

@@ -5,7 +5,7 @@
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
 //! let store = MemoryStore::builder()
 //!     .capacity(100_000)
-//!     .sweep_interval(std::time::Duration::from_secs(30))
+//!     .sweep_interval(sessionware_core::time::Duration::seconds(30))
 //!     .build();
 //! assert_eq!(store.len(), 0);
 //! # }

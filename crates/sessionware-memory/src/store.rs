@@ -2,6 +2,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use sessionware_core::time::Duration as TimeDuration;
+
 use sessionware_core::time::OffsetDateTime;
 use sessionware_core::{
     ChangeSet, Clock, Error, ExpiryPolicy, Loaded, Record, SessionId, SessionStore, SystemClock,
@@ -51,8 +53,11 @@ impl MemoryStoreBuilder {
 
     /// How often the background task removes expired sessions (default one minute); `None`
     /// starts no task, and expired sessions are removed only when their shard is full.
-    pub fn sweep_interval(mut self, interval: impl Into<Option<Duration>>) -> Self {
-        self.sweep_interval = interval.into().filter(|d| !d.is_zero());
+    pub fn sweep_interval(mut self, interval: impl Into<Option<TimeDuration>>) -> Self {
+        self.sweep_interval = interval
+            .into()
+            .and_then(|d| Duration::try_from(d).ok())
+            .filter(|d| !d.is_zero());
         self
     }
 

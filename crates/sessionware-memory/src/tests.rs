@@ -150,7 +150,7 @@ async fn sweeper_removes_expired_and_stops_with_the_store() {
     let tasks_before = metrics.num_alive_tasks();
     let clock = ManualClock::new();
     let store = MemoryStore::builder()
-        .sweep_interval(StdDuration::from_millis(10))
+        .sweep_interval(Duration::milliseconds(10))
         .clock(clock.clone())
         .build();
     let now = clock.now();

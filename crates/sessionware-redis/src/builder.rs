@@ -1,5 +1,12 @@
 use std::time::Duration;
 
+use sessionware_core::time::Duration as TimeDuration;
+
+/// The tokio and fred form of a timeout; a negative one is none at all.
+fn std_duration(d: TimeDuration) -> Duration {
+    d.try_into().unwrap_or(Duration::ZERO)
+}
+
 use fred::clients::Pool;
 use fred::interfaces::{ClientLike as _, LuaInterface as _};
 use fred::types::Builder;
@@ -42,9 +49,9 @@ impl RedisStore {
     pub const DEFAULT_PREFIX: &'static str = "session:";
     /// The default command timeout: one second, far above a healthy Redis's sub-millisecond
     /// answer and well below the layer's own five, so a stalled Redis yields a prompt `503`.
-    pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(1);
+    pub const DEFAULT_COMMAND_TIMEOUT: TimeDuration = TimeDuration::seconds(1);
     /// The default time allowed for the first connection: five seconds.
-    pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+    pub const DEFAULT_CONNECT_TIMEOUT: TimeDuration = TimeDuration::seconds(5);
     /// The default number of connections in the pool.
     pub const DEFAULT_POOL_SIZE: usize = 4;
 
@@ -83,8 +90,8 @@ impl RedisStoreBuilder {
         Self {
             source,
             prefix: RedisStore::DEFAULT_PREFIX.to_owned(),
-            command_timeout: RedisStore::DEFAULT_COMMAND_TIMEOUT,
-            connect_timeout: RedisStore::DEFAULT_CONNECT_TIMEOUT,
+            command_timeout: std_duration(RedisStore::DEFAULT_COMMAND_TIMEOUT),
+            connect_timeout: std_duration(RedisStore::DEFAULT_CONNECT_TIMEOUT),
             pool_size: RedisStore::DEFAULT_POOL_SIZE,
         }
     }
@@ -98,15 +105,15 @@ impl RedisStoreBuilder {
 
     /// The longest one command may take (default one second); a call that takes longer fails
     /// with [`sessionware_core::Error::Timeout`], which the layer answers with `503`.
-    pub fn command_timeout(mut self, timeout: Duration) -> Self {
-        self.command_timeout = timeout.max(Duration::from_millis(1));
+    pub fn command_timeout(mut self, timeout: TimeDuration) -> Self {
+        self.command_timeout = std_duration(timeout).max(Duration::from_millis(1));
         self
     }
 
     /// The longest [`connect`](Self::connect) waits for the first connection (default five
     /// seconds).
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout.max(Duration::from_millis(1));
+    pub fn connect_timeout(mut self, timeout: TimeDuration) -> Self {
+        self.connect_timeout = std_duration(timeout).max(Duration::from_millis(1));
         self
     }
 

@@ -15,7 +15,7 @@
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let store = RedisStore::builder("redis://127.0.0.1:6379")
 //!     .prefix("myapp:session:")
-//!     .command_timeout(std::time::Duration::from_millis(500))
+//!     .command_timeout(sessionware::time::Duration::milliseconds(500))
 //!     .connect()
 //!     .await?;
 //! let key = Key::from_hex(&"2f4c9a1be0d37786".repeat(4))?; // the same key on every instance

@@ -83,8 +83,11 @@ impl RedisStore {
 
     /// The longest one Redis command may take before a call fails with
     /// [`Error::Timeout`].
-    pub fn command_timeout(&self) -> Duration {
-        self.inner.timeout
+    pub fn command_timeout(&self) -> sessionware_core::time::Duration {
+        self.inner
+            .timeout
+            .try_into()
+            .unwrap_or(sessionware_core::time::Duration::MAX)
     }
 
     /// The Redis key of session `id`: the prefix, then the id as the cookie carries it.

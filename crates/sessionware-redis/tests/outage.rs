@@ -37,11 +37,14 @@ async fn a_stalled_redis_is_a_prompt_503_and_the_store_recovers() {
     }
     let mut redis = servers::start(&[]);
     let store = RedisStore::builder(redis.url())
-        .command_timeout(TIMEOUT)
+        .command_timeout(TIMEOUT.try_into().unwrap())
         .connect()
         .await
         .unwrap();
-    assert_eq!(store.command_timeout(), TIMEOUT);
+    assert_eq!(
+        store.command_timeout(),
+        sessionware_core::time::Duration::try_from(TIMEOUT).unwrap()
+    );
     let addr = common::http::serve(common::app::app(SessionLayer::new(store))).await;
     let mut client = Client::new(addr);
     assert_eq!(client.get("/count").await.body, "1");
@@ -108,7 +111,7 @@ async fn an_application_pool_still_gets_the_command_timeout() {
         .unwrap();
     pool.init().await.unwrap();
     let store = RedisStore::from_pool(pool)
-        .command_timeout(TIMEOUT)
+        .command_timeout(TIMEOUT.try_into().unwrap())
         .connect()
         .await
         .unwrap();

@@ -361,7 +361,7 @@ async fn bad_urls_and_unreachable_servers_are_typed_errors() {
     ));
     // Nothing listens on port 1.
     let err = RedisStore::builder("redis://127.0.0.1:1")
-        .connect_timeout(std::time::Duration::from_secs(2))
+        .connect_timeout(Duration::seconds(2))
         .connect()
         .await
         .unwrap_err();
@@ -476,7 +476,7 @@ async fn works_on_a_pool_the_application_already_has() {
     pool.init().await.unwrap();
     let store = RedisStore::from_pool(pool.clone())
         .prefix(common::unique_prefix("app-pool"))
-        .command_timeout(std::time::Duration::from_millis(750))
+        .command_timeout(Duration::milliseconds(750))
         .connect()
         .await
         .unwrap();

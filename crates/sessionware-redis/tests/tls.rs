@@ -60,7 +60,7 @@ async fn rediss_speaks_tls_and_passes_the_suite() {
     // The URL alone trusts the system's roots, which do not include the test CA: the TLS
     // handshake is attempted and refuses the certificate.
     let err = RedisStore::builder(&url)
-        .connect_timeout(std::time::Duration::from_secs(3))
+        .connect_timeout(sessionware_core::time::Duration::seconds(3))
         .connect()
         .await
         .unwrap_err();

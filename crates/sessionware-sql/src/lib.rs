@@ -8,7 +8,7 @@
 //! // Or "postgres://user@host/db", "mysql://user@host/db", "sqlite::memory:".
 //! let store = SqlStore::connect("sqlite://sessions.db").await?;
 //! store.migrate().await?; // idempotent: call it at every start
-//! let cleanup = store.spawn_cleanup(std::time::Duration::from_secs(600))?;
+//! let cleanup = store.spawn_cleanup(sessionware_core::time::Duration::minutes(10))?;
 //! // let app = Router::new()...layer(SessionLayer::new(store.clone()));
 //! # drop(cleanup);
 //! # Ok(()) }

@@ -262,7 +262,14 @@ impl SqlStore {
     /// Starts a task on the current Tokio runtime that runs
     /// [`delete_expired`](Self::delete_expired) every `period`, until the last clone of this
     /// store is dropped or the runtime shuts down.
-    pub fn spawn_cleanup(&self, period: Duration) -> Result<CleanupTask, SqlError> {
+    pub fn spawn_cleanup(
+        &self,
+        period: sessionware_core::time::Duration,
+    ) -> Result<CleanupTask, SqlError> {
+        // A timer needs a period above zero.
+        let period = Duration::try_from(period)
+            .unwrap_or(Duration::ZERO)
+            .max(Duration::from_millis(1));
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| SqlError::NoRuntime)?;
         Ok(CleanupTask::spawn(
             &runtime,

@@ -80,7 +80,7 @@ async fn cleanup_task_deletes_expired_rows_and_stops_with_the_store() {
             .create(&record(t0, Duration::hours(1), json!({"k": 2})))
             .await
             .unwrap();
-        let task = e.store.spawn_cleanup(StdDuration::from_millis(20)).unwrap();
+        let task = e.store.spawn_cleanup(Duration::milliseconds(20)).unwrap();
         clock.advance(Duration::minutes(2));
         let mut tries = 0;
         while e.count().await != 1 {
@@ -119,11 +119,11 @@ async fn cleanup_task_deletes_expired_rows_and_stops_with_the_store() {
 async fn cleanup_task_can_be_stopped() {
     let store = SqlStore::connect("sqlite::memory:").await.unwrap();
     store.migrate().await.unwrap();
-    let task = store.spawn_cleanup(StdDuration::from_millis(10)).unwrap();
+    let task = store.spawn_cleanup(Duration::milliseconds(10)).unwrap();
     assert!(!task.is_finished());
     task.stop();
     // Outside a runtime there is nothing to run the task on: a typed error, not a panic.
-    let outside = std::thread::spawn(move || store.spawn_cleanup(StdDuration::from_secs(1)).err())
+    let outside = std::thread::spawn(move || store.spawn_cleanup(Duration::seconds(1)).err())
         .join()
         .unwrap();
     assert!(matches!(outside, Some(SqlError::NoRuntime)));

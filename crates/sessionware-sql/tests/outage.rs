@@ -25,7 +25,7 @@ async fn postgres_stopped_mid_load_answers_503_and_recovers_with_every_acknowled
     };
     let store = SqlStore::connect(&postgres.url()).await.unwrap();
     store.migrate().await.unwrap();
-    let layer = SessionLayer::new(store.clone()).with_store_timeout(TIMEOUT);
+    let layer = SessionLayer::new(store.clone()).with_store_timeout(TIMEOUT.try_into().unwrap());
     let addr = load::serve(layer).await;
     let load = Load {
         // A write is two store calls, each bounded by the timeout.

@@ -203,8 +203,9 @@ impl SessionLayer {
 
     /// The longest any one store call may take (default 5 seconds). A call that takes longer
     /// fails with [`Error::Store`]`(`[`Timeout`](sessionware_core::Error::Timeout)`)`: `503`.
-    pub fn with_store_timeout(mut self, timeout: Duration) -> Self {
-        self.shared_mut().timeout = timeout;
+    pub fn with_store_timeout(mut self, timeout: TimeDuration) -> Self {
+        // A negative timeout is no time at all.
+        self.shared_mut().timeout = timeout.try_into().unwrap_or(Duration::ZERO);
         self
     }
 

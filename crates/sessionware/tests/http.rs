@@ -749,7 +749,7 @@ async fn a_failing_store_gives_503_on_session_routes_only() {
 
 #[tokio::test]
 async fn a_stalled_store_gives_503_within_the_timeout() {
-    let addr = app(layer(Stalled).with_store_timeout(StdDuration::from_millis(100))).await;
+    let addr = app(layer(Stalled).with_store_timeout(Duration::milliseconds(100))).await;
     let mut c = Client::new(addr);
     let token = {
         let ok = app(layer(MemoryStore::new())).await;

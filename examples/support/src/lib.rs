@@ -192,7 +192,7 @@ async fn sql_store(url: &str) -> Result<SqlStore, String> {
         .await
         .map_err(|e| format!("SESSION_STORE: {e}"))?;
     store
-        .spawn_cleanup(std::time::Duration::from_secs(600))
+        .spawn_cleanup(sessionware::time::Duration::minutes(10))
         .map_err(|e| format!("SESSION_STORE: {e}"))?;
     Ok(store)
 }

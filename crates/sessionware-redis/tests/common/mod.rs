@@ -30,12 +30,13 @@ pub(crate) const REQUEST_TIMEOUT: Duration =
 pub(crate) async fn durable_app() -> (servers::Process, RedisStore, SocketAddr) {
     let redis = servers::start(servers::DURABLE);
     let store = RedisStore::builder(redis.url())
-        .command_timeout(TIMEOUT)
+        .command_timeout(TIMEOUT.try_into().unwrap())
         .connect()
         .await
         .unwrap();
     // The layer's own bound is above fred's, so the 503s measured are the store's timeout.
-    let layer = SessionLayer::new(store.clone()).with_store_timeout(TIMEOUT * 4);
+    let layer =
+        SessionLayer::new(store.clone()).with_store_timeout((TIMEOUT * 4).try_into().unwrap());
     let addr = sessionware::testing::load::serve(layer).await;
     (redis, store, addr)
 }

@@ -1,12 +1,5 @@
-//! The model and the store contract of [sessionware]: session ids, records, change sets, the
-//! expiry policy, clocks, and the [`SessionStore`] trait every store implements.
-//!
-//! This crate does no I/O and knows nothing of HTTP. Applications depend on `sessionware`,
-//! which re-exports what they need from here; store crates depend on this crate alone, and
-//! run the conformance suite in [`testing`] (feature `testing`) against a real backend.
-//!
-//! [sessionware]: https://docs.rs/sessionware
-
+#![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]

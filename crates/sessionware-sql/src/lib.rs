@@ -1,40 +1,5 @@
-//! The SQL session store of [sessionware], on [sqlx]: PostgreSQL (feature `postgres`),
-//! MySQL/MariaDB (feature `mysql`) and SQLite (feature `sqlite`, the default: sessions that
-//! survive a restart without running a server).
-//!
-//! ```no_run
-//! use sessionware_sql::SqlStore;
-//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! // Or "postgres://user@host/db", "mysql://user@host/db", "sqlite::memory:".
-//! let store = SqlStore::connect("sqlite://sessions.db").await?;
-//! store.migrate().await?; // idempotent: call it at every start
-//! let cleanup = store.spawn_cleanup(sessionware_core::time::Duration::minutes(10))?;
-//! // let app = Router::new()...layer(SessionLayer::new(store.clone()));
-//! # drop(cleanup);
-//! # Ok(()) }
-//! ```
-//!
-//! One table (default `sessions`; [`SqlStore::with_table`], and in PostgreSQL
-//! [`SqlStore::with_schema`]) holds one row per session: `id` (primary key), `data` (a JSON
-//! object: `jsonb` in PostgreSQL, `JSON` in MySQL, text in SQLite), `user_id`, `created_ms`
-//! and `expires_ms` (milliseconds since the Unix epoch), with indexes on `expires_ms` for
-//! cleanup and on `(user_id, expires_ms)` for a user's sessions.
-//!
-//! Every statement filters on the caller's `now`, so an expired row is never returned and
-//! never written to, whether or not cleanup has removed it yet. Changes are applied key by key
-//! inside the database with its JSON functions, so concurrent requests that change different
-//! keys of one session all survive.
-//!
-//! A request costs one round trip to read its session (two in MySQL and SQLite when the read
-//! also moves the deadline, which the expiry policy throttles), one more to write changes, and
-//! none when the handler does not extract the session. sqlx's pool pings every connection it
-//! gets back, so the store keeps connections that finished cleanly for its next query instead
-//! (up to half the pool's size). Pools this crate builds also skip the ping on acquire; give
-//! [`SqlStore::from_pool`] a pool built with `test_before_acquire(false)` for the
-//! same.
-//!
-//! [sessionware]: https://docs.rs/sessionware
-
+#![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]

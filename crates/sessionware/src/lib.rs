@@ -1,42 +1,5 @@
-//! Server-side sessions for [axum] and [tower].
-//!
-//! Add a [`SessionLayer`] over a store, take a [`Session`] in handlers:
-//!
-//! ```
-//! use axum::{Router, routing::get};
-//! use sessionware::{Key, Session, SessionLayer};
-//! use sessionware_memory::MemoryStore;
-//!
-//! async fn count(session: Session) -> Result<String, sessionware::Error> {
-//!     let n: u64 = session.get("count")?.unwrap_or(0);
-//!     session.insert("count", n + 1)?;
-//!     Ok((n + 1).to_string())
-//! }
-//!
-//! # fn main() -> Result<(), sessionware::KeyError> {
-//! let key = Key::from_hex(&"2f4c9a1be0d37786".repeat(4))?; // 32 bytes or more, from your secret store
-//! let app: Router = Router::new()
-//!     .route("/", get(count))
-//!     .layer(SessionLayer::new(MemoryStore::new()).with_signing_key(key));
-//! # Ok(()) }
-//! ```
-//!
-//! - The client holds only a signed token (the session id and an HMAC-SHA256 tag) in an
-//!   `HttpOnly; Secure; SameSite=Lax` cookie; the data stays in the store.
-//! - The store is read only by handlers that extract [`Session`], once per request; after the
-//!   handler, only what changed is written back, key by key.
-//! - A token that fails verification, or names a session the store does not hold (unknown,
-//!   expired, destroyed), is never adopted: the request gets a fresh, empty session.
-//! - Sessions end at the earlier of an idle timeout and an absolute lifetime
-//!   ([`ExpiryPolicy`]).
-//! - A store that fails or is slower than the layer's timeout answers `503` on the routes that
-//!   use the session; the other routes are unaffected.
-//! - Log lines name a session by a short keyed hash ([`LogId`]), never by its id or token.
-//!
-//! Stores: `sessionware-memory` here; every store implements [`SessionStore`].
-//!
-//! [tower]: https://docs.rs/tower
-
+#![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]

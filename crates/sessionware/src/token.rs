@@ -298,8 +298,10 @@ mod properties {
             let token = keys.sign(C, "session", &id).unwrap();
             let mut changed = token.clone().into_bytes();
             changed[at] = byte;
-            if let Ok(changed) = String::from_utf8(changed) && changed != token {
-                prop_assert_eq!(keys.verify(C, "session", &changed), None);
+            if let Ok(changed) = String::from_utf8(changed) {
+                if changed != token {
+                    prop_assert_eq!(keys.verify(C, "session", &changed), None);
+                }
             }
             prop_assert_eq!(keys.verify(C, "session", &token[..cut]), None);
             prop_assert_eq!(keys.verify(C, "session", &format!("{token}{}", &token[..cut.max(1)])), None);

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use common::servers::{self, DURABLE};
 use common::{MARGIN, REQUEST_TIMEOUT, TIMEOUT};
-use sessionware::testing::load::{self, Load, Outcome};
+use sessionware_test_support::load::{self, Load, Outcome};
 
 const CLIENTS: usize = 64;
 /// At least this many sessions, however short the run: enough that a leak of 1 KiB per

@@ -6,7 +6,7 @@ mod common;
 
 use common::servers::{self, DURABLE};
 use common::{MARGIN, REQUEST_TIMEOUT, TIMEOUT};
-use sessionware::testing::load::{self, Load};
+use sessionware_test_support::load::{self, Load};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_killed_mid_load_answers_503_and_recovers_with_every_acknowledged_write() {

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use common::cluster::Cluster;
 use sessionware::SessionLayer;
-use sessionware::testing::load::{self, Load};
 use sessionware_sql::SqlStore;
+use sessionware_test_support::load::{self, Load};
 
 /// The layer's store timeout. It is what bounds a request while the server is down: sqlx's
 /// pool keeps trying to connect for its acquire timeout (30 s).

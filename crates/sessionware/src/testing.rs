@@ -12,12 +12,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test suite: panicking is how it reports
 
-pub mod client;
-mod down;
-pub mod load;
-
-pub use down::DownStore;
-
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -31,7 +25,13 @@ use tokio::sync::Notify;
 
 use crate::{DeviceId, Error, Key, Session, SessionLayer};
 
-use client::serve;
+/// Serves `app` on a free loopback port until the test's runtime ends.
+async fn serve(app: Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
 
 fn app(layer: SessionLayer) -> Router {
     Router::new()
@@ -87,7 +87,6 @@ fn app(layer: SessionLayer) -> Router {
             get(|s: Session| async move { Ok::<_, Error>(s.revoke_others().await?.to_string()) }),
         )
         .route("/logout", get(|s: Session| async move { s.logout() }))
-        .route("/health", get(|| async { "ok" }))
         .layer(layer)
 }
 

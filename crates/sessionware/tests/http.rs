@@ -8,8 +8,6 @@ use axum::Router;
 use axum::extract::{Path, State};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use sessionware::testing::DownStore as Down;
-use sessionware::testing::client::{Client, serve};
 use sessionware::time::{Duration, OffsetDateTime};
 use sessionware::{
     Error, ExpiryPolicy, Key, ManualClock, SameSite, Session, SessionId, SessionLayer,
@@ -17,6 +15,8 @@ use sessionware::{
 };
 use sessionware_core::{ChangeSet, Loaded, Record};
 use sessionware_memory::MemoryStore;
+use sessionware_test_support::DownStore as Down;
+use sessionware_test_support::client::{Client, serve};
 use tokio::sync::Notify;
 
 /// The layer's default cookie name: `session` with the `__Host-` prefix its defaults allow.

@@ -7,10 +7,10 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
-use sessionware::testing::DownStore as Down;
-use sessionware::testing::client::{Client, serve};
 use sessionware::{Error, Key, Session, SessionLayer, SessionStore};
 use sessionware_memory::MemoryStore;
+use sessionware_test_support::DownStore as Down;
+use sessionware_test_support::client::{Client, serve};
 
 async fn inc(session: Session) -> Result<String, Error> {
     let n: u64 = session.get("count")?.unwrap_or(0);

@@ -127,7 +127,7 @@ async fn bad_configuration_is_a_clear_error() {
 #[tokio::test]
 async fn two_processes_share_sessions_on_redis() {
     let Some(url) =
-        sessionware_core::testing::service("Redis", "REDIS_URL", "redis://127.0.0.1:6379").await
+        sessionware_test_support::service("Redis", "REDIS_URL", "redis://127.0.0.1:6379").await
     else {
         return;
     };
@@ -211,7 +211,7 @@ async fn sqlite_sessions_survive_a_restart() {
 
 #[tokio::test]
 async fn postgres_sessions_survive_a_restart() {
-    let Some(url) = sessionware_core::testing::service(
+    let Some(url) = sessionware_test_support::service(
         "PostgreSQL",
         "DATABASE_URL_POSTGRES",
         "postgres://root@127.0.0.1:5432/test",
@@ -225,7 +225,7 @@ async fn postgres_sessions_survive_a_restart() {
 
 #[tokio::test]
 async fn mariadb_sessions_survive_a_restart() {
-    let Some(url) = sessionware_core::testing::service(
+    let Some(url) = sessionware_test_support::service(
         "MariaDB",
         "DATABASE_URL_MYSQL",
         "mysql://root@127.0.0.1:3306/test",

@@ -47,12 +47,11 @@ fn binaries() -> Option<Binaries> {
             chromedriver,
         }),
         _ => {
-            let why = "chromium or chromedriver is not installed (apt-get install chromium \
-                       chromium-driver, or set CHROMIUM and CHROMEDRIVER)";
-            if std::env::var("SESSIONWARE_REQUIRE_SERVICES").as_deref() == Ok("1") {
-                panic!("{why}; SESSIONWARE_REQUIRE_SERVICES=1 makes this a failure");
-            }
-            eprintln!("\n*** SKIPPED: {why}. ***\n");
+            sessionware_test_support::skip(
+                "chromium and chromedriver",
+                "chromium or chromedriver is not installed",
+                "apt-get install chromium chromium-driver, or set CHROMIUM and CHROMEDRIVER",
+            );
             None
         }
     }

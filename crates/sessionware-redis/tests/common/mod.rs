@@ -3,7 +3,7 @@
 
 pub(crate) mod app;
 #[allow(unused_imports)] // not every test binary serves an app
-pub(crate) use sessionware::testing::client as http;
+pub(crate) use sessionware_test_support::client as http;
 pub(crate) mod servers;
 
 use std::net::SocketAddr;
@@ -37,13 +37,13 @@ pub(crate) async fn durable_app() -> (servers::Process, RedisStore, SocketAddr) 
     // The layer's own bound is above fred's, so the 503s measured are the store's timeout.
     let layer =
         SessionLayer::new(store.clone()).with_store_timeout((TIMEOUT * 4).try_into().unwrap());
-    let addr = sessionware::testing::load::serve(layer).await;
+    let addr = sessionware_test_support::load::serve(layer).await;
     (redis, store, addr)
 }
 
 /// The shared Redis the tests default to, or `None` (after a loud skip) when it is not up.
 pub(crate) async fn redis_url() -> Option<String> {
-    sessionware_core::testing::service("Redis", "REDIS_URL", "redis://127.0.0.1:6379").await
+    sessionware_test_support::service("Redis", "REDIS_URL", "redis://127.0.0.1:6379").await
 }
 
 /// A prefix no other test uses, so parallel tests never see each other's keys.

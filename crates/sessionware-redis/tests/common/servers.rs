@@ -88,8 +88,9 @@ pub(crate) fn available(test: &str) -> bool {
     if runs("redis-server") && runs("redis-cli") {
         return true;
     }
-    sessionware_core::testing::unavailable(
-        &format!("{test}: redis-server/redis-cli are not installed"),
+    sessionware_test_support::skip(
+        "redis-server",
+        &format!("{test}: redis-server and redis-cli are not installed"),
         "apt-get install redis-server",
     );
     false

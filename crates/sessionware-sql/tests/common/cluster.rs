@@ -21,7 +21,8 @@ impl Cluster {
     pub fn start(test: &str) -> Option<Self> {
         let as_postgres = is_root();
         let Some(bin) = bin_dir().filter(|_| !as_postgres || user_exists("postgres")) else {
-            sessionware_core::testing::unavailable(
+            sessionware_test_support::skip(
+                "the PostgreSQL server binaries",
                 &format!("{test}: the PostgreSQL server binaries (initdb, pg_ctl) are not found"),
                 "apt-get install postgresql, or set PG_BIN to their directory",
             );

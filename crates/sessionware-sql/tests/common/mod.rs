@@ -8,8 +8,8 @@ pub use engines::*;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use sessionware_core::testing::service;
 use sessionware_sql::SqlStore;
+use sessionware_test_support::service;
 
 pub const PG_URL: &str = "postgres://root@127.0.0.1:5432/test";
 pub const MYSQL_URL: &str = "mysql://root@127.0.0.1:3306/test";

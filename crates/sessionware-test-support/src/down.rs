@@ -9,7 +9,8 @@ use sessionware_core::{ChangeSet, Error, Record, SessionId, SessionStore};
 ///
 /// ```no_run
 /// # async fn t() {
-/// use sessionware::{SessionLayer, testing::DownStore};
+/// use sessionware::SessionLayer;
+/// use sessionware_test_support::DownStore;
 ///
 /// let layer = SessionLayer::new(DownStore);
 /// # }

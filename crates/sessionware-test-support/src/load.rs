@@ -7,7 +7,7 @@
 //! # async fn t(store: sessionware_memory::MemoryStore) {
 //! use std::time::Duration;
 //! use sessionware::SessionLayer;
-//! use sessionware::testing::load::{self, Load, Outcome};
+//! use sessionware_test_support::load::{self, Load, Outcome};
 //!
 //! let addr = load::serve(SessionLayer::new(store.clone())).await;
 //! let mut running = Load::new(8).start(addr);
@@ -30,17 +30,39 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use axum::Router;
+use axum::extract::Path;
+use axum::routing::get;
+use sessionware::{Error, Key, Session, SessionId, SessionLayer, SessionStore};
 use sessionware_core::time::OffsetDateTime;
 use tokio::task::JoinHandle;
 
-use super::client::{Client, Reply};
-use crate::{Key, SessionId, SessionLayer, SessionStore};
+use crate::client::{Client, Reply};
 
-/// Serves the suites' app (`/inc`, `/login/{user}`, `/logout`, `/health`, ...) behind `layer`,
-/// with a fixed signing key, on a free loopback port.
+/// Serves the app the clients drive (`/inc`, `/login/{user}`, `/logout`, `/health`) behind
+/// `layer`, with a fixed signing key, on a free loopback port.
 pub async fn serve(layer: SessionLayer) -> SocketAddr {
     let key = Key::from_bytes(&std::array::from_fn::<u8, 32, _>(|i| 7 ^ i as u8)).unwrap();
-    super::serve(super::app(layer.with_signing_key(key))).await
+    crate::client::serve(app(layer.with_signing_key(key))).await
+}
+
+fn app(layer: SessionLayer) -> Router {
+    Router::new()
+        .route(
+            "/inc",
+            get(|s: Session| async move {
+                let n: u64 = s.get("count")?.unwrap_or(0);
+                s.insert("count", n + 1)?;
+                Ok::<_, Error>((n + 1).to_string())
+            }),
+        )
+        .route(
+            "/login/{user}",
+            get(|s: Session, Path(user): Path<String>| async move { s.login(user) }),
+        )
+        .route("/logout", get(|s: Session| async move { s.logout() }))
+        .route("/health", get(|| async { "ok" }))
+        .layer(layer)
 }
 
 /// The outage every store's server is put through: `load` (one session per client, see

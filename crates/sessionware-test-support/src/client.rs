@@ -1,9 +1,9 @@
 //! A real server on a loopback port and a client that keeps one cookie, for HTTP-level tests
-//! of an app behind [`SessionLayer`](crate::SessionLayer).
+//! of an app behind [`SessionLayer`](sessionware::SessionLayer).
 //!
 //! ```no_run
 //! # async fn t(app: axum::Router) {
-//! use sessionware::testing::client::{Client, serve};
+//! use sessionware_test_support::client::{Client, serve};
 //!
 //! let addr = serve(app).await;
 //! let mut browser = Client::new(addr);

@@ -54,8 +54,7 @@ impl EnginePool for sqlx::SqlitePool {
 /// A session store in a SQL database. Cheap to clone: clones share one pool.
 ///
 /// Build it with [`connect`](Self::connect) from a URL, or from a pool the application
-/// already has ([`postgres`](Self::postgres), [`mysql`](Self::mysql),
-/// [`sqlite`](Self::sqlite)); then call [`migrate`](Self::migrate) once at start.
+/// already has ([`from_pool`](Self::from_pool)); then call [`migrate`](Self::migrate) once at start.
 #[derive(Clone)]
 pub struct SqlStore {
     inner: Arc<Inner>,

@@ -18,7 +18,7 @@ use crate::token::Keys;
 use crate::users::UserSessions;
 use crate::{Error, Key};
 
-/// Adds sessions to every route below it: a [`Session`] extractor backed by `store`.
+/// Adds sessions to every route below it: a [`Session`](crate::Session) extractor backed by `store`.
 ///
 /// ```
 /// use axum::{Router, routing::get};

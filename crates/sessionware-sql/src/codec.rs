@@ -131,7 +131,7 @@ impl PolicyMs {
 ///
 /// Neither engine unescapes a quoted path key the way JSON does, so keys with quotes,
 /// backslashes or control characters are applied by a read-modify-write in a transaction
-/// instead (see `docs/design-sql.md`).
+/// instead (see the SQL store in `docs/design.md`).
 pub(crate) fn path_safe(key: &str) -> bool {
     !key.chars().any(|c| c == '"' || c == '\\' || c.is_control())
 }

@@ -108,6 +108,12 @@ async fn round(name: &str, e: &Race, hold: Hold, later: bool) {
             let rekey = spawn_rekey();
             pause().await;
             if e.renewal_passes_the_scan {
+                // Polled with a bound: on a loaded machine the renewal may need longer than
+                // the pause, and it must still finish while the revocation waits.
+                let deadline = std::time::Instant::now() + StdDuration::from_secs(10);
+                while !rekey.is_finished() && std::time::Instant::now() < deadline {
+                    tokio::time::sleep(StdDuration::from_millis(10)).await;
+                }
                 assert!(rekey.is_finished(), "{name}: the renewal ran meanwhile");
             }
             (rekey, revoke)

@@ -67,7 +67,7 @@ impl SessionLayer {
     /// A layer that keeps sessions in `store`, with the defaults above.
     pub fn new(store: impl SessionStore) -> Self {
         // Without randomness there is no key: then nothing verifies and nothing is signed
-        // (write-back fails with 503) until `with_signing_key` sets one.
+        // (a write-back logs an error and issues no token) until `with_signing_key` sets one.
         let key = Key::generate().ok();
         let cookie = CookieConfig::default();
         Self {

@@ -152,7 +152,8 @@ impl SqlStore {
 
     /// A store on a pool the application already has: a `PgPool`, `MySqlPool` or
     /// `SqlitePool`, whichever engines this build has (features `postgres`, `mysql`,
-    /// `sqlite`). The store parks at most half of the pool's connections between its own queries, so the application keeps the rest.
+    /// `sqlite`). The store parks at most half of the pool's connections between its own
+    /// queries, so the application keeps the rest.
     ///
     /// ```no_run
     /// # async fn f() -> Result<(), Box<dyn std::error::Error>> {

@@ -36,9 +36,6 @@ pub enum Error {
     /// A handler extracted [`Session`](crate::Session) on a route without a
     /// [`SessionLayer`](crate::SessionLayer).
     MissingLayer,
-    /// Text from the request (a form field, a path) that is not a
-    /// [`DeviceId`](crate::DeviceId).
-    InvalidDevice,
     /// A change would make the session's data larger than the layer's limit
     /// ([`SessionLayer::with_max_size`](crate::SessionLayer::with_max_size)). Nothing of it
     /// was applied.
@@ -67,7 +64,6 @@ impl Error {
         match self {
             Self::Store(e) if e.is_unavailable() => StatusCode::SERVICE_UNAVAILABLE,
             Self::SessionGone => StatusCode::CONFLICT,
-            Self::InvalidDevice => StatusCode::BAD_REQUEST,
             Self::CsrfMismatch => StatusCode::FORBIDDEN,
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::TooDeep { .. } => StatusCode::UNPROCESSABLE_ENTITY,
@@ -88,7 +84,6 @@ impl fmt::Display for Error {
             }
             Self::SessionGone => f.write_str("the session ended while this request was using it"),
             Self::MissingLayer => f.write_str("Session extracted on a route without SessionLayer"),
-            Self::InvalidDevice => f.write_str("not a device id"),
             Self::CsrfMismatch => f.write_str("CSRF token missing or wrong"),
             Self::TooDeep { key, limit } => {
                 write!(
@@ -127,7 +122,6 @@ impl IntoResponse for Error {
         let body = match self.status() {
             StatusCode::SERVICE_UNAVAILABLE => "session store unavailable\n",
             StatusCode::CONFLICT => "session ended\n",
-            StatusCode::BAD_REQUEST => "bad device id\n",
             StatusCode::FORBIDDEN => "CSRF token missing or wrong\n",
             StatusCode::PAYLOAD_TOO_LARGE => "session too large\n",
             StatusCode::UNPROCESSABLE_ENTITY => "session value nested too deep\n",

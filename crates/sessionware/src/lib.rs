@@ -38,4 +38,4 @@ pub use sessionware_core::{
     Change, ChangeSet, Clock, Data, ExpiryPolicy, Loaded, ManualClock, Record, SessionId,
     SessionStore, SystemClock, load_then_touch, time,
 };
-pub use users::{Device, DeviceId, UserSessions};
+pub use users::{Device, DeviceId, InvalidDeviceId, UserSessions};

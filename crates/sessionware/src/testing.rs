@@ -73,8 +73,7 @@ fn app(layer: SessionLayer) -> Router {
         )
         .route(
             "/revoke/{device}",
-            get(|s: Session, Path(device): Path<String>| async move {
-                let device: DeviceId = device.parse()?;
+            get(|s: Session, Path(device): Path<DeviceId>| async move {
                 Ok::<_, Error>(s.revoke(&device).await?.to_string())
             }),
         )

@@ -45,18 +45,46 @@ impl fmt::Debug for DeviceId {
 }
 
 impl FromStr for DeviceId {
-    type Err = Error;
+    type Err = InvalidDeviceId;
 
-    /// Parses the text form; anything else is [`Error::InvalidDevice`].
-    fn from_str(s: &str) -> Result<Self, Error> {
+    /// Parses the text form; anything else is [`InvalidDeviceId`].
+    fn from_str(s: &str) -> Result<Self, InvalidDeviceId> {
         let well_formed = s.len() == 22
             && s.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         if well_formed {
             Ok(Self(s.to_owned()))
         } else {
-            Err(Error::InvalidDevice)
+            Err(InvalidDeviceId)
         }
+    }
+}
+
+/// Deserializes from the text form, so a handler can take `Path<DeviceId>` or a form field of
+/// that type and axum refuses anything else with `400`.
+impl<'de> serde::Deserialize<'de> for DeviceId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Text from a request (a form field, a path) that is not a [`DeviceId`]: the client's
+/// mistake, answered `400 bad device id`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InvalidDeviceId;
+
+impl fmt::Display for InvalidDeviceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("not a device id")
+    }
+}
+
+impl std::error::Error for InvalidDeviceId {}
+
+impl axum::response::IntoResponse for InvalidDeviceId {
+    fn into_response(self) -> axum::response::Response {
+        (http::StatusCode::BAD_REQUEST, "bad device id\n").into_response()
     }
 }
 

@@ -109,20 +109,25 @@ async fn count(session: Session, Form(form): Form<Plain>) -> Result<Redirect, Er
     Ok(Redirect::to("/"))
 }
 
-async fn revoke(session: Session, Form(form): Form<Revoke>) -> Result<Redirect, Error> {
+async fn revoke(session: Session, Form(form): Form<Revoke>) -> Result<Response, Error> {
     session.verify_csrf(&form.csrf)?;
-    let device: DeviceId = form.device.parse()?;
-    if !session.revoke(&device).await? {
+    // Parsed here rather than by the form, so a post without a token is still a 403 first.
+    let device: DeviceId = match form.device.parse() {
+        Ok(device) => device,
+        Err(invalid) => return Ok(sessionware::InvalidDeviceId::into_response(invalid)),
+    };
+    let to = if !session.revoke(&device).await? {
         session.flash("That device was already signed out.");
-        return Ok(Redirect::to("/devices"));
-    }
-    // Revoking the current device is a sign-out, which leaves no user to show devices for.
-    if session.user().is_none() {
+        "/devices"
+    } else if session.user().is_none() {
+        // Revoking the current device is a sign-out, which leaves no user to show devices for.
         session.flash("Signed out this device.");
-        return Ok(Redirect::to("/"));
-    }
-    session.flash("Signed out that device.");
-    Ok(Redirect::to("/devices"))
+        "/"
+    } else {
+        session.flash("Signed out that device.");
+        "/devices"
+    };
+    Ok(Redirect::to(to).into_response())
 }
 
 async fn logout(session: Session, Form(form): Form<Plain>) -> Result<Redirect, Error> {

@@ -63,8 +63,9 @@ impl Session {
         let message = {
             let mut state = self.state();
             // Bound to the id the session has when the response is written: after `login` or
-            // `cycle_id` that is a new one, drawn now.
-            if state.cycle && state.id.is_some() && state.next_id.is_none() {
+            // `cycle_id` (on a stored session or a new one) that is a new id, drawn now, since
+            // a signed-in session accepts no nonce-bound token.
+            if state.cycle && state.next_id.is_none() {
                 state.next_id = Some(sessionware_core::SessionId::generate()?);
             }
             match state.next_id.or(if state.cycle { None } else { state.id }) {

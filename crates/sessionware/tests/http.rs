@@ -953,6 +953,13 @@ async fn csrf_tokens_store_nothing_are_masked_and_renewed_at_login() {
             "/login-as/{u}",
             get(|s: Session, Path(u): Path<String>| async move { s.login(u) }),
         )
+        .route(
+            "/login-and-form",
+            get(|s: Session| async move {
+                s.login("v");
+                s.csrf_token()
+            }),
+        )
         .layer(layer(store.clone()));
     let addr = serve(router).await;
     let mut c = Client::new(addr);
@@ -1021,6 +1028,17 @@ async fn csrf_tokens_store_nothing_are_masked_and_renewed_at_login() {
         403,
         "new id, new tokens"
     );
+
+    // A form rendered in the very response that signs in is bound to the id it gets, on a
+    // stored session and on a new one alike.
+    for mut visitor in [c, Client::new(addr)] {
+        let token = visitor.get("/login-and-form").await.body;
+        assert_eq!(
+            visitor.get(&format!("/post/{token}")).await.status,
+            200,
+            "a token from the sign-in response"
+        );
+    }
 }
 
 #[tokio::test]

@@ -9,8 +9,12 @@ fn std_duration(d: TimeDuration) -> Duration {
 
 use fred::clients::Pool;
 use fred::interfaces::{ClientLike as _, LuaInterface as _};
-use fred::types::Builder;
+use std::sync::Arc;
+
 use fred::types::config::{Config, Options, ReconnectPolicy, UnresponsiveConfig};
+use fred::types::{Builder, RespVersion};
+
+use crate::near_cache::NearCache;
 
 use crate::script::Scripts;
 use crate::{ConnectError, RedisStore};
@@ -25,12 +29,16 @@ pub struct RedisStoreBuilder {
     command_timeout: Duration,
     connect_timeout: Duration,
     pool_size: usize,
+    near_cache: bool,
+    near_cache_capacity: usize,
 }
 
 enum Source {
     Url(String),
     Config(Box<Config>),
     Pool(Pool),
+    /// Moved out by `connect`.
+    Taken,
 }
 
 /// Names the source only: a URL or a config may hold a password.
@@ -40,6 +48,7 @@ impl std::fmt::Debug for Source {
             Self::Url(_) => "Url(..)",
             Self::Config(_) => "Config(..)",
             Self::Pool(_) => "Pool(..)",
+            Self::Taken => "Taken",
         })
     }
 }
@@ -54,6 +63,9 @@ impl RedisStore {
     pub const DEFAULT_CONNECT_TIMEOUT: TimeDuration = TimeDuration::seconds(5);
     /// The default number of connections in the pool.
     pub const DEFAULT_POOL_SIZE: usize = 4;
+    /// The default bound on the near cache's memory: 64 MiB, about 100,000 sessions of a few
+    /// small keys each (see [`RedisStoreBuilder::near_cache_capacity`]).
+    pub const DEFAULT_NEAR_CACHE_CAPACITY: usize = 64 << 20;
 
     /// Connects to the Redis at `url` with the default settings.
     ///
@@ -93,7 +105,30 @@ impl RedisStoreBuilder {
             command_timeout: std_duration(RedisStore::DEFAULT_COMMAND_TIMEOUT),
             connect_timeout: std_duration(RedisStore::DEFAULT_CONNECT_TIMEOUT),
             pool_size: RedisStore::DEFAULT_POOL_SIZE,
+            near_cache: true,
+            near_cache_capacity: RedisStore::DEFAULT_NEAR_CACHE_CAPACITY,
         }
+    }
+
+    /// Whether to keep a near cache of sessions in process (default `true`): a load it can
+    /// answer sends no command, and a write to a cached session is one. Redis keeps it
+    /// coherent across instances with client tracking; see the [crate docs](crate#the-near-cache).
+    ///
+    /// It needs RESP3 and `CLIENT TRACKING` (Redis 6 or later): on an older server, or on an
+    /// application's pool that speaks RESP2, the store runs without it and logs why once.
+    pub fn near_cache(mut self, enabled: bool) -> Self {
+        self.near_cache = enabled;
+        self
+    }
+
+    /// The most memory the near cache may take, in bytes (default
+    /// [`DEFAULT_NEAR_CACHE_CAPACITY`](RedisStore::DEFAULT_NEAR_CACHE_CAPACITY)). A session
+    /// costs its keys' and values' bytes plus about 100 bytes a key and 250 a session; the
+    /// oldest cached sessions make room for new ones. Size it for the sessions active within
+    /// a few minutes, not all of them: a miss costs one `HGETALL`, as without the cache.
+    pub fn near_cache_capacity(mut self, bytes: usize) -> Self {
+        self.near_cache_capacity = bytes;
+        self
     }
 
     /// The prefix of every key the store writes (default `session:`), so that several
@@ -131,12 +166,13 @@ impl RedisStoreBuilder {
     /// 2 s; commands sent while it is down fail after the command timeout, and the store
     /// works again as soon as Redis is back. A connection that stops answering is dropped
     /// and replaced.
-    pub async fn connect(self) -> Result<RedisStore, ConnectError> {
+    pub async fn connect(mut self) -> Result<RedisStore, ConnectError> {
         // The pool the store builds carries the command timeout as its default, which costs
         // nothing per command; an application's pool has its own defaults, so there every
         // command carries the timeout itself.
         let mut options = Options::default();
-        let pool = match self.source {
+        let source = std::mem::replace(&mut self.source, Source::Taken);
+        let pool = match source {
             Source::Pool(pool) => {
                 options.timeout = Some(self.command_timeout);
                 pool
@@ -149,9 +185,10 @@ impl RedisStoreBuilder {
                 // workspace's, unless the application installed one already.
                 let _ = rustls::crypto::ring::default_provider().install_default();
                 let config = Config::from_url(url).map_err(ConnectError::InvalidUrl)?;
-                self.build_pool(config).await?
+                self.build_pool_for_cache(config).await?
             }
-            Source::Config(ref config) => self.build_pool((**config).clone()).await?,
+            Source::Config(config) => self.build_pool_for_cache(*config).await?,
+            Source::Taken => unreachable!("a builder connects once"),
         };
         let scripts = Scripts::new();
         let load = async {
@@ -167,13 +204,66 @@ impl RedisStoreBuilder {
             Ok(Err(e)) => return Err(ConnectError::Connect(e)),
             Err(_) => return Err(ConnectError::Connect(timed_out())),
         }
+        let cache = self.start_cache(&pool).await;
         Ok(RedisStore::new(
             pool,
             self.prefix,
             self.command_timeout,
             options,
             scripts,
+            cache,
         ))
+    }
+
+    /// A pool that speaks RESP3 when the near cache wants it; a server that does not (before
+    /// Redis 6: no `HELLO`) gets RESP2 and no cache.
+    async fn build_pool_for_cache(&self, mut config: Config) -> Result<Pool, ConnectError> {
+        if !self.near_cache {
+            return self.build_pool(config).await;
+        }
+        let resp2 = config.clone();
+        config.version = RespVersion::RESP3;
+        match self.build_pool(config).await {
+            Err(ConnectError::Connect(error)) if refuses_hello(&error) => {
+                self.build_pool(resp2).await
+            }
+            built => built,
+        }
+    }
+
+    /// The near cache over `pool`, with tracking on, or `None` with the reason logged.
+    async fn start_cache(&self, pool: &Pool) -> Option<Arc<NearCache>> {
+        if !self.near_cache {
+            return None;
+        }
+        let first = pool.clients().first()?;
+        if first.protocol_version() != RespVersion::RESP3 {
+            tracing::warn!(
+                "sessionware-redis: near cache off: the connection speaks RESP2 (a server \
+                 before Redis 6, or a pool built without `RespVersion::RESP3`), and client \
+                 tracking needs RESP3; every load reads Redis"
+            );
+            return None;
+        }
+        let cache = NearCache::new(pool.clients(), &self.prefix, self.near_cache_capacity);
+        match tokio::time::timeout(self.connect_timeout, cache.start()).await {
+            Ok(Ok(())) => Some(cache),
+            Ok(Err(error)) => {
+                tracing::warn!(
+                    %error,
+                    "sessionware-redis: near cache off: the server refused CLIENT TRACKING; \
+                     every load reads Redis"
+                );
+                None
+            }
+            Err(_) => {
+                tracing::warn!(
+                    "sessionware-redis: near cache off: CLIENT TRACKING got no answer within \
+                     the connect timeout; every load reads Redis"
+                );
+                None
+            }
+        }
     }
 
     async fn build_pool(&self, config: Config) -> Result<Pool, ConnectError> {
@@ -237,6 +327,12 @@ fn check_scheme(url: &str) -> Result<(), ConnectError> {
             ),
         ))),
     }
+}
+
+/// Whether a connection failed because the server does not know `HELLO` (Redis before 6).
+fn refuses_hello(error: &fred::error::Error) -> bool {
+    let details = error.details().to_ascii_lowercase();
+    details.contains("hello") || details.contains("unknown command")
 }
 
 fn timed_out() -> fred::error::Error {

@@ -10,6 +10,8 @@ pub(crate) const DATA_PREFIX: &str = "d:";
 const CREATED_AT: &str = "created_at";
 pub(crate) const EXPIRES_AT: &str = "expires_at";
 const USER: &str = "user";
+/// The field the write scripts bump on every change, which orders the near cache's updates.
+const VERSION: &str = "v";
 
 pub(crate) fn data_field(key: &str) -> String {
     format!("{DATA_PREFIX}{key}")
@@ -53,6 +55,23 @@ fn millis(bytes: &[u8], field: &str) -> Result<i64, Error> {
     utf8(bytes, field)?
         .parse()
         .map_err(|_| Error::corrupt(format!("field `{field}` is not a whole number of ms")))
+}
+
+/// The hash's version (`v`, which every write bumps; 0 before the first) and the estimated
+/// bytes of its fields in memory, `overhead` counted per field.
+pub(crate) fn version_and_size(fields: &[(&[u8], &[u8])], overhead: usize) -> (u64, usize) {
+    let mut version = 0;
+    let mut bytes = 0;
+    for (field, value) in fields {
+        if *field == VERSION.as_bytes() {
+            version = std::str::from_utf8(value)
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+        }
+        bytes += field.len() + value.len() + overhead;
+    }
+    (version, bytes)
 }
 
 /// A record from the field, value pairs `HGETALL` answers, read straight from the reply's

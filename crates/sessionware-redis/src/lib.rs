@@ -7,11 +7,13 @@
 mod builder;
 mod codec;
 mod error;
+mod near_cache;
 mod script;
 mod store;
 
 pub use builder::RedisStoreBuilder;
 pub use error::ConnectError;
+pub use near_cache::NearCacheStats;
 pub use store::RedisStore;
 
 /// Re-exported so an application can build a [`Config`](fred::types::config::Config) or a

@@ -17,6 +17,7 @@ use sessionware_core::{
 
 use crate::codec::{self, data_field, encode_value};
 use crate::error::from_fred;
+use crate::near_cache::{self, FIELD_OVERHEAD, Lookup, NearCache, NearCacheStats};
 use crate::script::{self, Scripts};
 
 /// Draws of a fresh id before `create` gives up. With 128 random bits a second draw is already
@@ -48,6 +49,8 @@ struct Inner {
     scripts: Scripts,
     /// A Cluster spreads a session's keys over slots, which `rekey` has to work around.
     clustered: bool,
+    /// The near cache, unless it is off or the server cannot keep it coherent.
+    cache: Option<Arc<NearCache>>,
 }
 
 impl RedisStore {
@@ -57,11 +60,13 @@ impl RedisStore {
         timeout: Duration,
         options: Options,
         scripts: Scripts,
+        cache: Option<Arc<NearCache>>,
     ) -> Self {
         let clustered = pool.is_clustered();
         Self {
             inner: Arc::new(Inner {
                 clustered,
+                cache,
                 pool,
                 prefix,
                 timeout,
@@ -101,6 +106,30 @@ impl RedisStore {
         self.inner.pool.next().with_options(&self.inner.options)
     }
 
+    /// The client for commands on session `id`: with the near cache, always the same one,
+    /// so that the connection which tracks the key is the one that writes it.
+    fn client_for(&self, id: &SessionId) -> WithOptions<Client> {
+        match &self.inner.cache {
+            Some(cache) => cache
+                .client(cache.conn_of(id))
+                .with_options(&self.inner.options),
+            None => self.client(),
+        }
+    }
+
+    /// What the near cache holds and did, or `None` when the store runs without one (turned
+    /// off, or a server or pool that cannot keep it coherent; the log said why at start-up).
+    pub fn near_cache_stats(&self) -> Option<NearCacheStats> {
+        self.inner.cache.as_ref().map(|cache| cache.stats())
+    }
+
+    /// Drops `id` from the near cache: the store ended or moved it.
+    fn forget(&self, id: &SessionId) {
+        if let Some(cache) = &self.inner.cache {
+            cache.forget(id);
+        }
+    }
+
     /// The Redis key of `user`'s index set. `:` never occurs in an id, so it cannot clash
     /// with a session key.
     pub fn user_key(&self, user: &str) -> String {
@@ -108,7 +137,9 @@ impl RedisStore {
     }
 
     async fn run(&self, script: &Script, id: &SessionId, args: Vec<Value>) -> Result<Value, Error> {
-        self.run_on(script, self.key(id), args).await
+        script::call(&self.client_for(id), script, Key::from(self.key(id)), args)
+            .await
+            .map_err(from_fred)
     }
 
     async fn run_on(&self, script: &Script, key: String, args: Vec<Value>) -> Result<Value, Error> {
@@ -224,6 +255,76 @@ impl RedisStore {
         }
     }
 
+    /// [`SessionStore::rekey`] on one node or behind Sentinel: one `EVALSHA` of `rekey.lua`.
+    async fn rekey_in_one_script(
+        &self,
+        old: &SessionId,
+        expected_user: Option<&str>,
+        record: &Record,
+        now: OffsetDateTime,
+    ) -> Result<Option<SessionId>, Error> {
+        // The layout `rekey.lua` reads; the new id sits at `keys[1]` and `args[4]`, which a
+        // taken id rewrites before the next call.
+        let mut keys: Vec<Key> = Vec::with_capacity(4);
+        keys.push(self.key(old).into());
+        keys.push(self.key(&record.id).into());
+        keys.extend(expected_user.map(|user| Key::from(self.user_key(user))));
+        keys.extend(
+            record
+                .user
+                .as_deref()
+                .map(|user| Key::from(self.user_key(user))),
+        );
+        let create = codec::create_args(record)?;
+        let mut args = Vec::with_capacity(5 + create.len());
+        args.push(Value::from(to_unix_ms(now)));
+        args.extend(bound_as(expected_user));
+        args.push(Value::from(old.to_string()));
+        args.push(Value::from(record.id.to_string()));
+        args.extend(create);
+        let mut id = record.id;
+        for _ in 0..MAX_CREATE_ATTEMPTS {
+            let reply = script::call(
+                &self.client(),
+                &self.inner.scripts.rekey,
+                keys.clone(),
+                args.clone(),
+            )
+            .await
+            .map_err(from_fred)?;
+            match reply.as_i64() {
+                Some(1) => return Ok(Some(id)),
+                Some(0) => return Ok(None),
+                Some(2) => {
+                    id = SessionId::generate()?;
+                    keys[1] = self.key(&id).into();
+                    args[4] = Value::from(id.to_string());
+                }
+                Some(-1) => return Err(not_a_session()),
+                _ => return Err(unexpected(&reply)),
+            }
+        }
+        Err(ids_exhausted())
+    }
+
+    /// Brings the near cache up to a write that left the session at `version` (`None`: there
+    /// was no live session to write).
+    fn after_write(
+        &self,
+        ticket: Option<near_cache::Ticket>,
+        id: &SessionId,
+        version: Option<u64>,
+        added: usize,
+        change: impl FnOnce(&mut Record),
+    ) -> Result<bool, Error> {
+        match (version, &self.inner.cache) {
+            (Some(version), Some(cache)) => cache.after_write(ticket, id, version, change, added),
+            (None, Some(cache)) => cache.forget(id),
+            (_, None) => {}
+        }
+        Ok(version.is_some())
+    }
+
     /// Runs `op` for every id at once: one round trip of latency for the lot.
     async fn for_each<T, F, Fut>(
         &self,
@@ -277,7 +378,17 @@ fn ids_exhausted() -> Error {
     Error::backend("every session id drawn was already taken; is the random source broken?")
 }
 
-/// The 1 / 0 / -1 answer of the write scripts.
+/// The version / 0 / -1 answer of `apply.lua` and `touch.lua`: the version the write left.
+fn version(reply: Value) -> Result<Option<u64>, Error> {
+    match reply.as_i64() {
+        Some(0) => Ok(None),
+        Some(-1) => Err(not_a_session()),
+        Some(v) if v > 0 => Ok(Some(v.unsigned_abs())),
+        _ => Err(unexpected(&reply)),
+    }
+}
+
+/// The 1 / 0 / -1 answer of the other write scripts.
 fn written(reply: Value) -> Result<bool, Error> {
     match reply.as_i64() {
         Some(1) => Ok(true),
@@ -317,16 +428,27 @@ impl SessionStore for RedisStore {
         Err(ids_exhausted())
     }
 
-    /// One `HGETALL`: the live session, or `None`. Reads move no deadline here; the trait's
+    /// The near cache's record when it holds a live one (no command at all); else one
+    /// `HGETALL`: the live session, or `None`. Reads move no deadline here; the trait's
     /// refresh ([`load_then_touch`]) does, with a `touch` only when the policy asks, which is
     /// at most once per refresh interval, so the common read stays one plain command.
     async fn load(&self, id: &SessionId, now: OffsetDateTime) -> Result<Option<Record>, Error> {
+        let ticket = match self
+            .inner
+            .cache
+            .as_deref()
+            .map(|cache| cache.lookup(id, now))
+        {
+            Some(Lookup::Hit(record)) => return Ok(Some(record)),
+            Some(Lookup::Miss(ticket)) => ticket,
+            None => None,
+        };
         // The raw reply: fred's own conversion would build a map of checked strings that
         // the codec then walks again. Boxed: fred's future is large, and moving it up through
         // every caller's state cost more than one allocation.
         let command = CustomCommand::new_static("HGETALL", ClusterHash::FirstKey, false);
         let reply = Box::pin(
-            self.client()
+            self.client_for(id)
                 .custom_raw(command, vec![Value::from(self.key(id))]),
         )
         .await
@@ -353,8 +475,15 @@ impl SessionStore for RedisStore {
         if fields.is_empty() {
             return Ok(None);
         }
+        let (version, bytes) = codec::version_and_size(&fields, FIELD_OVERHEAD);
         let record = codec::decode(*id, fields)?;
-        Ok((!record.is_expired(now)).then_some(record))
+        if record.is_expired(now) {
+            return Ok(None);
+        }
+        if let (Some(cache), Some(ticket)) = (&self.inner.cache, ticket) {
+            cache.fill(ticket, &record, version, bytes);
+        }
+        Ok(Some(record))
     }
 
     async fn load_refreshed(
@@ -389,6 +518,7 @@ impl SessionStore for RedisStore {
     ) -> Result<bool, Error> {
         let sets: Vec<_> = changes.sets().collect();
         let mut args = Vec::with_capacity(6 + 2 * sets.len() + changes.keys().len());
+        let mut added = 0;
         args.push(Value::from(to_unix_ms(now)));
         args.push(Value::from(to_unix_ms(changes.expires_at())));
         args.push(Value::from(if changes.is_clear() { "1" } else { "0" }));
@@ -396,13 +526,20 @@ impl SessionStore for RedisStore {
             i64::try_from(sets.len() + 1).unwrap_or(i64::MAX),
         ));
         for (key, value) in sets {
+            let encoded = encode_value(value)?;
+            added += key.len() + encoded.len() + FIELD_OVERHEAD;
             args.push(Value::from(data_field(key)));
-            args.push(Value::from(encode_value(value)?));
+            args.push(Value::from(encoded));
         }
         args.push(Value::from(codec::EXPIRES_AT));
         args.push(Value::from(to_unix_ms(changes.expires_at())));
         args.extend(changes.removals().map(|key| Value::from(data_field(key))));
         let deadline = changes.expires_at();
+        let ticket = self
+            .inner
+            .cache
+            .as_deref()
+            .and_then(|cache| cache.before_write(id));
         let write = self.run(&self.inner.scripts.apply, id, args);
         // The index's expiry is kept ahead of the session's alongside the write, so a bound
         // session's write still costs one round trip of latency.
@@ -414,7 +551,9 @@ impl SessionStore for RedisStore {
             }
             None => write.await?,
         };
-        written(reply)
+        self.after_write(ticket, id, version(reply)?, added, |record| {
+            near_cache::apply_change(record, changes);
+        })
     }
 
     async fn touch(
@@ -427,7 +566,15 @@ impl SessionStore for RedisStore {
             Value::from(to_unix_ms(now)),
             Value::from(to_unix_ms(expires_at)),
         ];
-        written(self.run(&self.inner.scripts.touch, id, args).await?)
+        let ticket = self
+            .inner
+            .cache
+            .as_deref()
+            .and_then(|cache| cache.before_write(id));
+        let reply = self.run(&self.inner.scripts.touch, id, args).await?;
+        self.after_write(ticket, id, version(reply)?, 0, |record| {
+            record.expires_at = expires_at;
+        })
     }
 
     /// Single node and Sentinel: one `EVALSHA` of `rekey.lua`, which checks the old session,
@@ -443,64 +590,26 @@ impl SessionStore for RedisStore {
         record: &Record,
         now: OffsetDateTime,
     ) -> Result<Option<SessionId>, Error> {
-        if self.inner.clustered {
-            return self
-                .rekey_across_slots(old, expected_user, record, now)
-                .await;
-        }
-        // The layout `rekey.lua` reads; the new id sits at `keys[1]` and `args[4]`, which a
-        // taken id rewrites before the next call.
-        let mut keys: Vec<Key> = Vec::with_capacity(4);
-        keys.push(self.key(old).into());
-        keys.push(self.key(&record.id).into());
-        keys.extend(expected_user.map(|user| Key::from(self.user_key(user))));
-        keys.extend(
-            record
-                .user
-                .as_deref()
-                .map(|user| Key::from(self.user_key(user))),
-        );
-        let create = codec::create_args(record)?;
-        let mut args = Vec::with_capacity(5 + create.len());
-        args.push(Value::from(to_unix_ms(now)));
-        args.extend(bound_as(expected_user));
-        args.push(Value::from(old.to_string()));
-        args.push(Value::from(record.id.to_string()));
-        args.extend(create);
-        let mut id = record.id;
-        for _ in 0..MAX_CREATE_ATTEMPTS {
-            let reply = script::call(
-                &self.client(),
-                &self.inner.scripts.rekey,
-                keys.clone(),
-                args.clone(),
-            )
-            .await
-            .map_err(from_fred)?;
-            match reply.as_i64() {
-                Some(1) => return Ok(Some(id)),
-                Some(0) => return Ok(None),
-                Some(2) => {
-                    id = SessionId::generate()?;
-                    keys[1] = self.key(&id).into();
-                    args[4] = Value::from(id.to_string());
-                }
-                Some(-1) => return Err(not_a_session()),
-                _ => return Err(unexpected(&reply)),
-            }
-        }
-        Err(ids_exhausted())
+        let moved = if self.inner.clustered {
+            self.rekey_across_slots(old, expected_user, record, now)
+                .await
+        } else {
+            self.rekey_in_one_script(old, expected_user, record, now)
+                .await
+        };
+        // Moved, refused because it ended or was rebound, or unknown: the old state is gone or
+        // in doubt either way.
+        self.forget(old);
+        moved
     }
 
     /// One `DEL`. A bound session's id stays in its user's index until the next listing
     /// prunes it or the index expires: reading the user first would cost every sign-out a
     /// round trip.
     async fn delete(&self, id: &SessionId) -> Result<(), Error> {
-        self.client()
-            .del::<i64, _>(self.key(id))
-            .await
-            .map(|_| ())
-            .map_err(from_fred)
+        let deleted = self.client_for(id).del::<i64, _>(self.key(id)).await;
+        self.forget(id);
+        deleted.map(|_| ()).map_err(from_fred)
     }
 
     async fn list_user(&self, user: &str, now: OffsetDateTime) -> Result<Vec<Record>, Error> {
@@ -557,6 +666,9 @@ impl SessionStore for RedisStore {
                     }
                 })
                 .await?;
+            for id in &fresh {
+                self.forget(id);
+            }
             ended += deletes
                 .iter()
                 .filter(|(_, reply)| reply.as_i64() == Some(1))

@@ -45,7 +45,7 @@ async fn a_stalled_redis_is_a_prompt_503_and_the_store_recovers() {
         store.command_timeout(),
         sessionware_core::time::Duration::try_from(TIMEOUT).unwrap()
     );
-    let addr = common::http::serve(common::app::app(SessionLayer::new(store))).await;
+    let addr = common::http::serve(common::app::app(SessionLayer::new(store.clone()))).await;
     let mut client = Client::new(addr);
     assert_eq!(client.get("/count").await.body, "1");
 
@@ -74,6 +74,11 @@ async fn a_stalled_redis_is_a_prompt_503_and_the_store_recovers() {
 
     // Gone: the server is killed; then started again on the same port (empty: no persistence).
     redis.kill();
+    // The session is in the near cache; once the client sees its connection gone, the cache
+    // is bypassed, since it may have missed an invalidation.
+    servers::wait_for("the pool to see the server gone", || {
+        store.near_cache_stats().unwrap().tracking_connections == 0
+    });
     let start = Instant::now();
     let reply = client.get("/peek").await;
     assert_eq!(reply.status, 503, "an unreachable store is a 503");
@@ -91,6 +96,22 @@ async fn a_stalled_redis_is_a_prompt_503_and_the_store_recovers() {
     let reply = until(&mut client, "/count", 200).await;
     assert_eq!(reply.body, "1");
     assert_eq!(client.get("/count").await.body, "2");
+    let stats = store.near_cache_stats().unwrap();
+    assert!(
+        stats.resets >= 1,
+        "the reconnection emptied the cache: {stats:?}"
+    );
+    servers::wait_for("tracking to be on again", || {
+        store.near_cache_stats().unwrap().tracking_connections == RedisStore::DEFAULT_POOL_SIZE
+    });
+    assert_eq!(client.get("/peek").await.body, "2");
+    let hits = store.near_cache_stats().unwrap().hits;
+    assert_eq!(client.get("/peek").await.body, "2");
+    assert_eq!(
+        store.near_cache_stats().unwrap().hits,
+        hits + 1,
+        "the cache serves again"
+    );
 }
 
 /// A pool the application built has no command timeout of its own: the store's still bounds

@@ -36,13 +36,53 @@ fn reset(redis: &servers::Process) {
     assert_eq!(redis.cli(&["config", "resetstat"]), "OK");
 }
 
+/// What each kind of request costs, with and without the near cache.
+struct Costs {
+    create: u64,
+    first_read: u64,
+    read: u64,
+    refresh: u64,
+    write: u64,
+    destroy: u64,
+}
+
 #[tokio::test]
 async fn each_kind_of_request_costs_what_the_issue_says() {
-    if !servers::available("round trips") {
-        return;
+    // With the near cache, the session's first read fills it and later reads send nothing;
+    // a write to a cached session is its one script, a refresh its one touch.
+    let cached = Costs {
+        create: 1,
+        first_read: 1,
+        read: 0,
+        refresh: 1,
+        write: 1,
+        destroy: 1,
+    };
+    // Without it, every request reads first.
+    let uncached = Costs {
+        create: 1,
+        first_read: 1,
+        read: 1,
+        refresh: 2,
+        write: 2,
+        destroy: 2,
+    };
+    for (near_cache, costs) in [(true, cached), (false, uncached)] {
+        if !servers::available("round trips") {
+            return;
+        }
+        count_round_trips(near_cache, costs).await;
     }
+}
+
+async fn count_round_trips(near_cache: bool, costs: Costs) {
     let redis = servers::start(&[]);
-    let store = RedisStore::connect(&redis.url()).await.unwrap();
+    let store = RedisStore::builder(redis.url())
+        .near_cache(near_cache)
+        .connect()
+        .await
+        .unwrap();
+    assert_eq!(store.near_cache_stats().is_some(), near_cache);
     let clock = ManualClock::new();
     let policy = ExpiryPolicy::new()
         .with_idle_timeout(Some(Duration::minutes(30)))
@@ -52,6 +92,7 @@ async fn each_kind_of_request_costs_what_the_issue_says() {
         .with_clock(clock.clone());
     let addr = common::http::serve(common::app::app(layer)).await;
     let mut client = Client::new(addr);
+    let with = if near_cache { "with" } else { "without" };
 
     reset(&redis);
     assert_eq!(client.get("/health").await.body, "ok");
@@ -59,11 +100,19 @@ async fn each_kind_of_request_costs_what_the_issue_says() {
 
     reset(&redis);
     assert_eq!(client.get("/count").await.body, "1");
-    assert_eq!(round_trips(&redis), 1, "creating a session");
+    assert_eq!(round_trips(&redis), costs.create, "creating a session");
 
     reset(&redis);
     assert_eq!(client.get("/peek").await.body, "1");
-    assert_eq!(round_trips(&redis), 1, "a read-only request");
+    assert_eq!(round_trips(&redis), costs.first_read, "the first read");
+
+    reset(&redis);
+    assert_eq!(client.get("/peek").await.body, "1");
+    assert_eq!(
+        round_trips(&redis),
+        costs.read,
+        "a read-only request {with} the near cache"
+    );
 
     clock.advance(Duration::minutes(5));
     reset(&redis);
@@ -75,8 +124,8 @@ async fn each_kind_of_request_costs_what_the_issue_says() {
     );
     assert_eq!(
         round_trips(&redis),
-        2,
-        "a read-only request that refreshes: the read, then the touch"
+        costs.refresh,
+        "a read-only request that refreshes {with} the near cache"
     );
     let id = store_id(&client);
     let expires = redis.cli(&["hget", &store.key(&id), "expires_at"]);
@@ -90,25 +139,45 @@ async fn each_kind_of_request_costs_what_the_issue_says() {
 
     reset(&redis);
     assert_eq!(client.get("/count").await.body, "2");
-    assert_eq!(round_trips(&redis), 2, "a write to an existing session");
+    assert_eq!(
+        round_trips(&redis),
+        costs.write,
+        "a write to an existing session {with} the near cache"
+    );
+    reset(&redis);
+    assert_eq!(client.get("/count").await.body, "3");
+    assert_eq!(round_trips(&redis), costs.write, "the next write");
 
     // A server that lost its script cache costs a write one more round trip, once.
     assert_eq!(redis.cli(&["script", "flush"]), "OK");
     reset(&redis);
-    assert_eq!(client.get("/count").await.body, "3");
+    assert_eq!(client.get("/count").await.body, "4");
     assert_eq!(
         round_trips(&redis),
-        3,
-        "the read, then EVALSHA answered NOSCRIPT, then EVAL"
+        costs.write + 1,
+        "EVALSHA answered NOSCRIPT, then EVAL"
     );
     reset(&redis);
-    assert_eq!(client.get("/count").await.body, "4");
-    assert_eq!(round_trips(&redis), 2, "the script is cached again");
+    assert_eq!(client.get("/count").await.body, "5");
+    assert_eq!(
+        round_trips(&redis),
+        costs.write,
+        "the script is cached again"
+    );
 
     reset(&redis);
     assert_eq!(client.get("/destroy").await.body, "bye");
-    assert_eq!(round_trips(&redis), 2, "destroying: the read and the DEL");
+    assert_eq!(
+        round_trips(&redis),
+        costs.destroy,
+        "destroying {with} the near cache"
+    );
     assert_eq!(redis.cli(&["exists", &store.key(&id)]), "0");
+    if near_cache {
+        let stats = store.near_cache_stats().unwrap();
+        assert_eq!(stats.entries, 0, "the destroyed session left the cache");
+        assert!(stats.hits >= 6, "{stats:?}");
+    }
 }
 
 /// The session id in the client's cookie (the token is `<id>.<tag>`).

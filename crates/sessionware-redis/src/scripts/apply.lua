@@ -4,7 +4,9 @@
 -- ARGV[3] '1' to drop every data field first
 -- ARGV[4] the number of field, value pairs that follow, the last of them `expires_at` (so the
 -- deadline is written by the same HSET as the data); then the fields to remove
--- Returns 1 when applied, 0 when there is no live session, -1 when the key is not a session.
+-- Returns the session's version after the change (the `v` field, which every write bumps;
+-- at least 1) when applied, 0 when there is no live session, -1 when the key is not a session.
+-- The last command reads the key, so a connection that tracks it (the near cache) still does.
 local key = KEYS[1]
 -- HGET on a missing key is false, on a key of another type an error (pcall): no TYPE needed.
 local ok, raw = pcall(redis.call, 'HGET', key, 'expires_at')
@@ -35,4 +37,4 @@ while i <= #ARGV do
   i = j + 1
 end
 redis.call('PEXPIREAT', key, ARGV[2])
-return 1
+return bump(key)

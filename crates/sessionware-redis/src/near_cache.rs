@@ -1,0 +1,612 @@
+//! The near cache: session records kept in process, next to the pool connection each session's
+//! commands go through, and kept coherent by Redis's client tracking on that connection.
+//!
+//! How it stays right, in the order a reader needs it:
+//!
+//! - **Affinity.** Every command for one session goes through one pool connection (chosen from
+//!   the id). That connection runs `CLIENT TRACKING ON NOLOOP`: Redis remembers the keys it
+//!   reads and pushes an invalidation on it when anyone else changes one, while the store's own
+//!   writes on it are not echoed back. The write scripts end with a read of the key, so a key
+//!   stays tracked after the store wrote it.
+//! - **Ordering without a listener task.** fred hands invalidations and reconnections to
+//!   broadcast channels, synchronously, before it delivers any later reply of that connection.
+//!   Every lookup and every fill drains them first, so a reply is never acted on before the
+//!   invalidations that came ahead of it on the wire.
+//! - **Fills that raced a change.** A fill takes a [`Ticket`] before its command goes out; an
+//!   invalidation of the same shard drained meanwhile, or a reconnection, voids it. The
+//!   store's own writes are ordered by a version the scripts keep in the hash (`v`), so of two
+//!   concurrent writes the later one's state is what stays cached.
+//! - **A connection that may have missed something.** A reconnection (a new connection has no
+//!   tracking), a Cluster topology change, or an invalidation channel that overflowed moves
+//!   the connection to a new epoch: every entry of the old one is dropped, and until tracking
+//!   is on again the connection's sessions bypass the cache. A connection fred does not see as
+//!   connected serves nothing from the cache.
+//! - **Deadlines.** An entry past its session's deadline is never served.
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use fred::clients::Client;
+use fred::interfaces::{ClientLike as _, EventInterface as _, TrackingInterface as _};
+use fred::types::client::Invalidation;
+use fred::types::config::Server;
+use fred::types::{ClientState, ClusterStateChange};
+use sessionware_core::time::OffsetDateTime;
+use sessionware_core::{ChangeSet, Record, SessionId};
+use tokio::sync::broadcast::Receiver;
+use tokio::sync::broadcast::error::TryRecvError;
+
+/// Shards of the map, each behind its own lock; a power of two.
+const SHARDS: usize = 32;
+
+/// What an entry costs beyond its fields' bytes: the map slot, the record, its strings' and
+/// values' headers. An estimate that errs high, so the bound holds.
+const ENTRY_OVERHEAD: usize = 256;
+/// What one data key costs beyond its name and encoded value.
+pub(crate) const FIELD_OVERHEAD: usize = 96;
+
+/// The longest pause between two attempts to turn tracking back on.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(2);
+
+/// Counters of what the cache did since the store was built; see
+/// [`RedisStore::near_cache_stats`](crate::RedisStore::near_cache_stats).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct NearCacheStats {
+    /// Sessions held now.
+    pub entries: usize,
+    /// Estimated bytes they take (records, keys, values and bookkeeping).
+    pub bytes: usize,
+    /// The bound on `bytes`.
+    pub capacity: usize,
+    /// Loads answered from the cache, with no command sent.
+    pub hits: u64,
+    /// Loads that went to Redis.
+    pub misses: u64,
+    /// Session keys Redis said another client changed.
+    pub invalidations: u64,
+    /// Times a connection's entries were all dropped because it may have missed an
+    /// invalidation (a reconnection, a topology change, an overflowing channel).
+    pub resets: u64,
+    /// Pool connections whose sessions are cached now (tracking on, connected).
+    pub tracking_connections: usize,
+}
+
+/// A fill's claim, taken before its command goes out.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ticket {
+    conn: usize,
+    state: u64,
+    generation: u64,
+}
+
+/// What a lookup found.
+pub(crate) enum Lookup {
+    Hit(Record),
+    /// Not cached; the ticket is `None` when the connection's sessions bypass the cache.
+    Miss(Option<Ticket>),
+}
+
+pub(crate) struct NearCache {
+    prefix: Vec<u8>,
+    shards: Box<[Mutex<Shard>]>,
+    shard_budget: usize,
+    capacity: usize,
+    conns: Box<[Conn]>,
+    hasher: std::collections::hash_map::RandomState,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    invalidations: AtomicU64,
+    resets: AtomicU64,
+    this: Weak<NearCache>,
+}
+
+struct Conn {
+    client: Client,
+    /// `epoch << 1 | tracking`: one word, so turning tracking on can be refused atomically by
+    /// a reconnection seen in between.
+    state: AtomicU64,
+    reenabling: AtomicBool,
+    events: Mutex<Events>,
+}
+
+struct Events {
+    invalidations: Receiver<Invalidation>,
+    reconnects: Receiver<Server>,
+    topology: Receiver<Vec<ClusterStateChange>>,
+}
+
+#[derive(Default)]
+struct Shard {
+    map: HashMap<SessionId, Entry>,
+    /// Insertion order for eviction; stale stamps are skipped and compacted away.
+    order: VecDeque<(SessionId, u64)>,
+    bytes: usize,
+    /// Bumped by every invalidation and local delete that lands here: voids open tickets.
+    generation: u64,
+    next_stamp: u64,
+}
+
+struct Entry {
+    record: Record,
+    version: u64,
+    bytes: usize,
+    state: u64,
+    stamp: u64,
+}
+
+const TRACKING: u64 = 1;
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Nothing under these locks can leave the data half-changed; a panic elsewhere while one
+    // was held does not make it wrong.
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl NearCache {
+    /// A cache over `clients` (the pool's, in order), subscribed to their events. Tracking is
+    /// off until [`start`](Self::start) turns it on.
+    pub(crate) fn new(clients: &[Client], prefix: &str, capacity: usize) -> Arc<Self> {
+        let conns = clients
+            .iter()
+            .map(|client| Conn {
+                events: Mutex::new(Events {
+                    invalidations: client.invalidation_rx(),
+                    reconnects: client.reconnect_rx(),
+                    topology: client.cluster_change_rx(),
+                }),
+                client: client.clone(),
+                state: AtomicU64::new(0),
+                reenabling: AtomicBool::new(false),
+            })
+            .collect();
+        Arc::new_cyclic(|this| Self {
+            prefix: prefix.as_bytes().to_vec(),
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            shard_budget: capacity / SHARDS,
+            capacity,
+            conns,
+            hasher: std::collections::hash_map::RandomState::new(),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            invalidations: AtomicU64::new(0),
+            resets: AtomicU64::new(0),
+            this: this.clone(),
+        })
+    }
+
+    /// Turns tracking on, on every connection. An error means the server refused it (no
+    /// RESP3, a Redis before 6): the caller drops the cache.
+    pub(crate) async fn start(&self) -> Result<(), fred::error::Error> {
+        for (index, conn) in self.conns.iter().enumerate() {
+            self.sync(index);
+            let state = conn.state.load(Ordering::Acquire);
+            track(&conn.client).await?;
+            self.sync(index);
+            let _ = conn.state.compare_exchange(
+                state,
+                state | TRACKING,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            );
+        }
+        Ok(())
+    }
+
+    fn spread(&self, id: &SessionId) -> u64 {
+        let mut hasher = self.hasher.build_hasher();
+        hasher.write(id.as_bytes());
+        hasher.finish()
+    }
+
+    /// The pool connection all of `id`'s commands go through.
+    pub(crate) fn conn_of(&self, id: &SessionId) -> usize {
+        ((self.spread(id) >> 8) % self.conns.len() as u64) as usize
+    }
+
+    fn shard_of(&self, id: &SessionId) -> &Mutex<Shard> {
+        &self.shards[(self.spread(id) as usize) & (SHARDS - 1)]
+    }
+
+    /// The client of connection `conn`.
+    pub(crate) fn client(&self, conn: usize) -> &Client {
+        &self.conns[conn].client
+    }
+
+    /// The live cached record of `id`, or a ticket to fill it.
+    pub(crate) fn lookup(&self, id: &SessionId, now: OffsetDateTime) -> Lookup {
+        let conn = self.conn_of(id);
+        let state = self.sync(conn);
+        if state & TRACKING == 0 || self.conns[conn].client.state() != ClientState::Connected {
+            self.misses.fetch_add(1, Ordering::Relaxed);
+            return Lookup::Miss(None);
+        }
+        let mut shard = lock(self.shard_of(id));
+        if let Some(entry) = shard.map.get(id) {
+            if entry.state == state && entry.record.expires_at > now {
+                let record = entry.record.clone();
+                drop(shard);
+                self.hits.fetch_add(1, Ordering::Relaxed);
+                return Lookup::Hit(record);
+            }
+            shard.remove(id);
+        }
+        let generation = shard.generation;
+        drop(shard);
+        self.misses.fetch_add(1, Ordering::Relaxed);
+        Lookup::Miss(Some(Ticket {
+            conn,
+            state,
+            generation,
+        }))
+    }
+
+    /// A ticket for a write to `id`; `None` when its connection bypasses the cache.
+    pub(crate) fn before_write(&self, id: &SessionId) -> Option<Ticket> {
+        let conn = self.conn_of(id);
+        let state = self.sync(conn);
+        if state & TRACKING == 0 {
+            return None;
+        }
+        let generation = lock(self.shard_of(id)).generation;
+        Some(Ticket {
+            conn,
+            state,
+            generation,
+        })
+    }
+
+    /// Whether a ticket still holds, with the shard locked for the caller's change.
+    fn redeem(&self, ticket: Ticket, id: &SessionId) -> Option<MutexGuard<'_, Shard>> {
+        let state = self.sync(ticket.conn);
+        if state != ticket.state || state & TRACKING == 0 {
+            return None;
+        }
+        let shard = lock(self.shard_of(id));
+        (shard.generation == ticket.generation).then_some(shard)
+    }
+
+    /// Caches what a load read, unless something voided the ticket meanwhile.
+    pub(crate) fn fill(&self, ticket: Ticket, record: &Record, version: u64, bytes: usize) {
+        let id = record.id;
+        let Some(mut shard) = self.redeem(ticket, &id) else {
+            return;
+        };
+        if let Some(entry) = shard.map.get(&id) {
+            if entry.state == ticket.state && entry.version > version {
+                return;
+            }
+        }
+        shard.insert(
+            id,
+            record.clone(),
+            version,
+            ENTRY_OVERHEAD + bytes,
+            ticket.state,
+        );
+        shard.evict_to(self.shard_budget);
+    }
+
+    /// Brings the cached record of `id` up to a write the store made, which left the hash at
+    /// `version`; `added` is the estimated size of what the write set. When the cache did not
+    /// hold the state just before that write, the entry goes: the next load reads it.
+    pub(crate) fn after_write(
+        &self,
+        ticket: Option<Ticket>,
+        id: &SessionId,
+        version: u64,
+        change: impl FnOnce(&mut Record),
+        added: usize,
+    ) {
+        let Some(ticket) = ticket else {
+            return;
+        };
+        let Some(mut guard) = self.redeem(ticket, id) else {
+            self.forget(id);
+            return;
+        };
+        let shard = &mut *guard;
+        let kept = match shard.map.get_mut(id) {
+            Some(entry) if entry.state == ticket.state && entry.version + 1 == version => {
+                change(&mut entry.record);
+                entry.version = version;
+                entry.bytes += added;
+                shard.bytes += added;
+                true
+            }
+            // Already at this version or past it: a later write's reply was handled first.
+            Some(entry) => entry.state == ticket.state && entry.version >= version,
+            None => true,
+        };
+        if kept {
+            shard.evict_to(self.shard_budget);
+        } else {
+            shard.remove(id);
+        }
+    }
+
+    /// Drops `id` and voids every open ticket of its shard: the store deleted or moved it.
+    pub(crate) fn forget(&self, id: &SessionId) {
+        let mut shard = lock(self.shard_of(id));
+        shard.generation += 1;
+        shard.remove(id);
+    }
+
+    pub(crate) fn stats(&self) -> NearCacheStats {
+        let (mut entries, mut bytes) = (0, 0);
+        for shard in self.shards.iter() {
+            let shard = lock(shard);
+            entries += shard.map.len();
+            bytes += shard.bytes;
+        }
+        let tracking_connections = (0..self.conns.len())
+            .filter(|&conn| {
+                self.sync(conn) & TRACKING != 0
+                    && self.conns[conn].client.state() == ClientState::Connected
+            })
+            .count();
+        NearCacheStats {
+            entries,
+            bytes,
+            capacity: self.capacity,
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+            invalidations: self.invalidations.load(Ordering::Relaxed),
+            resets: self.resets.load(Ordering::Relaxed),
+            tracking_connections,
+        }
+    }
+
+    /// Takes in what fred delivered for connection `conn` so far; returns its state after.
+    fn sync(&self, conn: usize) -> u64 {
+        let slot = &self.conns[conn];
+        let mut lost = false;
+        let mut reconnected = false;
+        {
+            let mut events = lock(&slot.events);
+            reconnected |= drained(&mut events.reconnects);
+            reconnected |= drained(&mut events.topology);
+            loop {
+                match events.invalidations.try_recv() {
+                    Ok(invalidation) => self.invalidate(&invalidation),
+                    Err(TryRecvError::Lagged(_)) => lost = true,
+                    Err(TryRecvError::Empty | TryRecvError::Closed) => break,
+                }
+            }
+        }
+        if reconnected || lost {
+            self.reset(conn, reconnected);
+        }
+        slot.state.load(Ordering::Acquire)
+    }
+
+    fn invalidate(&self, invalidation: &Invalidation) {
+        for key in &invalidation.keys {
+            let Some(id) = key
+                .as_bytes()
+                .strip_prefix(self.prefix.as_slice())
+                .and_then(|rest| std::str::from_utf8(rest).ok())
+                .and_then(|rest| rest.parse::<SessionId>().ok())
+            else {
+                // A user's index, or a key of someone else's under a shared connection.
+                continue;
+            };
+            self.invalidations.fetch_add(1, Ordering::Relaxed);
+            self.forget(&id);
+        }
+    }
+
+    /// Moves `conn` to a new epoch (dropping its entries); after a reconnection, with
+    /// tracking off until it is turned back on.
+    fn reset(&self, conn: usize, reconnected: bool) {
+        let slot = &self.conns[conn];
+        let _ = slot
+            .state
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |state| {
+                let tracking = if reconnected { 0 } else { state & TRACKING };
+                Some((((state >> 1) + 1) << 1) | tracking)
+            });
+        self.resets.fetch_add(1, Ordering::Relaxed);
+        for shard in self.shards.iter() {
+            let mut shard = lock(shard);
+            shard.generation += 1;
+            let stale: Vec<SessionId> = shard
+                .map
+                .iter()
+                .filter(|(id, _)| self.conn_of(id) == conn)
+                .map(|(id, _)| *id)
+                .collect();
+            for id in stale {
+                shard.remove(&id);
+            }
+        }
+        if reconnected {
+            self.reenable(conn);
+        }
+    }
+
+    /// Turns tracking back on for `conn` in the background, until it holds.
+    fn reenable(&self, conn: usize) {
+        if self.conns[conn].reenabling.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            // No runtime to do it on: the connection's sessions bypass the cache for good,
+            // which is safe.
+            return;
+        };
+        let this = self.this.clone();
+        runtime.spawn(async move {
+            let mut delay = Duration::from_millis(50);
+            loop {
+                let Some(cache) = this.upgrade() else {
+                    return;
+                };
+                let slot = &cache.conns[conn];
+                let state = cache.sync(conn);
+                if state & TRACKING != 0 {
+                    slot.reenabling.store(false, Ordering::Release);
+                    // A reconnection seen after the check found the flag still set and left
+                    // the work here.
+                    if cache.sync(conn) & TRACKING != 0
+                        || slot.reenabling.swap(true, Ordering::AcqRel)
+                    {
+                        return;
+                    }
+                    continue;
+                }
+                match track(&slot.client).await {
+                    Ok(()) => {
+                        cache.sync(conn);
+                        let _ = slot.state.compare_exchange(
+                            state,
+                            state | TRACKING,
+                            Ordering::AcqRel,
+                            Ordering::Acquire,
+                        );
+                        delay = Duration::from_millis(50);
+                    }
+                    Err(error) => {
+                        tracing::debug!(%error, "sessionware-redis: near cache: turning tracking back on failed; retrying");
+                        drop(cache);
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(MAX_RETRY_DELAY);
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// `CLIENT TRACKING ON NOLOOP` on every connection of `client` (each node, on a Cluster).
+async fn track(client: &Client) -> Result<(), fred::error::Error> {
+    client
+        .start_tracking(Vec::<String>::new(), false, false, false, true)
+        .await
+}
+
+/// Whether anything (or a lag, which hides what) arrived on `rx`.
+fn drained<T: Clone>(rx: &mut Receiver<T>) -> bool {
+    let mut any = false;
+    loop {
+        match rx.try_recv() {
+            Ok(_) | Err(TryRecvError::Lagged(_)) => any = true,
+            Err(TryRecvError::Empty | TryRecvError::Closed) => return any,
+        }
+    }
+}
+
+impl Shard {
+    fn insert(&mut self, id: SessionId, record: Record, version: u64, bytes: usize, state: u64) {
+        let stamp = match self.map.get(&id) {
+            // Replacing keeps the place in line: a hot session must not queue a stamp per write.
+            Some(entry) => {
+                self.bytes -= entry.bytes;
+                entry.stamp
+            }
+            None => {
+                self.next_stamp += 1;
+                self.order.push_back((id, self.next_stamp));
+                self.next_stamp
+            }
+        };
+        self.bytes += bytes;
+        self.map.insert(
+            id,
+            Entry {
+                record,
+                version,
+                bytes,
+                state,
+                stamp,
+            },
+        );
+    }
+
+    fn remove(&mut self, id: &SessionId) {
+        if let Some(entry) = self.map.remove(id) {
+            self.bytes -= entry.bytes;
+        }
+        // Stamps of removed entries stay queued; keep them from outgrowing the map.
+        if self.order.len() > 2 * self.map.len() + 64 {
+            let map = &self.map;
+            self.order
+                .retain(|(id, stamp)| map.get(id).is_some_and(|e| e.stamp == *stamp));
+        }
+    }
+
+    /// Drops the oldest entries until the shard fits `budget`.
+    fn evict_to(&mut self, budget: usize) {
+        while self.bytes > budget {
+            let Some((id, stamp)) = self.order.pop_front() else {
+                return;
+            };
+            if self.map.get(&id).is_some_and(|entry| entry.stamp == stamp) {
+                if let Some(entry) = self.map.remove(&id) {
+                    self.bytes -= entry.bytes;
+                }
+            }
+        }
+    }
+}
+
+/// The change a write made, applied to a cached record.
+pub(crate) fn apply_change(record: &mut Record, changes: &ChangeSet) {
+    changes.apply_to(&mut record.data);
+    record.expires_at = changes.expires_at();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sessionware_core::time::Duration as TimeDuration;
+
+    fn record(id: SessionId) -> Record {
+        let now = OffsetDateTime::now_utc();
+        Record {
+            id,
+            data: [("k".to_owned(), serde_json::json!("value"))].into(),
+            user: None,
+            created_at: now,
+            expires_at: now + TimeDuration::minutes(5),
+        }
+    }
+
+    #[test]
+    fn a_shard_holds_its_budget_under_a_million_distinct_sessions() {
+        let mut shard = Shard::default();
+        let budget = 1 << 20;
+        for n in 0u64..1_000_000 {
+            let mut bytes = [0u8; SessionId::BYTES];
+            bytes[..8].copy_from_slice(&n.to_le_bytes());
+            let id = SessionId::from_bytes(bytes);
+            shard.insert(id, record(id), 0, ENTRY_OVERHEAD + 40, 0);
+            shard.evict_to(budget);
+            assert!(shard.bytes <= budget);
+        }
+        assert_eq!(shard.map.len(), budget / (ENTRY_OVERHEAD + 40));
+        assert!(shard.order.len() <= 2 * shard.map.len() + 64);
+    }
+
+    #[test]
+    fn rewriting_one_session_queues_it_once() {
+        let mut shard = Shard::default();
+        let id = SessionId::generate().unwrap();
+        for version in 0..10_000 {
+            shard.insert(id, record(id), version, 300, 0);
+        }
+        assert_eq!(shard.order.len(), 1);
+        assert_eq!(shard.bytes, 300);
+        for _ in 0..10_000 {
+            shard.insert(id, record(id), 0, 300, 0);
+            shard.remove(&id);
+        }
+        assert!(shard.order.len() <= 64 + 1, "removed stamps are compacted");
+        assert_eq!(shard.bytes, 0);
+    }
+}

@@ -269,7 +269,12 @@ impl RedisStoreBuilder {
     async fn build_pool(&self, config: Config) -> Result<Pool, ConnectError> {
         let timeout = self.command_timeout;
         let pool = Builder::from_config(config)
-            .with_performance_config(|perf| perf.default_command_timeout = timeout)
+            .with_performance_config(|perf| {
+                perf.default_command_timeout = timeout;
+                // Room for a burst of invalidations between two looks at the channel; one
+                // that overflows costs the near cache its entries, not its correctness.
+                perf.broadcast_channel_capacity = 1024;
+            })
             .with_connection_config(|conn| {
                 conn.connection_timeout = self.connect_timeout;
                 conn.internal_command_timeout = self.connect_timeout;

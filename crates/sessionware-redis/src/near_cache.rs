@@ -114,6 +114,7 @@ struct Conn {
 }
 
 struct Events {
+    closed: bool,
     invalidations: Receiver<Invalidation>,
     reconnects: Receiver<Server>,
     topology: Receiver<Vec<ClusterStateChange>>,
@@ -156,6 +157,7 @@ impl NearCache {
             .iter()
             .map(|client| Conn {
                 events: Mutex::new(Events {
+                    closed: false,
                     invalidations: client.invalidation_rx(),
                     reconnects: client.reconnect_rx(),
                     topology: client.cluster_change_rx(),
@@ -183,6 +185,9 @@ impl NearCache {
     /// Turns tracking on, on every connection. An error means the server refused it (no
     /// RESP3, a Redis before 6): the caller drops the cache.
     pub(crate) async fn start(&self) -> Result<(), fred::error::Error> {
+        for index in 0..self.conns.len() {
+            self.watch(index);
+        }
         for (index, conn) in self.conns.iter().enumerate() {
             self.sync(index);
             let state = conn.state.load(Ordering::Acquire);
@@ -366,21 +371,40 @@ impl NearCache {
     fn sync(&self, conn: usize) -> u64 {
         let slot = &self.conns[conn];
         let mut lost = false;
-        let mut reconnected = false;
+        let reconnected;
         {
             let mut events = lock(&slot.events);
-            reconnected |= drained(&mut events.reconnects);
-            reconnected |= drained(&mut events.topology);
+            if events.closed {
+                return slot.state.load(Ordering::Acquire);
+            }
+            let (r, r_closed) = drained(&mut events.reconnects);
+            let (t, t_closed) = drained(&mut events.topology);
+            reconnected = r || t;
+            let mut closed = r_closed || t_closed;
             loop {
                 match events.invalidations.try_recv() {
                     Ok(invalidation) => self.invalidate(&invalidation),
                     Err(TryRecvError::Lagged(_)) => lost = true,
-                    Err(TryRecvError::Empty | TryRecvError::Closed) => break,
+                    Err(TryRecvError::Closed) => {
+                        closed = true;
+                        break;
+                    }
+                    Err(TryRecvError::Empty) => break,
                 }
             }
+            if closed {
+                // The client quit (fred closes its receivers then): nothing it may have
+                // missed will ever be known, so its sessions bypass the cache for good.
+                events.closed = true;
+                drop(events);
+                self.reset(conn, Reset::Closed);
+                return slot.state.load(Ordering::Acquire);
+            }
         }
-        if reconnected || lost {
-            self.reset(conn, reconnected);
+        if reconnected {
+            self.reset(conn, Reset::Reconnected);
+        } else if lost {
+            self.reset(conn, Reset::Lagged);
         }
         slot.state.load(Ordering::Acquire)
     }
@@ -403,12 +427,15 @@ impl NearCache {
 
     /// Moves `conn` to a new epoch (dropping its entries); after a reconnection, with
     /// tracking off until it is turned back on.
-    fn reset(&self, conn: usize, reconnected: bool) {
+    fn reset(&self, conn: usize, why: Reset) {
         let slot = &self.conns[conn];
         let _ = slot
             .state
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |state| {
-                let tracking = if reconnected { 0 } else { state & TRACKING };
+                let tracking = match why {
+                    Reset::Lagged => state & TRACKING,
+                    Reset::Reconnected | Reset::Closed => 0,
+                };
                 Some((((state >> 1) + 1) << 1) | tracking)
             });
         self.resets.fetch_add(1, Ordering::Relaxed);
@@ -425,9 +452,42 @@ impl NearCache {
                 shard.remove(&id);
             }
         }
-        if reconnected {
+        if why == Reset::Reconnected {
             self.reenable(conn);
         }
+    }
+
+    /// Takes in connection `conn`'s events as they come, not only at the next lookup: so
+    /// that tracking is turned back on right after a reconnection, and invalidations for an
+    /// idle connection do not pile up until its channel overflows. Its own receivers only
+    /// wake it; the ones that count are drained by [`sync`](Self::sync), under its lock.
+    fn watch(&self, conn: usize) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let client = &self.conns[conn].client;
+        let (mut invalidations, mut reconnects, mut topology) = (
+            client.invalidation_rx(),
+            client.reconnect_rx(),
+            client.cluster_change_rx(),
+        );
+        let this = self.this.clone();
+        runtime.spawn(async move {
+            loop {
+                let woken = tokio::select! {
+                    woken = invalidations.recv() => woken.map(|_| ()),
+                    woken = reconnects.recv() => woken.map(|_| ()),
+                    woken = topology.recv() => woken.map(|_| ()),
+                };
+                if let Err(tokio::sync::broadcast::error::RecvError::Closed) = woken {
+                    return;
+                }
+                let Some(cache) = this.upgrade() else {
+                    return;
+                };
+                cache.sync(conn);
+            }
+        });
     }
 
     /// Turns tracking back on for `conn` in the background, until it holds.
@@ -490,15 +550,27 @@ async fn track(client: &Client) -> Result<(), fred::error::Error> {
         .await
 }
 
-/// Whether anything (or a lag, which hides what) arrived on `rx`.
-fn drained<T: Clone>(rx: &mut Receiver<T>) -> bool {
+/// Whether anything (or a lag, which hides what) arrived on `rx`, and whether it is closed.
+fn drained<T: Clone>(rx: &mut Receiver<T>) -> (bool, bool) {
     let mut any = false;
     loop {
         match rx.try_recv() {
             Ok(_) | Err(TryRecvError::Lagged(_)) => any = true,
-            Err(TryRecvError::Empty | TryRecvError::Closed) => return any,
+            Err(TryRecvError::Empty) => return (any, false),
+            Err(TryRecvError::Closed) => return (any, true),
         }
     }
+}
+
+/// Why a connection's entries are dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reset {
+    /// A new connection: tracking is off on it until turned on again.
+    Reconnected,
+    /// The invalidation channel overflowed: tracking is still on.
+    Lagged,
+    /// The client quit.
+    Closed,
 }
 
 impl Shard {

@@ -45,6 +45,11 @@ async fn sessions_survive_a_sentinel_failover() {
         sentinel.replica.cli(&["role"]).starts_with("master")
     });
 
+    // The sentinel then turns the old master into a replica and closes its clients'
+    // connections, which sends the store's pool to the new master.
+    servers::wait_for("the store's connections on the new master", || {
+        tracking_clients(&sentinel.replica) == RedisStore::DEFAULT_POOL_SIZE
+    });
     // Requests may fail while the client moves to the new master; within a bound, the
     // session is back, with its data, and takes writes on the new master.
     let start = Instant::now();
@@ -64,6 +69,37 @@ async fn sessions_survive_a_sentinel_failover() {
     assert_eq!(client.get("/peek").await.body, "3");
     let keys: u64 = sentinel.replica.cli(&["dbsize"]).parse().unwrap();
     assert!(keys >= 1, "the new master holds the session");
+
+    // The near cache after the failover: the connection to the new master tracks again, and
+    // a change made there by hand reaches the cached session.
+    let stats = store
+        .near_cache_stats()
+        .expect("the near cache is on behind Sentinel");
+    assert!(
+        stats.resets >= 1,
+        "the failover emptied the cache: {stats:?}"
+    );
+    servers::wait_for("tracking on the new master", || {
+        store.near_cache_stats().unwrap().tracking_connections == RedisStore::DEFAULT_POOL_SIZE
+    });
+    assert_eq!(client.get("/peek").await.body, "3");
+    let hits = store.near_cache_stats().unwrap().hits;
+    assert_eq!(client.get("/peek").await.body, "3");
+    assert!(
+        store.near_cache_stats().unwrap().hits > hits,
+        "served from the cache"
+    );
+    let token = client.jar.clone().expect("a session cookie");
+    let id = token.split('.').next().unwrap().to_owned();
+    let key = format!("{}{id}", store.prefix());
+    assert_eq!(sentinel.replica.cli(&["hset", &key, "d:count", "41"]), "0");
+    let start = Instant::now();
+    while client.get("/peek").await.body != "41" {
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "the change on the new master is not served after 2 s"
+        );
+    }
 
     // A rekey behind Sentinel is the single-node script, with all its keys on the master; on
     // the promoted replica its first call may also take the `NOSCRIPT` fallback.
@@ -89,4 +125,19 @@ async fn sessions_survive_a_sentinel_failover() {
         store.delete_user("sentinel-user", None, now).await.unwrap(),
         1
     );
+}
+
+/// Connections of `server` with client tracking on (`flags=t`): the store's.
+fn tracking_clients(server: &servers::Process) -> usize {
+    server
+        .cli(&["client", "list"])
+        .lines()
+        .filter(|line| {
+            line.split(' ').any(|field| {
+                field
+                    .strip_prefix("flags=")
+                    .is_some_and(|f| f.contains('t'))
+            })
+        })
+        .count()
 }

@@ -245,7 +245,12 @@ impl RedisStoreBuilder {
             );
             return None;
         }
-        let cache = NearCache::new(pool.clients(), &self.prefix, self.near_cache_capacity);
+        let cache = NearCache::new(
+            pool.clients(),
+            &self.prefix,
+            self.near_cache_capacity,
+            self.command_timeout,
+        );
         match tokio::time::timeout(self.connect_timeout, cache.start()).await {
             Ok(Ok(())) => Some(cache),
             Ok(Err(error)) => {

@@ -48,6 +48,9 @@ const ENTRY_OVERHEAD: usize = 256;
 /// What one data key costs beyond its name and encoded value.
 pub(crate) const FIELD_OVERHEAD: usize = 96;
 
+/// How often an otherwise idle connection is asked whether it is still there.
+const HEARTBEAT: Duration = Duration::from_secs(1);
+
 /// The longest pause between two attempts to turn tracking back on.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(2);
 
@@ -95,6 +98,8 @@ pub(crate) struct NearCache {
     shards: Box<[Mutex<Shard>]>,
     shard_budget: usize,
     capacity: usize,
+    /// The store's command timeout, for the heartbeat.
+    timeout: Duration,
     conns: Box<[Conn]>,
     hasher: std::collections::hash_map::RandomState,
     hits: AtomicU64,
@@ -152,7 +157,12 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 impl NearCache {
     /// A cache over `clients` (the pool's, in order), subscribed to their events. Tracking is
     /// off until [`start`](Self::start) turns it on.
-    pub(crate) fn new(clients: &[Client], prefix: &str, capacity: usize) -> Arc<Self> {
+    pub(crate) fn new(
+        clients: &[Client],
+        prefix: &str,
+        capacity: usize,
+        timeout: Duration,
+    ) -> Arc<Self> {
         let conns = clients
             .iter()
             .map(|client| Conn {
@@ -172,6 +182,7 @@ impl NearCache {
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             shard_budget: capacity / SHARDS,
             capacity,
+            timeout,
             conns,
             hasher: std::collections::hash_map::RandomState::new(),
             hits: AtomicU64::new(0),
@@ -472,12 +483,32 @@ impl NearCache {
             client.cluster_change_rx(),
         );
         let this = self.this.clone();
+        let timeout = self.timeout;
         runtime.spawn(async move {
+            let mut heartbeat = tokio::time::interval(HEARTBEAT);
+            heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 let woken = tokio::select! {
                     woken = invalidations.recv() => woken.map(|_| ()),
                     woken = reconnects.recv() => woken.map(|_| ()),
                     woken = topology.recv() => woken.map(|_| ()),
+                    _ = heartbeat.tick() => {
+                        let Some(client) = this.upgrade().map(|c| c.conns[conn].client.clone())
+                        else {
+                            return;
+                        };
+                        let ping = client.ping::<fred::types::Value>(None);
+                        let alive = matches!(tokio::time::timeout(timeout, ping).await, Ok(Ok(_)));
+                        if !alive {
+                            // A connection that died without a close (a partition) is one
+                            // fred notices only once a command waits on it, and cache hits
+                            // send none: stop trusting it now, and until tracking is on again.
+                            if let Some(cache) = this.upgrade() {
+                                cache.reset(conn, Reset::Reconnected);
+                            }
+                        }
+                        continue;
+                    }
                 };
                 if let Err(tokio::sync::broadcast::error::RecvError::Closed) = woken {
                     return;

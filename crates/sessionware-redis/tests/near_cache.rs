@@ -346,3 +346,32 @@ async fn a_killed_connection_empties_the_cache() {
     })
     .await;
 }
+
+/// A connection that stops answering without closing (here: the server paused) sends no
+/// reconnection notice, and cache hits send nothing that would time out: the store's ping
+/// finds it, stops serving from the cache, and turns tracking back on once it answers again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_stops_answering_stops_the_cache() {
+    if !common::servers::available("near cache") {
+        return;
+    }
+    let redis = common::servers::start(&[]);
+    let store = RedisStore::builder(redis.url())
+        .pool_size(1)
+        .command_timeout(TimeDuration::milliseconds(200))
+        .connect()
+        .await
+        .unwrap();
+    let id = store.create(&record(None)).await.unwrap();
+    cache(&store, &id).await;
+    assert_eq!(redis.cli(&["client", "pause", "3000", "all"]), "OK");
+    common::servers::wait_for("the ping to find the connection silent", || {
+        store.near_cache_stats().unwrap().tracking_connections == 0
+    });
+    let stats = store.near_cache_stats().unwrap();
+    assert_eq!(stats.entries, 0, "its sessions left the cache: {stats:?}");
+    common::servers::wait_for("tracking on again after the pause", || {
+        store.near_cache_stats().unwrap().tracking_connections == 1
+    });
+    cache(&store, &id).await;
+}

@@ -5,6 +5,7 @@
 //! cargo run --release -p sessionware-bench --bin bench              # the full run
 //! cargo run --release -p sessionware-bench --bin bench -- --quick   # a short smoke run
 //! cargo run --release -p sessionware-bench --bin bench -- micro     # in-process cost per request
+//! cargo run --release -p sessionware-bench --bin bench -- near-cache-footprint 100000
 //! ```
 //!
 //! Each system runs as its own server process (this binary, `serve <system>`), so its CPU
@@ -111,6 +112,14 @@ async fn main() -> std::process::ExitCode {
         Some("footprint-one") => match args.get(1).and_then(|n| n.parse().ok()) {
             Some(n) => footprint::measure(n).await,
             None => Err("footprint-one N".into()),
+        },
+        Some("near-cache-footprint") => match args.get(1).and_then(|n| n.parse().ok()) {
+            Some(n) => {
+                let url =
+                    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+                footprint::near_cache(n, &url).await
+            }
+            None => Err("near-cache-footprint N".into()),
         },
         _ => match Options::parse(&args) {
             Ok(options) => bench(options).await,

@@ -262,19 +262,26 @@ impl NearCache {
         }))
     }
 
-    /// A ticket for a write to `id`; `None` when its connection bypasses the cache.
-    pub(crate) fn before_write(&self, id: &SessionId) -> Option<Ticket> {
+    /// A ticket for a write to `id`, and the version of its cached record (`None`: not
+    /// cached); no ticket when its connection bypasses the cache.
+    pub(crate) fn before_write(&self, id: &SessionId) -> Option<(Ticket, Option<u64>)> {
         let conn = self.conn_of(id);
         let state = self.sync(conn);
         if state & TRACKING == 0 {
             return None;
         }
-        let generation = lock(self.shard_of(id)).generation;
-        Some(Ticket {
+        let shard = lock(self.shard_of(id));
+        let version = shard
+            .map
+            .get(id)
+            .filter(|entry| entry.state == state)
+            .map(|entry| entry.version);
+        let ticket = Ticket {
             conn,
             state,
-            generation,
-        })
+            generation: shard.generation,
+        };
+        Some((ticket, version))
     }
 
     /// Whether a ticket still holds, with the shard locked for the caller's change.

@@ -77,6 +77,10 @@ impl RedisStore {
     }
 
     /// The fred pool the store talks through, for an application that wants to reuse it.
+    ///
+    /// With the near cache on, its connections track the session keys they read with
+    /// `NOLOOP`: a change to a session key sent through this pool is not reported to the
+    /// cache. Change sessions through the store, or through a client of your own.
     pub fn pool(&self) -> &Pool {
         &self.inner.pool
     }
@@ -325,6 +329,36 @@ impl RedisStore {
         Ok(version.is_some())
     }
 
+    /// The near cache after a write that `apply.lua` answered with `{version, whole hash}`:
+    /// another write came between the cached version and this one, so the entry becomes the
+    /// state the script read, unless a later write's reply already put a newer one there.
+    fn replace_cached(
+        &self,
+        ticket: Option<near_cache::Ticket>,
+        id: &SessionId,
+        parts: &[Value],
+    ) -> Result<(), Error> {
+        let (Some(cache), Some(ticket)) = (self.inner.cache.as_deref(), ticket) else {
+            return Ok(());
+        };
+        let malformed = || Error::backend("unexpected reply from Redis to the apply script");
+        let [Value::Integer(version), Value::Array(hash)] = parts else {
+            return Err(malformed());
+        };
+        let fields: Option<Vec<(&[u8], &[u8])>> = hash
+            .chunks_exact(2)
+            .map(|pair| Some((pair[0].as_bytes()?, pair[1].as_bytes()?)))
+            .collect();
+        let fields = fields.ok_or_else(malformed)?;
+        let (_, bytes) = codec::version_and_size(&fields, FIELD_OVERHEAD);
+        match codec::decode(*id, fields) {
+            Ok(record) => cache.fill(ticket, &record, version.unsigned_abs(), bytes),
+            // Written, but what it left does not decode: the next load reports it.
+            Err(_) => cache.forget(id),
+        }
+        Ok(())
+    }
+
     /// Runs `op` for every id at once: one round trip of latency for the lot.
     async fn for_each<T, F, Fut>(
         &self,
@@ -517,11 +551,21 @@ impl SessionStore for RedisStore {
         now: OffsetDateTime,
     ) -> Result<bool, Error> {
         let sets: Vec<_> = changes.sets().collect();
-        let mut args = Vec::with_capacity(6 + 2 * sets.len() + changes.keys().len());
+        let mut args = Vec::with_capacity(7 + 2 * sets.len() + changes.keys().len());
         let mut added = 0;
+        let cached = self
+            .inner
+            .cache
+            .as_deref()
+            .and_then(|cache| cache.before_write(id));
         args.push(Value::from(to_unix_ms(now)));
         args.push(Value::from(to_unix_ms(changes.expires_at())));
         args.push(Value::from(if changes.is_clear() { "1" } else { "0" }));
+        args.push(match cached {
+            None => Value::from("-"),
+            Some((_, None)) => Value::from(-1),
+            Some((_, Some(version))) => Value::from(i64::try_from(version).unwrap_or(i64::MAX)),
+        });
         args.push(Value::from(
             i64::try_from(sets.len() + 1).unwrap_or(i64::MAX),
         ));
@@ -535,11 +579,6 @@ impl SessionStore for RedisStore {
         args.push(Value::from(to_unix_ms(changes.expires_at())));
         args.extend(changes.removals().map(|key| Value::from(data_field(key))));
         let deadline = changes.expires_at();
-        let ticket = self
-            .inner
-            .cache
-            .as_deref()
-            .and_then(|cache| cache.before_write(id));
         let write = self.run(&self.inner.scripts.apply, id, args);
         // The index's expiry is kept ahead of the session's alongside the write, so a bound
         // session's write still costs one round trip of latency.
@@ -551,6 +590,11 @@ impl SessionStore for RedisStore {
             }
             None => write.await?,
         };
+        let ticket = cached.map(|(ticket, _)| ticket);
+        if let Value::Array(parts) = &reply {
+            self.replace_cached(ticket, id, parts)?;
+            return Ok(true);
+        }
         self.after_write(ticket, id, version(reply)?, added, |record| {
             near_cache::apply_change(record, changes);
         })
@@ -570,7 +614,8 @@ impl SessionStore for RedisStore {
             .inner
             .cache
             .as_deref()
-            .and_then(|cache| cache.before_write(id));
+            .and_then(|cache| cache.before_write(id))
+            .map(|(ticket, _)| ticket);
         let reply = self.run(&self.inner.scripts.touch, id, args).await?;
         self.after_write(ticket, id, version(reply)?, 0, |record| {
             record.expires_at = expires_at;

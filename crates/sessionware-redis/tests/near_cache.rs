@@ -375,3 +375,55 @@ async fn a_connection_that_stops_answering_stops_the_cache() {
     });
     cache(&store, &id).await;
 }
+
+/// Many writes to one session at once through one store: their replies are handled in any
+/// order, some behind a version the cache did not see. Whatever the cache holds afterwards is
+/// what Redis holds, and it still serves it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_leave_the_cache_equal_to_redis() {
+    let Some(url) = common::redis_url().await else {
+        return;
+    };
+    let prefix = common::unique_prefix("near-cache-concurrent");
+    let store = RedisStore::builder(&url)
+        .prefix(&prefix)
+        .connect()
+        .await
+        .unwrap();
+    let uncached = RedisStore::builder(&url)
+        .prefix(&prefix)
+        .near_cache(false)
+        .connect()
+        .await
+        .unwrap();
+    assert!(uncached.near_cache_stats().is_none());
+    let id = store.create(&record(None)).await.unwrap();
+    for round in 0..20 {
+        cache(&store, &id).await;
+        let writes = (0..32).map(|n| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut changes =
+                    ChangeSet::new(OffsetDateTime::now_utc() + TimeDuration::minutes(30));
+                changes.set(format!("k{}", n % 8), json!(round * 100 + n));
+                assert!(
+                    store
+                        .apply(&id, &changes, OffsetDateTime::now_utc())
+                        .await
+                        .unwrap()
+                );
+            })
+        });
+        for write in writes.collect::<Vec<_>>() {
+            write.await.unwrap();
+        }
+        let now = OffsetDateTime::now_utc();
+        let truth = uncached.load(&id, now).await.unwrap().unwrap();
+        let seen = store.load(&id, now).await.unwrap().unwrap();
+        assert_eq!(seen.data, truth.data, "round {round}");
+        assert_eq!(seen.expires_at, truth.expires_at, "round {round}");
+    }
+    let stats = store.near_cache_stats().unwrap();
+    assert!(stats.hits > 20, "{stats:?}");
+    store.delete(&id).await.unwrap();
+}

@@ -12,7 +12,7 @@ use std::time::Duration;
 use sessionware::SessionLayer;
 use sessionware_core::SessionId;
 use sessionware_redis::RedisStore;
-use sessionware_redis::fred::interfaces::HashesInterface as _;
+use sessionware_redis::fred::interfaces::{ClientLike as _, HashesInterface as _};
 
 /// fred's per-command timeout in the tests under load: what a request waits for an
 /// unreachable Redis.
@@ -57,10 +57,14 @@ pub(crate) fn unique_prefix(test: &str) -> String {
 
 /// The conformance suite's `corrupt`: text that is not JSON where the store keeps a value.
 pub(crate) async fn corrupt(store: &RedisStore, id: SessionId) {
-    let written: i64 = store
-        .pool()
+    // A client of its own, as a hand on `redis-cli` would be: a write through one of the
+    // store's connections is one its near cache is not told about (`NOLOOP`).
+    let client = store.pool().next().clone_new();
+    client.init().await.expect("connect");
+    let written: i64 = client
         .hset(store.key(&id), ("d:k", "{not json"))
         .await
         .expect("HSET");
     assert_eq!(written, 0, "d:k existed and was overwritten");
+    let _ = client.quit().await;
 }

@@ -123,13 +123,14 @@ where
     let mut tasks: tokio::task::JoinSet<Result<T, sessionware_core::Error>> =
         tokio::task::JoinSet::new();
     for item in items {
-        if tasks.len() >= 64 {
-            if let Some(done) = tasks.join_next().await {
-                out.push(
-                    done.map_err(|e| e.to_string())?
-                        .map_err(|e| e.to_string())?,
-                );
-            }
+        while tasks.len() >= 64 {
+            let Some(done) = tasks.join_next().await else {
+                break;
+            };
+            out.push(
+                done.map_err(|e| e.to_string())?
+                    .map_err(|e| e.to_string())?,
+            );
         }
         tasks.spawn(op(store.clone(), item));
     }

@@ -114,7 +114,7 @@ impl RedisStoreBuilder {
     /// answer sends no command, and a write to a cached session is one. Redis keeps it
     /// coherent across instances with client tracking; see the [crate docs](crate#the-near-cache).
     ///
-    /// It needs RESP3 and `CLIENT TRACKING` (Redis 6 or later): on an older server, or on an
+    /// It needs RESP3 and `CLIENT TRACKING` (Redis 6.2 or later): on an older server, or on an
     /// application's pool that speaks RESP2, the store runs without it and logs why once.
     pub fn near_cache(mut self, enabled: bool) -> Self {
         self.near_cache = enabled;
@@ -244,6 +244,16 @@ impl RedisStoreBuilder {
                  tracking needs RESP3; every load reads Redis"
             );
             return None;
+        }
+        if let Some(version) = first.server_version() {
+            if (version.major, version.minor) < (6, 2) {
+                tracing::warn!(
+                    %version,
+                    "sessionware-redis: near cache off: it needs Redis 6.2 or later; every \
+                     load reads Redis"
+                );
+                return None;
+            }
         }
         let cache = NearCache::new(
             pool.clients(),

@@ -39,8 +39,11 @@ use sessionware_core::{ChangeSet, Record, SessionId};
 use tokio::sync::broadcast::Receiver;
 use tokio::sync::broadcast::error::TryRecvError;
 
-/// Shards of the map, each behind its own lock; a power of two.
-const SHARDS: usize = 32;
+/// Shards of the map, each behind its own lock and with its own generation; a power of two.
+/// Many, because a shard's generation is what an invalidation bumps: a fill or a write in
+/// flight on any session of that shard is then dropped, so fewer sessions per shard means
+/// fewer such false conflicts when other instances write a lot.
+const SHARDS: usize = 256;
 
 /// What an entry costs beyond its fields' bytes: the map slot, the record, its strings' and
 /// values' headers. An estimate that errs high, so the bound holds.

@@ -286,7 +286,10 @@ mod tests {
             let mut c = ChangeSet::new(OffsetDateTime::UNIX_EPOCH);
             c.increment("n", 1).increment(key, by);
             let err = c.apply_to(&mut data).unwrap_err();
-            assert!(matches!(err, Error::NotAnInteger { key: k } if k == key), "{key}");
+            assert!(
+                matches!(err, Error::NotAnInteger { key: k } if k == key),
+                "{key}"
+            );
         }
         let mut c = ChangeSet::new(OffsetDateTime::UNIX_EPOCH);
         c.increment("big", 1);
@@ -295,7 +298,11 @@ mod tests {
         let mut c = ChangeSet::new(OffsetDateTime::UNIX_EPOCH);
         c.increment("s", 2).clear();
         c.apply_to(&mut data).unwrap();
-        assert_eq!(data, Data::from([("s".into(), json!(2))]), "after a clear from 0");
+        assert_eq!(
+            data,
+            Data::from([("s".into(), json!(2))]),
+            "after a clear from 0"
+        );
     }
 
     #[test]

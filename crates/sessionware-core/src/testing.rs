@@ -390,7 +390,9 @@ async fn increments<S: SessionStore>(store: &S) {
     );
     let refused = |key: &str, by: i64| {
         let mut c = ChangeSet::new(deadline);
-        c.set("written", json!(true)).increment("n", 1).increment(key, by);
+        c.set("written", json!(true))
+            .increment("n", 1)
+            .increment(key, by);
         c
     };
     for key in ["s", "f"] {
@@ -411,7 +413,9 @@ async fn increments<S: SessionStore>(store: &S) {
         "increments: a refused change set writes nothing"
     );
     let mut c = ChangeSet::new(deadline);
-    c.increment("n", -201).increment("max", -1).increment("min", i64::MAX);
+    c.increment("n", -201)
+        .increment("max", -1)
+        .increment("min", i64::MAX);
     assert!(store.apply(&id, &c, t0).await.expect("apply"));
     let data = data_of(store, &id, t0).await;
     assert_eq!(
@@ -502,7 +506,11 @@ async fn compare_and_set<S: SessionStore>(store: &S) {
         ("list", Some(json!([2])), Some(json!([1]))),
         ("flag", None, Some(Value::Null)),
         ("missing", Some(Value::Null), None),
-        ("object", Some(json!({"b": [1, 2.5, "ü"]})), Some(object.clone())),
+        (
+            "object",
+            Some(json!({"b": [1, 2.5, "ü"]})),
+            Some(object.clone()),
+        ),
         ("list", Some(json!("[1]")), Some(json!([1]))),
     ] {
         match store.apply(&id, &cas(key, expected), t0).await {

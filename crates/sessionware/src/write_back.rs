@@ -548,6 +548,42 @@ mod tests {
     }
 
     #[test]
+    fn increments_and_updates_become_store_side_changes() {
+        use crate::atomic::{KeyOp, Step};
+        let mut state = loaded();
+        // `count` incremented twice, `tags` updated, `plain` inserted.
+        let mut count = KeyOp::new(Some(json!(1)));
+        count.steps.extend([Step::Add(2), Step::Add(3)]);
+        let mut tags = KeyOp::new(None);
+        tags.steps.push(Step::Apply(Box::new(|_| Ok(json!(["a"])))));
+        state.ops.insert("count".into(), count);
+        state.ops.insert("tags".into(), tags);
+        state.data.insert("count".into(), json!(6));
+        state.data.insert("tags".into(), json!(["a"]));
+        state.data.insert("plain".into(), json!(0));
+        for key in ["count", "tags", "plain"] {
+            state.dirty.insert(key.into());
+        }
+        let Plan::Apply {
+            changes, updates, ..
+        } = plan_at(&mut state, 5)
+        else {
+            panic!("a change to a stored session is applied");
+        };
+        assert_eq!(changes.increments().collect::<Vec<_>>(), [("count", 5)]);
+        let mut sets: Vec<_> = changes.sets().collect();
+        sets.sort_by_key(|(k, _)| *k);
+        assert_eq!(sets, [("plain", &json!(0)), ("tags", &json!(["a"]))]);
+        assert_eq!(changes.guards().collect::<Vec<_>>(), [("tags", None)]);
+        assert_eq!(
+            updates.len(),
+            1,
+            "only the update is replayed on a conflict"
+        );
+        assert!(state.ops.is_empty());
+    }
+
+    #[test]
     fn an_id_change_is_a_rekey_checked_against_the_loaded_user() {
         let mut state = loaded();
         state.user = Some("ben".into());

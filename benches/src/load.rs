@@ -17,6 +17,8 @@ pub(crate) struct Outcome {
     pub(crate) errors: u64,
     pub(crate) elapsed: Duration,
     pub(crate) latencies_us: Vec<u32>,
+    /// On one shared session: the count `/read` answers once the load is over.
+    pub(crate) count_after: Option<u64>,
 }
 
 impl Outcome {
@@ -81,6 +83,30 @@ async fn send(conn: &mut Conn, path: &str) -> Result<bool, String> {
     Ok(ok)
 }
 
+/// The count `/read` answers on `conn`'s session.
+async fn count(conn: &mut Conn) -> Result<Option<u64>, String> {
+    let request = Request::get("/read")
+        .header(header::HOST, "127.0.0.1")
+        .header(header::COOKIE, conn.cookie.as_deref().unwrap_or_default())
+        .body(Empty::new())
+        .map_err(|e| e.to_string())?;
+    conn.sender.ready().await.map_err(|e| e.to_string())?;
+    let response = conn
+        .sender
+        .send_request(request)
+        .await
+        .map_err(|e| e.to_string())?;
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    Ok(std::str::from_utf8(&body)
+        .ok()
+        .and_then(|b| b.trim().parse().ok()))
+}
+
 /// Opens `connections` connections and gives each a session first (its own, or one shared by
 /// all), then sends `path` on all of them for `duration`: as fast as answers come back, or,
 /// with `rate`, paced to that many requests per second in all (so that systems can be compared
@@ -98,9 +124,11 @@ pub(crate) async fn run(
         conns.push(connect(addr).await?);
     }
     // The session is created outside the measurement, so `/read` measures reads.
+    let mut shared_cookie = None;
     if shared_session {
         send(&mut conns[0], "/read").await?;
         let cookie = conns[0].cookie.clone();
+        shared_cookie.clone_from(&cookie);
         for c in &mut conns {
             c.cookie.clone_from(&cookie);
         }
@@ -147,5 +175,11 @@ pub(crate) async fn run(
     }
     total.elapsed = start.elapsed();
     total.latencies_us.sort_unstable();
+    // Every answer is in: the count the shared session ended with (it started at 0).
+    if let Some(cookie) = shared_cookie {
+        let mut conn = connect(addr).await?;
+        conn.cookie = Some(cookie);
+        total.count_after = count(&mut conn).await?;
+    }
     Ok(total)
 }

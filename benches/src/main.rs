@@ -4,6 +4,8 @@
 //! ```text
 //! cargo run --release -p sessionware-bench --bin bench              # the full run
 //! cargo run --release -p sessionware-bench --bin bench -- --quick   # a short smoke run
+//! cargo run --release -p sessionware-bench --bin bench -- --systems sessionware-redis \
+//!     --routes write,increment --rounds 3 --footprint ""          # the counter: lost updates
 //! cargo run --release -p sessionware-bench --bin bench -- micro     # in-process cost per request
 //! cargo run --release -p sessionware-bench --bin bench -- near-cache-footprint 100000
 //! ```
@@ -36,6 +38,8 @@ struct Options {
     redis_url: String,
     postgres_url: String,
     sqlite_url: String,
+    mariadb_url: String,
+    routes: Vec<Route>,
     footprint: Vec<usize>,
     /// Requests per second of the paced phase that measures CPU per request.
     paced_rate: f64,
@@ -57,6 +61,9 @@ impl Options {
                 "sqlite://{}",
                 std::env::temp_dir().join("sessionware-bench.db").display()
             ),
+            mariadb_url: std::env::var("DATABASE_URL_MYSQL")
+                .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into()),
+            routes: Route::ALL.to_vec(),
             footprint: vec![100_000, 1_000_000],
             paced_rate: 10_000.0,
         };
@@ -74,6 +81,13 @@ impl Options {
                 }
                 "--redis" => o.redis_url = value()?,
                 "--postgres" => o.postgres_url = value()?,
+                "--mariadb" => o.mariadb_url = value()?,
+                "--routes" => {
+                    o.routes = value()?
+                        .split(',')
+                        .map(|s| Route::from_slug(s).ok_or(format!("unknown route {s}")))
+                        .collect::<Result<_, _>>()?
+                }
                 "--paced-rate" => {
                     o.paced_rate = value()?.parse().map_err(|_| "--paced-rate: a number")?
                 }
@@ -135,11 +149,11 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
-/// `serve <system> <threads> <redis-url> <postgres-url> <sqlite-url>`: one server, on a free
-/// loopback port, until killed.
+/// `serve <system> <threads> <redis-url> <postgres-url> <sqlite-url> <mariadb-url>`: one
+/// server, on a free loopback port, until killed.
 async fn serve(args: &[String]) -> Result<(), String> {
-    let [slug, threads, redis, postgres, sqlite] = args else {
-        return Err("serve SYSTEM THREADS REDIS_URL POSTGRES_URL SQLITE_URL".into());
+    let [slug, threads, redis, postgres, sqlite, mariadb] = args else {
+        return Err("serve SYSTEM THREADS REDIS_URL POSTGRES_URL SQLITE_URL MARIADB_URL".into());
     };
     let system = System::from_slug(slug).ok_or(format!("unknown system {slug}"))?;
     let threads: usize = threads.parse().map_err(|_| "threads: a number")?;
@@ -147,6 +161,7 @@ async fn serve(args: &[String]) -> Result<(), String> {
         redis: redis.clone(),
         postgres: postgres.clone(),
         sqlite: sqlite.clone(),
+        mariadb: mariadb.clone(),
     };
     // The server gets its own runtime with a fixed number of workers, apart from the
     // current-thread runtime `main` started on.
@@ -187,6 +202,7 @@ async fn start(system: System, options: &Options) -> Result<Server, String> {
             &options.redis_url,
             &options.postgres_url,
             &options.sqlite_url,
+            &options.mariadb_url,
         ])
         .stdout(Stdio::piped())
         .kill_on_drop(true)
@@ -206,11 +222,48 @@ async fn start(system: System, options: &Options) -> Result<Server, String> {
     Ok(Server { child, addr })
 }
 
+/// A route every system answers (`/increment`: sessionware's only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Route {
+    Read,
+    Write,
+    Increment,
+}
+
+impl Route {
+    const ALL: &[Route] = &[Route::Read, Route::Write, Route::Increment];
+
+    fn from_slug(slug: &str) -> Option<Route> {
+        Route::ALL.iter().copied().find(|r| r.slug() == slug)
+    }
+
+    fn slug(self) -> &'static str {
+        match self {
+            Route::Read => "read",
+            Route::Write => "write",
+            Route::Increment => "increment",
+        }
+    }
+
+    fn path(self) -> &'static str {
+        match self {
+            Route::Read => "/read",
+            Route::Write => "/write",
+            Route::Increment => "/increment",
+        }
+    }
+
+    /// Each answered request adds 1 to the count.
+    fn counts(self) -> bool {
+        self != Route::Read
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct Case {
     system: usize,
     shared: bool,
-    write: bool,
+    route: Route,
 }
 
 #[derive(Default)]
@@ -223,6 +276,10 @@ struct Samples {
     redis_cmds: Vec<f64>,
     redis_sent: Vec<f64>,
     errors: u64,
+    /// On one shared session, over every run: requests answered `2xx`, and what the count
+    /// grew by.
+    acknowledged: u64,
+    counted: u64,
 }
 
 fn redis_host_port(url: &str) -> (String, u16) {
@@ -251,10 +308,15 @@ async fn bench(options: Options) -> Result<(), String> {
         options.server_threads
     );
     // Warm-up: every system once, unmeasured.
-    for server in &servers {
+    for (server, system) in servers.iter().zip(&options.systems) {
+        let route = if system.has_increment() && options.routes.contains(&Route::Increment) {
+            "/increment"
+        } else {
+            "/write"
+        };
         load::run(
             server.addr,
-            "/write",
+            route,
             options.connections,
             duration / 2,
             false,
@@ -270,14 +332,19 @@ async fn bench(options: Options) -> Result<(), String> {
         for k in 0..n {
             let i = (k + round) % n;
             let system = options.systems[i];
-            for (shared, write) in [(false, false), (false, true), (true, false), (true, true)] {
+            let routes = options
+                .routes
+                .iter()
+                .filter(|r| **r != Route::Increment || system.has_increment());
+            let cases = routes.flat_map(|&r| [(false, r), (true, r)]);
+            for (shared, route) in cases {
                 let pid = servers[i].child.id().ok_or("server exited")?;
                 let top_level = system.redis_top_level();
                 let redis_before = system
                     .uses_redis()
                     .then(|| probe::redis_commands(&redis_host, redis_port, top_level))
                     .transpose()?;
-                let path = if write { "/write" } else { "/read" };
+                let path = route.path();
                 let addr = servers[i].addr;
                 let conns = options.connections;
                 let out = load::run(addr, path, conns, duration, shared, None).await?;
@@ -285,9 +352,16 @@ async fn bench(options: Options) -> Result<(), String> {
                     .entry(Case {
                         system: i,
                         shared,
-                        write,
+                        route,
                     })
                     .or_default();
+                let mut tally = |out: &load::Outcome| {
+                    if let (true, true, Some(count)) = (shared, route.counts(), out.count_after) {
+                        s.acknowledged += out.requests;
+                        s.counted += count;
+                    }
+                };
+                tally(&out);
                 let measured = out.requests.max(1) as f64;
                 s.rps.push(out.rps());
                 s.p50.push(out.quantile_us(0.5));
@@ -317,6 +391,7 @@ async fn bench(options: Options) -> Result<(), String> {
                     Some(options.paced_rate),
                 )
                 .await?;
+                tally(&paced);
                 let cpu = probe::cpu_us(pid)? - cpu_before;
                 s.cpu_us.push(cpu / paced.requests.max(1) as f64);
                 if let Some(before) = redis_cpu_before {
@@ -364,15 +439,15 @@ fn print_report(options: &Options, samples: &BTreeMap<Case, Samples>) {
         options.paced_rate
     );
     println!(
-        "| system | shape | route | req/s | p50 µs | p99 µs | server CPU µs/req | Redis CPU µs/req | Redis round trips/req (commands incl. in scripts) | vs peer | vs bare |"
+        "| system | shape | route | req/s | p50 µs | p99 µs | server CPU µs/req | Redis CPU µs/req | Redis round trips/req (commands incl. in scripts) | vs peer | vs bare | increments lost |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
-    let find = |system: System, shared: bool, write: bool| {
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let find = |system: System, shared: bool, route: Route| {
         let i = options.systems.iter().position(|s| *s == system)?;
         samples.get(&Case {
             system: i,
             shared,
-            write,
+            route,
         })
     };
     for (case, s) in samples {
@@ -382,10 +457,16 @@ fn print_report(options: &Options, samples: &BTreeMap<Case, Samples>) {
         let ratio = |other: Option<&Samples>| {
             other.map_or("".to_owned(), |o| format!("{:.2}x", rps / median(&o.rps)))
         };
-        let peer = system.peer().and_then(|p| find(p, case.shared, case.write));
+        // The peers have no `/increment`: theirs is the same count by read-modify-write.
+        let peer_route = if case.route == Route::Increment {
+            Route::Write
+        } else {
+            case.route
+        };
+        let peer = system.peer().and_then(|p| find(p, case.shared, peer_route));
         let bare = system
             .has_sessions()
-            .then(|| find(System::Bare, case.shared, case.write))
+            .then(|| find(System::Bare, case.shared, peer_route))
             .flatten();
         let cmds = if s.redis_cmds.is_empty() {
             String::new()
@@ -406,15 +487,26 @@ fn print_report(options: &Options, samples: &BTreeMap<Case, Samples>) {
         } else {
             String::new()
         };
+        // Lost: acknowledged increments the count does not show.
+        let lost = if s.acknowledged > 0 {
+            let missing = s.acknowledged.saturating_sub(s.counted);
+            format!(
+                "{:.1}% ({missing} of {})",
+                100.0 * missing as f64 / s.acknowledged as f64,
+                s.acknowledged
+            )
+        } else {
+            String::new()
+        };
         println!(
-            "| {} | {} | {} | {:.0} [{:.0}-{:.0}]{} | {:.0} | {:.0} | {:.1} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {:.0} [{:.0}-{:.0}]{} | {:.0} | {:.0} | {:.1} | {} | {} | {} | {} | {} |",
             system.name(),
             if case.shared {
                 "one shared session"
             } else {
                 "session per connection"
             },
-            if case.write { "write" } else { "read" },
+            case.route.slug(),
             rps,
             lo,
             hi,
@@ -426,12 +518,13 @@ fn print_report(options: &Options, samples: &BTreeMap<Case, Samples>) {
             cmds,
             ratio(peer),
             ratio(bare),
+            lost,
         );
     }
     // The overhead target is stated as CPU per read over bare axum.
     if let (Some(ours), Some(bare)) = (
-        find(System::SessionwareMemory, false, false),
-        find(System::Bare, false, false),
+        find(System::SessionwareMemory, false, Route::Read),
+        find(System::Bare, false, Route::Read),
     ) {
         println!(
             "\nsessionware memory, read, session per connection: {:.2} µs server CPU per request \

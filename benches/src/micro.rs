@@ -45,6 +45,8 @@ pub(crate) async fn run(args: &[String]) -> Result<(), String> {
         postgres: std::env::var("DATABASE_URL_POSTGRES")
             .unwrap_or_else(|_| "postgres://root@127.0.0.1:5432/test".into()),
         sqlite: "sqlite::memory:".into(),
+        mariadb: std::env::var("DATABASE_URL_MYSQL")
+            .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into()),
     };
     let routes: &[&str] = match args.get(2).map(String::as_str) {
         Some("read") => &["/read"],

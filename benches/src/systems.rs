@@ -1,5 +1,7 @@
 //! The servers under test. Every one answers the same two routes on the same session key:
-//! `GET /read` (the count, inserting 0 when missing) and `GET /write` (increment it).
+//! `GET /read` (the count, inserting 0 when missing) and `GET /write` (add 1 by reading the
+//! count and inserting the next, a read-modify-write); sessionware's also `GET /increment`
+//! (add 1 with `Session::increment`, the store's own atomic step).
 
 use axum::Router;
 use axum::routing::get;
@@ -13,6 +15,7 @@ pub(crate) enum System {
     SessionwareRedis,
     SessionwarePostgres,
     SessionwareSqlite,
+    SessionwareMariadb,
     TowerSessionsMemory,
     TowerSessionsRedis,
 }
@@ -24,6 +27,7 @@ impl System {
         System::SessionwareRedis,
         System::SessionwarePostgres,
         System::SessionwareSqlite,
+        System::SessionwareMariadb,
         System::TowerSessionsMemory,
         System::TowerSessionsRedis,
     ];
@@ -35,6 +39,7 @@ impl System {
             System::SessionwareRedis => "sessionware redis",
             System::SessionwarePostgres => "sessionware postgres",
             System::SessionwareSqlite => "sessionware sqlite",
+            System::SessionwareMariadb => "sessionware mariadb",
             System::TowerSessionsMemory => "tower-sessions memory",
             System::TowerSessionsRedis => "tower-sessions redis",
         }
@@ -47,6 +52,7 @@ impl System {
             System::SessionwareRedis => "sessionware-redis",
             System::SessionwarePostgres => "sessionware-postgres",
             System::SessionwareSqlite => "sessionware-sqlite",
+            System::SessionwareMariadb => "sessionware-mariadb",
             System::TowerSessionsMemory => "tower-sessions-memory",
             System::TowerSessionsRedis => "tower-sessions-redis",
         }
@@ -84,6 +90,15 @@ impl System {
         self != System::Bare
     }
 
+    /// Whether the system has `GET /increment`.
+    pub(crate) fn has_increment(self) -> bool {
+        self.has_sessions()
+            && !matches!(
+                self,
+                System::TowerSessionsMemory | System::TowerSessionsRedis
+            )
+    }
+
     pub(crate) async fn app(self, urls: &Urls) -> Result<Router, String> {
         let redis_url = urls.redis.as_str();
         Ok(match self {
@@ -103,6 +118,7 @@ impl System {
                 sessionware(SessionLayer::new(sql(&urls.postgres).await?))
             }
             System::SessionwareSqlite => sessionware(SessionLayer::new(sql(&urls.sqlite).await?)),
+            System::SessionwareMariadb => sessionware(SessionLayer::new(sql(&urls.mariadb).await?)),
             System::TowerSessionsMemory => {
                 tower_sessions_app(tower_sessions::MemoryStore::default())
             }
@@ -123,6 +139,7 @@ pub(crate) struct Urls {
     pub(crate) redis: String,
     pub(crate) postgres: String,
     pub(crate) sqlite: String,
+    pub(crate) mariadb: String,
 }
 
 /// A migrated SQL store in a table of the benchmark's own.
@@ -159,11 +176,15 @@ fn sessionware(layer: SessionLayer) -> Router {
         session.insert("count", n)?;
         Ok(n.to_string())
     }
+    async fn increment(session: Session) -> Result<String, sessionware::Error> {
+        Ok(session.increment("count", 1)?.to_string())
+    }
     let key = Key::from_bytes(&std::array::from_fn::<u8, 32, _>(|i| 7 ^ i as u8))
         .unwrap_or_else(|_| unreachable!("32 bytes is a key"));
     Router::new()
         .route("/read", get(read))
         .route("/write", get(write))
+        .route("/increment", get(increment))
         .layer(layer.with_signing_key(key))
 }
 

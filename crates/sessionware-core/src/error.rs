@@ -27,6 +27,24 @@ pub enum Error {
         /// What the backend refused, for the operator. Never contains the session id.
         reason: String,
     },
+    /// A compare-and-set refused: keys a change set [expected](crate::ChangeSet::expect) to
+    /// hold some values hold others now. Nothing was written.
+    Conflict {
+        /// The keys that changed, with what they hold now (`None`: absent).
+        current: Vec<(String, Option<serde_json::Value>)>,
+    },
+    /// An [increment](crate::Change::Increment) of a key that holds something other than a
+    /// JSON integer in the `i64` range. Nothing was written.
+    NotAnInteger {
+        /// The session key.
+        key: String,
+    },
+    /// An [increment](crate::Change::Increment) whose result leaves the `i64` range. Nothing
+    /// was written.
+    Overflow {
+        /// The session key.
+        key: String,
+    },
     /// The store did not answer within its timeout.
     Timeout,
     /// The store failed: connection refused or lost, protocol error, server error.
@@ -69,6 +87,17 @@ impl fmt::Display for Error {
             Self::Corrupt { reason } => write!(f, "session record does not decode: {reason}"),
             Self::Encode(e) => write!(f, "session value does not encode as JSON: {e}"),
             Self::Rejected { reason } => write!(f, "the store refused the session data: {reason}"),
+            Self::Conflict { current } => {
+                f.write_str("session keys changed since they were read:")?;
+                for (key, _) in current {
+                    write!(f, " {key:?}")?;
+                }
+                Ok(())
+            }
+            Self::NotAnInteger { key } => {
+                write!(f, "session value {key:?} is not an integer to increment")
+            }
+            Self::Overflow { key } => write!(f, "incrementing session value {key:?} overflows"),
             Self::Timeout => f.write_str("session store timed out"),
             Self::Backend(e) => write!(f, "session store failed: {e}"),
         }

@@ -47,6 +47,8 @@ where
     Box::pin(id_collision(store)).await;
     Box::pin(per_key_changes(store)).await;
     Box::pin(concurrent_changes(store)).await;
+    Box::pin(increments(store)).await;
+    Box::pin(compare_and_set(store)).await;
     Box::pin(no_resurrection(store)).await;
     Box::pin(user_binding(store)).await;
     Box::pin(user_index(store)).await;
@@ -348,6 +350,204 @@ async fn concurrent_changes<S: SessionStore>(store: &S) {
         "concurrent_changes: changes to different keys all survive"
     );
     store.delete(&rec.id).await.expect("delete");
+}
+
+/// Adds 1 to `n` and 2 to `fresh`, `times` times, one change set after another.
+async fn increment_times<S: SessionStore>(store: &S, id: &SessionId, times: usize) {
+    let t0 = now();
+    for _ in 0..times {
+        let mut c = ChangeSet::new(t0 + Duration::minutes(6));
+        c.increment("n", 1).increment("fresh", 2);
+        assert!(store.apply(id, &c, t0).await.expect("increment"));
+    }
+}
+
+async fn increments<S: SessionStore>(store: &S) {
+    let t0 = now();
+    let deadline = t0 + Duration::minutes(6);
+    let mut rec = record(
+        json!({"n": 1, "s": "1", "f": 1.5, "max": i64::MAX, "min": i64::MIN}),
+        t0,
+        Duration::minutes(5),
+    );
+    create(store, &mut rec).await;
+    let id = rec.id;
+    tokio::join!(
+        increment_times(store, &id, 25),
+        increment_times(store, &id, 25),
+        increment_times(store, &id, 25),
+        increment_times(store, &id, 25),
+        increment_times(store, &id, 25),
+        increment_times(store, &id, 25),
+        increment_times(store, &id, 25),
+        increment_times(store, &id, 25),
+    );
+    let data = data_of(store, &id, t0).await;
+    assert_eq!(
+        (&data["n"], &data["fresh"]),
+        (&json!(201), &json!(400)),
+        "increments: 200 concurrent increments all count; a missing key counts from 0"
+    );
+    let refused = |key: &str, by: i64| {
+        let mut c = ChangeSet::new(deadline);
+        c.set("written", json!(true))
+            .increment("n", 1)
+            .increment(key, by);
+        c
+    };
+    for key in ["s", "f"] {
+        match store.apply(&id, &refused(key, 1), t0).await {
+            Err(Error::NotAnInteger { key: k }) if k == key => {}
+            other => panic!("increments: {key} is not an integer, got {other:?}"),
+        }
+    }
+    for (key, by) in [("max", 1), ("min", -1), ("n", i64::MAX)] {
+        match store.apply(&id, &refused(key, by), t0).await {
+            Err(Error::Overflow { key: k }) if k == key => {}
+            other => panic!("increments: {key} + {by} overflows, got {other:?}"),
+        }
+    }
+    assert_eq!(
+        data_of(store, &id, t0).await,
+        data,
+        "increments: a refused change set writes nothing"
+    );
+    let mut c = ChangeSet::new(deadline);
+    c.increment("n", -201)
+        .increment("max", -1)
+        .increment("min", i64::MAX);
+    assert!(store.apply(&id, &c, t0).await.expect("apply"));
+    let data = data_of(store, &id, t0).await;
+    assert_eq!(
+        (&data["n"], &data["max"], &data["min"]),
+        (&json!(0), &json!(i64::MAX - 1), &json!(-1)),
+        "increments: negative and large steps"
+    );
+    let mut c = ChangeSet::new(deadline);
+    c.clear().increment("s", 5);
+    assert!(store.apply(&id, &c, t0).await.expect("apply"));
+    assert_eq!(
+        data_of(store, &id, t0).await,
+        Data::from([("s".into(), json!(5))]),
+        "increments: after a clear a key counts from 0"
+    );
+    let mut c = ChangeSet::new(deadline);
+    c.increment("n", 1);
+    let unknown = SessionId::generate().expect("random id");
+    assert!(
+        !store.apply(&unknown, &c, t0).await.expect("apply"),
+        "increments: no session, nothing written"
+    );
+    assert_eq!(load(store, &unknown, t0).await, None);
+    store.delete(&id).await.expect("delete");
+}
+
+/// Adds 1 to the integer under `k` `times` times by compare-and-set, re-reading on conflict
+/// from what the store answered; returns how many conflicts it met.
+async fn cas_times<S: SessionStore>(store: &S, id: &SessionId, times: usize) -> usize {
+    let t0 = now();
+    let mut seen = data_of(store, id, t0).await.get("k").cloned();
+    let mut conflicts = 0;
+    for _ in 0..times {
+        loop {
+            let next = seen.as_ref().and_then(Value::as_i64).unwrap_or(0) + 1;
+            let mut c = ChangeSet::new(t0 + Duration::minutes(6));
+            c.expect("k", seen.clone()).set("k", json!(next));
+            match store.apply(id, &c, t0).await {
+                Ok(true) => {
+                    seen = Some(json!(next));
+                    break;
+                }
+                Err(Error::Conflict { current }) => {
+                    conflicts += 1;
+                    assert_eq!(current.len(), 1, "compare_and_set: only `k` conflicts");
+                    seen = current.into_iter().next().and_then(|(_, v)| v);
+                }
+                other => panic!("compare_and_set: {other:?}"),
+            }
+        }
+    }
+    conflicts
+}
+
+async fn compare_and_set<S: SessionStore>(store: &S) {
+    let t0 = now();
+    let deadline = t0 + Duration::minutes(6);
+    let object = json!({"b": [1, 2.5, "ü"], "a": {"z": null, "y": 0.1}});
+    let mut rec = record(
+        json!({"list": [1], "flag": null, "object": object, "big": u64::MAX}),
+        t0,
+        Duration::minutes(5),
+    );
+    create(store, &mut rec).await;
+    let id = rec.id;
+    let cas = |key: &str, expected: Option<Value>| {
+        let mut c = ChangeSet::new(deadline);
+        c.expect(key, expected).set("written", json!(key));
+        c
+    };
+    for (key, expected) in [
+        ("list", Some(json!([1]))),
+        ("flag", Some(Value::Null)),
+        ("missing", None),
+        ("object", Some(object.clone())),
+        ("big", Some(json!(u64::MAX))),
+    ] {
+        assert!(
+            store
+                .apply(&id, &cas(key, expected), t0)
+                .await
+                .expect("apply"),
+            "compare_and_set: {key} holds what is expected"
+        );
+    }
+    let before = data_of(store, &id, t0).await;
+    for (key, expected, current) in [
+        ("list", Some(json!([2])), Some(json!([1]))),
+        ("flag", None, Some(Value::Null)),
+        ("missing", Some(Value::Null), None),
+        (
+            "object",
+            Some(json!({"b": [1, 2.5, "ü"]})),
+            Some(object.clone()),
+        ),
+        ("list", Some(json!("[1]")), Some(json!([1]))),
+    ] {
+        match store.apply(&id, &cas(key, expected), t0).await {
+            Err(Error::Conflict { current: got }) => assert_eq!(
+                got,
+                [(key.to_owned(), current)],
+                "compare_and_set: the conflict says what {key} holds"
+            ),
+            other => panic!("compare_and_set: {key} changed, got {other:?}"),
+        }
+    }
+    assert_eq!(
+        data_of(store, &id, t0).await,
+        before,
+        "compare_and_set: a refused change set writes nothing"
+    );
+    let (a, b, c, d) = tokio::join!(
+        cas_times(store, &id, 10),
+        cas_times(store, &id, 10),
+        cas_times(store, &id, 10),
+        cas_times(store, &id, 10),
+    );
+    assert_eq!(
+        data_of(store, &id, t0).await["k"],
+        json!(40),
+        "compare_and_set: concurrent read-modify-writes lose nothing ({} conflicts)",
+        a + b + c + d
+    );
+    let unknown = SessionId::generate().expect("random id");
+    assert!(
+        !store
+            .apply(&unknown, &cas("k", None), t0)
+            .await
+            .expect("apply"),
+        "compare_and_set: no session, nothing written"
+    );
+    store.delete(&id).await.expect("delete");
 }
 
 async fn no_resurrection<S: SessionStore>(store: &S) {

@@ -326,12 +326,15 @@ impl SessionStore for MemoryStore {
             return Ok(false);
         };
         if changes.is_clear() || changes.keys().len() > 0 {
-            let mut data = if changes.is_clear() {
+            // A clear needs the stored data only to check what the change set expects.
+            let mut data = if changes.is_clear() && changes.guards().len() == 0 {
                 Default::default()
             } else {
                 shard::decode_data(e.unpack()?.1)?
             };
-            changes.apply_to(&mut data);
+            // Checked and applied under the shard's lock: increments and compare-and-set are
+            // atomic here because nothing else touches the entry meanwhile.
+            changes.apply_to(&mut data)?;
             e.repack(None, Some(&shard::encode_data(&data)?))?;
         }
         e.expires_ms = to_unix_ms(changes.expires_at());

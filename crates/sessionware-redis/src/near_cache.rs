@@ -326,7 +326,7 @@ impl NearCache {
         ticket: Option<Ticket>,
         id: &SessionId,
         version: u64,
-        change: impl FnOnce(&mut Record),
+        change: impl FnOnce(&mut Record) -> bool,
         added: usize,
     ) {
         let Some(ticket) = ticket else {
@@ -339,11 +339,11 @@ impl NearCache {
         let shard = &mut *guard;
         let kept = match shard.map.get_mut(id) {
             Some(entry) if entry.state == ticket.state && entry.version + 1 == version => {
-                change(&mut entry.record);
+                let applied = change(&mut entry.record);
                 entry.version = version;
                 entry.bytes += added;
                 shard.bytes += added;
-                true
+                applied
             }
             // Already at this version or past it: a later write's reply was handled first.
             Some(entry) => entry.state == ticket.state && entry.version >= version,
@@ -668,10 +668,12 @@ impl Shard {
     }
 }
 
-/// The change a write made, applied to a cached record.
-pub(crate) fn apply_change(record: &mut Record, changes: &ChangeSet) {
-    changes.apply_to(&mut record.data);
+/// The change a write made, applied to a cached record; `false` when it does not apply (the
+/// entry then goes). It always does when the entry was at the version the script wrote on:
+/// the guards and increments Redis checked are checked on the same state here.
+pub(crate) fn apply_change(record: &mut Record, changes: &ChangeSet) -> bool {
     record.expires_at = changes.expires_at();
+    changes.apply_to(&mut record.data).is_ok()
 }
 
 #[cfg(test)]

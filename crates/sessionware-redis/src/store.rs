@@ -319,7 +319,7 @@ impl RedisStore {
         id: &SessionId,
         version: Option<u64>,
         added: usize,
-        change: impl FnOnce(&mut Record),
+        change: impl FnOnce(&mut Record) -> bool,
     ) -> Result<bool, Error> {
         match (version, &self.inner.cache) {
             (Some(version), Some(cache)) => cache.after_write(ticket, id, version, change, added),
@@ -332,15 +332,13 @@ impl RedisStore {
     /// The near cache after a write that `apply.lua` answered with `{version, whole hash}`:
     /// another write came between the cached version and this one, so the entry becomes the
     /// state the script read, unless a later write's reply already put a newer one there.
+    /// Returns the state the script read, decoded.
     fn replace_cached(
         &self,
         ticket: Option<near_cache::Ticket>,
         id: &SessionId,
         parts: &[Value],
-    ) -> Result<(), Error> {
-        let (Some(cache), Some(ticket)) = (self.inner.cache.as_deref(), ticket) else {
-            return Ok(());
-        };
+    ) -> Result<Record, Error> {
         let malformed = || Error::backend("unexpected reply from Redis to the apply script");
         let [Value::Integer(version), Value::Array(hash)] = parts else {
             return Err(malformed());
@@ -351,12 +349,55 @@ impl RedisStore {
             .collect();
         let fields = fields.ok_or_else(malformed)?;
         let (_, bytes) = codec::version_and_size(&fields, FIELD_OVERHEAD);
-        match codec::decode(*id, fields) {
-            Ok(record) => cache.fill(ticket, &record, version.unsigned_abs(), bytes),
-            // Written, but what it left does not decode: the next load reports it.
-            Err(_) => cache.forget(id),
+        let decoded = codec::decode(*id, fields);
+        if let Some(cache) = self.inner.cache.as_deref() {
+            match (&decoded, ticket) {
+                (Ok(record), Some(ticket)) => {
+                    cache.fill(ticket, record, version.unsigned_abs(), bytes);
+                }
+                // What the script read does not decode: the next load reports it.
+                (Err(_), _) => cache.forget(id),
+                (Ok(_), None) => {}
+            }
         }
-        Ok(())
+        decoded
+    }
+
+    /// The array answers of `apply.lua`: the whole hash after a write behind an unseen version,
+    /// or a refusal that wrote nothing (an increment it cannot add, a guard that does not
+    /// hold; the latter with the whole hash, which also brings the cache up to date).
+    fn refused_or_replaced(
+        &self,
+        ticket: Option<near_cache::Ticket>,
+        id: &SessionId,
+        changes: &ChangeSet,
+        parts: &[Value],
+    ) -> Result<bool, Error> {
+        let field = || {
+            parts
+                .get(1)
+                .and_then(Value::as_str)
+                .and_then(|f| f.strip_prefix(codec::DATA_PREFIX).map(str::to_owned))
+                .ok_or_else(|| Error::backend("unexpected reply from Redis to the apply script"))
+        };
+        match parts.first().and_then(Value::as_i64) {
+            Some(-2) => Err(Error::NotAnInteger { key: field()? }),
+            Some(-3) => Err(Error::Overflow { key: field()? }),
+            Some(-4) => {
+                let record = self.replace_cached(ticket, id, &parts[1..])?;
+                let mut data = record.data;
+                match changes.apply_to(&mut data) {
+                    Err(conflict @ Error::Conflict { .. }) => Err(conflict),
+                    _ => Err(Error::backend(
+                        "Redis refused a guard that the hash it returned satisfies",
+                    )),
+                }
+            }
+            _ => {
+                self.replace_cached(ticket, id, parts)?;
+                Ok(true)
+            }
+        }
     }
 
     /// Runs `op` for every id at once: one round trip of latency for the lot.
@@ -566,9 +607,15 @@ impl SessionStore for RedisStore {
             Some((_, None)) => Value::from(-1),
             Some((_, Some(version))) => Value::from(i64::try_from(version).unwrap_or(i64::MAX)),
         });
-        args.push(Value::from(
-            i64::try_from(sets.len() + 1).unwrap_or(i64::MAX),
-        ));
+        let removals: Vec<_> = changes.removals().collect();
+        for count in [
+            sets.len() + 1,
+            removals.len(),
+            changes.guards().len(),
+            changes.increments().count(),
+        ] {
+            args.push(Value::from(i64::try_from(count).unwrap_or(i64::MAX)));
+        }
         for (key, value) in sets {
             let encoded = encode_value(value)?;
             added += key.len() + encoded.len() + FIELD_OVERHEAD;
@@ -577,7 +624,25 @@ impl SessionStore for RedisStore {
         }
         args.push(Value::from(codec::EXPIRES_AT));
         args.push(Value::from(to_unix_ms(changes.expires_at())));
-        args.extend(changes.removals().map(|key| Value::from(data_field(key))));
+        args.extend(removals.into_iter().map(|key| Value::from(data_field(key))));
+        for (key, expected) in changes.guards() {
+            args.push(Value::from(data_field(key)));
+            match expected {
+                Some(value) => {
+                    args.push(Value::from("1"));
+                    args.push(Value::from(encode_value(value)?));
+                }
+                None => args.extend([Value::from("0"), Value::from("")]),
+            }
+        }
+        for (key, by) in changes.increments() {
+            // The bound the stored integer must stay within for the sum to fit an i64.
+            let bound = if by < 0 { i64::MIN - by } else { i64::MAX - by };
+            added += key.len() + 20 + FIELD_OVERHEAD;
+            args.push(Value::from(data_field(key)));
+            args.push(Value::from(by.to_string()));
+            args.push(Value::from(bound.to_string()));
+        }
         let deadline = changes.expires_at();
         let write = self.run(&self.inner.scripts.apply, id, args);
         // The index's expiry is kept ahead of the session's alongside the write, so a bound
@@ -592,11 +657,12 @@ impl SessionStore for RedisStore {
         };
         let ticket = cached.map(|(ticket, _)| ticket);
         if let Value::Array(parts) = &reply {
-            self.replace_cached(ticket, id, parts)?;
-            return Ok(true);
+            return self.refused_or_replaced(ticket, id, changes, parts);
         }
+        // The script answers a bare version only when the cache held the state just before
+        // this write, so the change applied to it (increments included) is what Redis holds.
         self.after_write(ticket, id, version(reply)?, added, |record| {
-            near_cache::apply_change(record, changes);
+            near_cache::apply_change(record, changes)
         })
     }
 
@@ -619,6 +685,7 @@ impl SessionStore for RedisStore {
         let reply = self.run(&self.inner.scripts.touch, id, args).await?;
         self.after_write(ticket, id, version(reply)?, 0, |record| {
             record.expires_at = expires_at;
+            true
         })
     }
 

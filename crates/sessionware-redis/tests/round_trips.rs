@@ -147,18 +147,32 @@ async fn count_round_trips(near_cache: bool, costs: Costs) {
     reset(&redis);
     assert_eq!(client.get("/count").await.body, "3");
     assert_eq!(round_trips(&redis), costs.write, "the next write");
+    // Without contention an increment or a compare-and-set is the same one script.
+    reset(&redis);
+    assert_eq!(client.get("/increment").await.body, "4");
+    assert_eq!(round_trips(&redis), costs.write, "an increment");
+    reset(&redis);
+    assert_eq!(client.get("/update").await.body, "5");
+    assert_eq!(round_trips(&redis), costs.write, "an update");
+    reset(&redis);
+    assert_eq!(client.get("/peek").await.body, "5");
+    reset(&redis);
+    assert_eq!(client.get("/count").await.body, "6");
+    reset(&redis);
+    assert_eq!(client.get("/count").await.body, "7");
+    assert_eq!(round_trips(&redis), costs.write, "a write after them");
 
     // A server that lost its script cache costs a write one more round trip, once.
     assert_eq!(redis.cli(&["script", "flush"]), "OK");
     reset(&redis);
-    assert_eq!(client.get("/count").await.body, "4");
+    assert_eq!(client.get("/count").await.body, "8");
     assert_eq!(
         round_trips(&redis),
         costs.write + 1,
         "EVALSHA answered NOSCRIPT, then EVAL"
     );
     reset(&redis);
-    assert_eq!(client.get("/count").await.body, "5");
+    assert_eq!(client.get("/count").await.body, "9");
     assert_eq!(
         round_trips(&redis),
         costs.write,

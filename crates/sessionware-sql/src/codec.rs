@@ -141,6 +141,62 @@ pub(crate) fn path_safe(key: &str) -> bool {
 /// (`SQLITE_MAX_FUNCTION_ARG`). MariaDB has no such limit; the same shape serves it.
 pub(crate) const KEYS_PER_CALL: usize = 60;
 
+/// Whether a change set's `UPDATE` carries conditions beyond liveness (guards, increments that
+/// must find an integer), so that matching no row does not by itself mean the session ended.
+pub(crate) fn is_conditional(changes: &sessionware_core::ChangeSet) -> bool {
+    changes.guards().len() > 0 || changes.increments().next().is_some()
+}
+
+/// Why a conditional `apply` matched no row, judged on the session as a load found it right
+/// after: `Ok(Some(false))` no live session; `Err` the typed refusal (`Conflict`,
+/// `NotAnInteger`, `Overflow`); `Ok(None)` everything holds now (the row changed in between),
+/// so the update is worth running again. Costs the load only when a write was refused.
+pub(crate) fn why_refused(
+    current: Option<Record>,
+    changes: &sessionware_core::ChangeSet,
+) -> Result<Option<bool>, Error> {
+    match current {
+        None => Ok(Some(false)),
+        Some(mut record) => changes.apply_to(&mut record.data).map(|()| None),
+    }
+}
+
+/// How often a conditional `apply` runs before giving up on a row that keeps changing between
+/// the refused update and the load that explains it.
+pub(crate) const CONDITIONAL_TRIES: usize = 4;
+
+/// A parameter of a statement built per shape.
+pub(crate) enum Param {
+    Text(String),
+    Int(i64),
+}
+
+impl Param {
+    pub(crate) fn bind<'q, DB>(
+        self,
+        query: sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>,
+    ) -> sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>
+    where
+        DB: sqlx::Database,
+        String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+        i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    {
+        match self {
+            Self::Text(text) => query.bind(text),
+            Self::Int(n) => query.bind(n),
+        }
+    }
+}
+
+/// The bounds an integer must lie in for `+ by` to stay an `i64`.
+pub(crate) fn addable(by: i64) -> (i64, i64) {
+    if by < 0 {
+        (i64::MIN - by, i64::MAX)
+    } else {
+        (i64::MIN, i64::MAX - by)
+    }
+}
+
 /// The JSON path of a top-level key that is [`path_safe`].
 pub(crate) fn path(key: &str) -> String {
     format!("$.\"{key}\"")

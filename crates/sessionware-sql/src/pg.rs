@@ -76,11 +76,33 @@ impl Pg {
             // `$2` (clear) empties the object first; `-` drops the removed keys, `||` sets the
             // others at top level only (a nested object is replaced, not merged). All of it
             // runs against the row as it is when the update locks it.
+            // Increments (`$7` keys, `$8` steps) add in `numeric`, exact, to the value before
+            // the clear (none after one); the conditions check first that each is an integer
+            // whose sum fits an i64 (`CASE`, so no cast meets a value that is not a number).
+            // Guards: `$9` an object of the values keys must hold (compared as jsonb), `$10` the
+            // keys that must be absent. A row that fails a condition is not updated, and the
+            // store loads it to say why. The conditions are scalar subqueries, not `NOT
+            // EXISTS`: the planner turns that into an anti-join, and when a concurrent update
+            // made the row wait, the re-check on its newest version (READ COMMITTED's
+            // EvalPlanQual) did not re-run the join, so a guard passed on a stale value (lost
+            // updates, caught by the conformance suite). A correlated subquery is re-run.
             apply: format!(
                 "UPDATE {t} SET \
-                   data = (CASE WHEN $2 THEN '{{}}'::jsonb ELSE data END - $3::text[]) || $4::jsonb, \
+                   data = ((CASE WHEN $2 THEN '{{}}'::jsonb ELSE data END - $3::text[]) || $4::jsonb) \
+                     || COALESCE((SELECT jsonb_object_agg(i.k, to_jsonb(\
+                          COALESCE(CASE WHEN $2 THEN NULL ELSE (data ->> i.k)::numeric END, 0) + i.n)) \
+                        FROM unnest($7::text[], $8::bigint[]) AS i(k, n)), '{{}}'::jsonb), \
                    expires_ms = $5 \
-                 WHERE id = $1 AND expires_ms > $6"
+                 WHERE id = $1 AND expires_ms > $6 \
+                   AND (SELECT count(*) FROM jsonb_each($9::jsonb) AS g(k, v) \
+                     WHERE data -> g.k IS DISTINCT FROM g.v) = 0 \
+                   AND NOT (data ?| $10::text[]) \
+                   AND ($2 OR (SELECT count(*) FROM unnest($7::text[], $8::bigint[]) AS i(k, n) \
+                     WHERE CASE WHEN NOT (data ? i.k) THEN FALSE \
+                       WHEN jsonb_typeof(data -> i.k) <> 'number' THEN TRUE \
+                       WHEN (data ->> i.k) !~ '^-?[0-9]+$' THEN TRUE \
+                       ELSE (data ->> i.k)::numeric + i.n \
+                         NOT BETWEEN -9223372036854775808 AND 9223372036854775807 END) = 0)"
             ),
             touch: format!("UPDATE {t} SET expires_ms = $1 WHERE id = $2 AND expires_ms > $3"),
             rekey: format!(
@@ -178,7 +200,9 @@ impl Pg {
         }))
     }
 
-    pub(crate) async fn apply(
+    crate::shared::conditional_apply!();
+
+    async fn apply_once(
         &self,
         id: &SessionId,
         changes: &ChangeSet,
@@ -191,6 +215,18 @@ impl Pg {
             .map(|(k, v)| codec::readable(v).map(|()| (k.to_owned(), v.clone())))
             .collect::<Result<_, _>>()?;
         let sets = serde_json::to_string(&sets).map_err(Error::Encode)?;
+        let (increment_keys, steps): (Vec<&str>, Vec<i64>) = changes.increments().unzip();
+        let mut absent = Vec::new();
+        let mut expected = serde_json::Map::new();
+        for (key, value) in changes.guards() {
+            match value {
+                Some(value) => {
+                    expected.insert(key.to_owned(), value.clone());
+                }
+                None => absent.push(key),
+            }
+        }
+        let expected = serde_json::to_string(&expected).map_err(Error::Encode)?;
         let done = sqlx::query(&self.sql.apply)
             .bind(id.to_string())
             .bind(changes.is_clear())
@@ -198,6 +234,10 @@ impl Pg {
             .bind(sets)
             .bind(codec::ms(changes.expires_at()))
             .bind(codec::ms(now))
+            .bind(increment_keys)
+            .bind(steps)
+            .bind(expected)
+            .bind(absent)
             .execute(&mut *conn)
             .await
             .map_err(backend)?;

@@ -217,15 +217,53 @@ macro_rules! create_on_conflict {
     };
 }
 
+/// `apply` around one engine's `apply_once` (a conditional `UPDATE`): when it matched no row
+/// and the change set has conditions, a load says why (`codec::why_refused`).
+macro_rules! conditional_apply {
+    () => {
+        pub(crate) async fn apply(
+            &self,
+            id: &SessionId,
+            changes: &ChangeSet,
+            now: OffsetDateTime,
+        ) -> Result<bool, Error> {
+            for _ in 0..codec::CONDITIONAL_TRIES {
+                if self.apply_once(id, changes, now).await? {
+                    return Ok(true);
+                }
+                if !codec::is_conditional(changes) {
+                    return Ok(false);
+                }
+                if let Some(live) = codec::why_refused(self.load(id, now).await?, changes)? {
+                    return Ok(live);
+                }
+            }
+            Err(Error::backend(
+                "the session kept changing between a refused write and the load after it",
+            ))
+        }
+    };
+}
+
 /// `apply` for engines whose JSON functions take a path (MySQL, SQLite): one `UPDATE` that
 /// removes and sets the listed keys inside the stored object, built per shape (how many keys
 /// set and removed) so sqlx keeps each shape prepared. Keys no path can name go through
 /// `apply_locked`. The arguments spell the engine's functions: the empty object, remove, set,
 /// and a parameter read as a JSON value rather than a JSON string.
+///
+/// Guards and increments become conditions of the same `UPDATE` (`holds`, `absent`,
+/// `integer`, each binding the path first), and an increment's value `sum` binds the path and
+/// the step; the `?`s of each are listed where the statement is built.
 #[allow(unused_macros)] // each serves only some engines; a build may enable one
 macro_rules! apply_by_path {
-    (empty: $empty:literal, remove: $remove:literal, set: $set:literal, value: $value:literal) => {
-        pub(crate) async fn apply(
+    (
+        empty: $empty:literal, remove: $remove:literal, set: $set:literal, value: $value:literal,
+        holds: $holds:literal, absent: $absent:literal, integer: $integer:literal,
+        sum: $sum:literal
+    ) => {
+        crate::shared::conditional_apply!();
+
+        async fn apply_once(
             &self,
             id: &SessionId,
             changes: &ChangeSet,
@@ -241,7 +279,7 @@ macro_rules! apply_by_path {
             } else {
                 "data".to_owned()
             };
-            let mut params: Vec<String> = Vec::new();
+            let mut params: Vec<codec::Param> = Vec::new();
             // Nested calls of at most KEYS_PER_CALL keys each, still one statement: SQLite caps
             // a function at 127 arguments, so one `json_set` of 64 keys or one `json_remove` of
             // 127 would fail, and the session with them. Each call applies its keys to what the
@@ -250,33 +288,77 @@ macro_rules! apply_by_path {
             for chunk in removals.chunks(codec::KEYS_PER_CALL) {
                 data = format!(concat!($remove, "({}{})"), data, ", ?".repeat(chunk.len()));
             }
-            params.extend(removals.iter().map(|k| codec::path(k)));
+            params.extend(removals.iter().map(|k| codec::Param::Text(codec::path(k))));
             let sets: Vec<(&str, &serde_json::Value)> = changes.sets().collect();
             for chunk in sets.chunks(codec::KEYS_PER_CALL) {
                 let pair = concat!(", ?, ", $value);
                 data = format!(concat!($set, "({}{})"), data, pair.repeat(chunk.len()));
             }
             for (k, v) in sets {
-                params.push(codec::path(k));
-                params.push(codec::value(v)?);
+                params.push(codec::Param::Text(codec::path(k)));
+                params.push(codec::Param::Text(codec::value(v)?));
+            }
+            // `?`s of `sum`: the path, the step; after a clear the step alone is the value.
+            let increments: Vec<(&str, i64)> = changes.increments().collect();
+            for chunk in increments.chunks(codec::KEYS_PER_CALL) {
+                let pair = if changes.is_clear() {
+                    ", ?, ?".to_owned()
+                } else {
+                    concat!(", ?, ", $sum).to_owned()
+                };
+                data = format!(concat!($set, "({}{})"), data, pair.repeat(chunk.len()));
+            }
+            for &(k, by) in &increments {
+                params.push(codec::Param::Text(codec::path(k)));
+                if !changes.is_clear() {
+                    params.push(codec::Param::Text(codec::path(k)));
+                }
+                params.push(codec::Param::Int(by));
+            }
+            let mut conditions = String::new();
+            let mut condition_params = Vec::new();
+            // `?`s of `holds`: the path, the expected JSON; of `absent`: the path.
+            for (k, expected) in changes.guards() {
+                condition_params.push(codec::Param::Text(codec::path(k)));
+                match expected {
+                    Some(v) => {
+                        conditions.push_str(concat!(" AND ", $holds));
+                        condition_params.push(codec::Param::Text(codec::value(v)?));
+                    }
+                    None => conditions.push_str(concat!(" AND ", $absent)),
+                }
+            }
+            // `?`s of `integer`: the path three times, the lowest and highest it may be. After a
+            // clear every increment counts from 0 and cannot overflow.
+            if !changes.is_clear() {
+                for &(k, by) in &increments {
+                    conditions.push_str(concat!(" AND ", $integer));
+                    let (low, high) = codec::addable(by);
+                    for _ in 0..3 {
+                        condition_params.push(codec::Param::Text(codec::path(k)));
+                    }
+                    condition_params.extend([codec::Param::Int(low), codec::Param::Int(high)]);
+                }
             }
             let sql = format!(
-                "UPDATE {} SET data = {data}, expires_ms = ? WHERE id = ? AND expires_ms > ?",
+                "UPDATE {} SET data = {data}, expires_ms = ? \
+                 WHERE id = ? AND expires_ms > ?{conditions}",
                 self.t,
             );
             let mut query = sqlx::query(&sql);
             for p in params {
-                query = query.bind(p);
+                query = p.bind(query);
+            }
+            query = query
+                .bind(codec::ms(changes.expires_at()))
+                .bind(id.to_string())
+                .bind(codec::ms(now));
+            for p in condition_params {
+                query = p.bind(query);
             }
             // MySQL: sqlx connects with CLIENT_FOUND_ROWS, so a row that matched counts even when
             // the update left it as it was.
-            let done = query
-                .bind(codec::ms(changes.expires_at()))
-                .bind(id.to_string())
-                .bind(codec::ms(now))
-                .execute(&mut *conn)
-                .await
-                .map_err(backend)?;
+            let done = query.execute(&mut *conn).await.map_err(backend)?;
             conn.done();
             Ok(done.rows_affected() > 0)
         }
@@ -311,7 +393,7 @@ macro_rules! apply_locked {
                 return Ok(false); // dropping `tx` rolls back
             };
             let mut data = codec::decode(&row.try_get::<String, _>(0).map_err(backend)?)?;
-            changes.apply_to(&mut data);
+            changes.apply_to(&mut data)?; // dropping `tx` rolls back
             let sql = format!(
                 "UPDATE {} SET data = ?, expires_ms = ? WHERE id = ?",
                 self.t
@@ -331,4 +413,6 @@ macro_rules! apply_locked {
 }
 
 #[allow(unused_imports)] // likewise
-pub(crate) use {apply_by_path, apply_locked, create_on_conflict, shared_statements};
+pub(crate) use {
+    apply_by_path, apply_locked, conditional_apply, create_on_conflict, shared_statements,
+};

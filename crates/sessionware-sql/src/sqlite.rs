@@ -109,8 +109,16 @@ impl Lite {
     }
 
     crate::shared::shared_statements!();
+    // `->` gives a value's JSON text (NULL when absent), compared with the expected value as
+    // `json()` minifies it: both are serde_json's compact text of the same value.
     crate::shared::apply_by_path!(
-        empty: "json_object()", remove: "json_remove", set: "json_set", value: "json(?)"
+        empty: "json_object()", remove: "json_remove", set: "json_set", value: "json(?)",
+        holds: "data -> ? IS json(?)",
+        absent: "json_type(data, ?) IS NULL",
+        integer: "(CASE WHEN json_type(data, ?) IS NULL THEN 1 \
+                   WHEN json_type(data, ?) <> 'integer' THEN 0 \
+                   ELSE json_extract(data, ?) BETWEEN ? AND ? END)",
+        sum: "COALESCE(json_extract(data, ?), 0) + ?"
     );
     crate::shared::create_on_conflict!();
     crate::shared::apply_locked!("BEGIN IMMEDIATE");

@@ -95,6 +95,14 @@ async fn inc(session: Session) -> Result<String, Error> {
     Ok((n + 1).to_string())
 }
 
+async fn increment(session: Session) -> Result<String, Error> {
+    Ok(session.increment("count", 1)?.to_string())
+}
+
+async fn update(session: Session) -> Result<String, Error> {
+    Ok(session.update("count", |n: &mut u64| *n += 1)?.to_string())
+}
+
 async fn peek(session: Session) -> Result<String, Error> {
     Ok(session.get::<u64>("count")?.unwrap_or(0).to_string())
 }
@@ -103,6 +111,8 @@ async fn serve(layer: SessionLayer) -> SocketAddr {
     let app = Router::new()
         .route("/write", get(inc))
         .route("/read", get(peek))
+        .route("/increment", get(increment))
+        .route("/update", get(update))
         .route("/health", get(|| async { "ok" }))
         .layer(layer);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -168,8 +178,10 @@ async fn check(name: &str, url: &str, proxy: &Proxy, refresh_costs: usize) {
     assert_eq!(warm.get("/write").await, "1");
     assert_eq!(warm.get("/write").await, "2");
     assert_eq!(warm.get("/read").await, "2");
+    assert_eq!(warm.get("/increment").await, "3");
+    assert_eq!(warm.get("/update").await, "4");
     clock.advance(Duration::minutes(5));
-    assert_eq!(warm.get("/read").await, "2");
+    assert_eq!(warm.get("/read").await, "4");
     proxy.take();
 
     let mut client = Client::new(addr);
@@ -193,6 +205,11 @@ async fn check(name: &str, url: &str, proxy: &Proxy, refresh_costs: usize) {
         refresh_costs,
         "{name}: a read-only request that refreshes"
     );
+    // Without contention an increment or a compare-and-set is the write's one statement.
+    assert_eq!(client.get("/increment").await, "5");
+    assert_eq!(proxy.take(), 2, "{name}: a request that increments");
+    assert_eq!(client.get("/update").await, "6");
+    assert_eq!(proxy.take(), 2, "{name}: a request that updates");
 
     drop(store);
     drop_table(url, &table).await;

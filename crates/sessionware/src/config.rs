@@ -69,6 +69,8 @@ pub(crate) struct Shared {
     pub(crate) max_per_user: Option<usize>,
     pub(crate) clear_site_data: bool,
     pub(crate) max_size: Option<usize>,
+    /// How often write-back re-runs `update` closures after a conflict before answering `409`.
+    pub(crate) update_retries: u32,
     /// No signing key was configured: a random one is in use.
     pub(crate) generated_key: bool,
     /// Warns of the generated key once per layer, however many routes axum applies it to.
@@ -92,7 +94,7 @@ impl Shared {
                 Err(_) => Err(sessionware_core::Error::Timeout),
             },
         };
-        result.map_err(Error::Store)
+        result.map_err(Error::from)
     }
 
     /// The response sent instead of the handler's when the session fails.

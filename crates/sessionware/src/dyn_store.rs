@@ -12,6 +12,11 @@ type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// store behind one `Arc<dyn DynSessionStore>` and `SessionLayer` needs no type parameter.
 pub(crate) trait DynSessionStore: Send + Sync + 'static {
     fn create<'a>(&'a self, record: &'a Record) -> BoxFuture<'a, Result<SessionId, Error>>;
+    fn load<'a>(
+        &'a self,
+        id: &'a SessionId,
+        now: OffsetDateTime,
+    ) -> BoxFuture<'a, Result<Option<Record>, Error>>;
     fn load_refreshed<'a>(
         &'a self,
         id: &'a SessionId,
@@ -48,6 +53,13 @@ pub(crate) trait DynSessionStore: Send + Sync + 'static {
 impl<S: SessionStore> DynSessionStore for S {
     fn create<'a>(&'a self, record: &'a Record) -> BoxFuture<'a, Result<SessionId, Error>> {
         Box::pin(SessionStore::create(self, record))
+    }
+    fn load<'a>(
+        &'a self,
+        id: &'a SessionId,
+        now: OffsetDateTime,
+    ) -> BoxFuture<'a, Result<Option<Record>, Error>> {
+        Box::pin(SessionStore::load(self, id, now))
     }
     fn load_refreshed<'a>(
         &'a self,

@@ -9,7 +9,10 @@ use http::StatusCode;
 /// Implements [`IntoResponse`], so a handler can return `Result<_, sessionware::Error>` and use
 /// `?` on session calls. The responses are short plain text: `503` when the store is down or
 /// slow (and only then: data the store refuses, or a failing random source, is a `500`), `409`
-/// when the session ended while the request was changing it, `500` otherwise. Configuration
+/// when the session ended while the request was changing it or an
+/// [`update`](crate::Session::update) ran out of retries, `422` for an
+/// [`increment`](crate::Session::increment) of a value that is not an integer or that would
+/// overflow, `500` otherwise. Configuration
 /// errors are not here: a bad key is a [`KeyError`](crate::KeyError) at start-up.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -56,6 +59,27 @@ pub enum Error {
     /// A form post whose CSRF token is not the session's
     /// ([`Session::verify_csrf`](crate::Session::verify_csrf)).
     CsrfMismatch,
+    /// [`Session::update`](crate::Session::update): other requests kept changing these keys
+    /// between each read and the compare-and-set, more times than the layer retries
+    /// ([`SessionLayer::with_update_retries`](crate::SessionLayer::with_update_retries)).
+    /// Nothing of the request's changes was stored. `409`.
+    UpdateConflict {
+        /// The keys that changed under the last attempt.
+        keys: Vec<String>,
+    },
+    /// [`Session::increment`](crate::Session::increment) of a key that holds something other
+    /// than a JSON integer in the `i64` range (at the call, or in the store at write-back).
+    /// Nothing was changed. `422`.
+    NotAnInteger {
+        /// The session key.
+        key: String,
+    },
+    /// [`Session::increment`](crate::Session::increment) whose result leaves the `i64` range
+    /// (at the call, or in the store at write-back). Nothing was changed. `422`.
+    Overflow {
+        /// The session key.
+        key: String,
+    },
 }
 
 impl Error {
@@ -63,7 +87,8 @@ impl Error {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Store(e) if e.is_unavailable() => StatusCode::SERVICE_UNAVAILABLE,
-            Self::SessionGone => StatusCode::CONFLICT,
+            Self::SessionGone | Self::UpdateConflict { .. } => StatusCode::CONFLICT,
+            Self::NotAnInteger { .. } | Self::Overflow { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::CsrfMismatch => StatusCode::FORBIDDEN,
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::TooDeep { .. } => StatusCode::UNPROCESSABLE_ENTITY,
@@ -85,6 +110,14 @@ impl fmt::Display for Error {
             Self::SessionGone => f.write_str("the session ended while this request was using it"),
             Self::MissingLayer => f.write_str("Session extracted on a route without SessionLayer"),
             Self::CsrfMismatch => f.write_str("CSRF token missing or wrong"),
+            Self::UpdateConflict { keys } => write!(
+                f,
+                "session values {keys:?} kept changing under concurrent requests"
+            ),
+            Self::NotAnInteger { key } => {
+                write!(f, "session value {key:?} is not an integer to increment")
+            }
+            Self::Overflow { key } => write!(f, "incrementing session value {key:?} overflows"),
             Self::TooDeep { key, limit } => {
                 write!(
                     f,
@@ -111,9 +144,15 @@ impl std::error::Error for Error {
     }
 }
 
+/// A store's refusal of an increment becomes the variant `increment` itself returns, so a
+/// caller matches one variant wherever it was found.
 impl From<sessionware_core::Error> for Error {
     fn from(e: sessionware_core::Error) -> Self {
-        Self::Store(e)
+        match e {
+            sessionware_core::Error::NotAnInteger { key } => Self::NotAnInteger { key },
+            sessionware_core::Error::Overflow { key } => Self::Overflow { key },
+            e => Self::Store(e),
+        }
     }
 }
 
@@ -121,11 +160,14 @@ impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let body = match self.status() {
             StatusCode::SERVICE_UNAVAILABLE => "session store unavailable\n",
-            StatusCode::CONFLICT => "session ended\n",
             StatusCode::FORBIDDEN => "CSRF token missing or wrong\n",
             StatusCode::PAYLOAD_TOO_LARGE => "session too large\n",
-            StatusCode::UNPROCESSABLE_ENTITY => "session value nested too deep\n",
             _ => match self {
+                Self::SessionGone => "session ended\n",
+                Self::UpdateConflict { .. } => "session value changed by concurrent requests\n",
+                Self::TooDeep { .. } => "session value nested too deep\n",
+                Self::NotAnInteger { .. } => "session value is not an integer\n",
+                Self::Overflow { .. } => "session value would overflow\n",
                 Self::Store(sessionware_core::Error::Rejected { .. }) => {
                     "session data refused by the store\n"
                 }

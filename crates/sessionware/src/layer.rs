@@ -64,6 +64,11 @@ impl SessionLayer {
     /// The default limit on a session's data: 256 KiB of JSON.
     pub const DEFAULT_MAX_SIZE: usize = 256 * 1024;
 
+    /// How many times, by default, write-back re-runs [`Session::update`](crate::Session::update)
+    /// closures after the store refused a compare-and-set; see
+    /// [`with_update_retries`](Self::with_update_retries).
+    pub const DEFAULT_UPDATE_RETRIES: u32 = 16;
+
     /// A layer that keeps sessions in `store`, with the defaults above.
     pub fn new(store: impl SessionStore) -> Self {
         // Without randomness there is no key: then nothing verifies and nothing is signed
@@ -86,6 +91,7 @@ impl SessionLayer {
                 max_per_user: None,
                 clear_site_data: false,
                 max_size: Some(Self::DEFAULT_MAX_SIZE),
+                update_retries: Self::DEFAULT_UPDATE_RETRIES,
                 generated_key: true,
                 key_warning: Arc::new(std::sync::Once::new()),
             }),
@@ -253,6 +259,17 @@ impl SessionLayer {
     /// and changes nothing, so nothing of it is written.
     pub fn with_max_size(mut self, bytes: Option<usize>) -> Self {
         self.shared_mut().max_size = bytes;
+        self
+    }
+
+    /// How many times write-back retries a request's [`update`](crate::Session::update)s
+    /// when the store refuses their compare-and-set because another request changed one of
+    /// the keys since this one read it (default [`Self::DEFAULT_UPDATE_RETRIES`]). Each retry
+    /// runs the closures again on the values the refusal returned and costs one store call;
+    /// once the retries are spent the response is [`Error::UpdateConflict`](crate::Error)
+    /// (`409`) and nothing of the request's changes is stored. `0` tries once.
+    pub fn with_update_retries(mut self, retries: u32) -> Self {
+        self.shared_mut().update_retries = retries;
         self
     }
 

@@ -7,6 +7,7 @@
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod __fuzz;
+mod atomic;
 mod config;
 mod cookie;
 mod csrf;

@@ -11,6 +11,7 @@ use sessionware_core::{Data, Loaded, SessionId};
 use tokio::sync::OnceCell;
 
 use crate::Error;
+use crate::atomic::{self, KeyOp, Step};
 use crate::config::{DEVICE_KEY, Shared, device_facts, is_reserved};
 use crate::cookie::Presented;
 use crate::error::SessionRejection;
@@ -32,6 +33,21 @@ fn nested_deeper_than(value: &Value, budget: usize) -> bool {
         Value::Object(map) => map.values().any(|v| nested_deeper_than(v, budget - 1)),
         _ => false,
     }
+}
+
+/// `value` as JSON, refused when nested deeper than [`MAX_DEPTH`].
+fn to_checked_value<T: Serialize>(key: &str, value: &T) -> Result<Value, Error> {
+    let value = serde_json::to_value(value).map_err(|source| Error::Serialize {
+        key: key.to_owned(),
+        source,
+    })?;
+    if nested_deeper_than(&value, MAX_DEPTH) {
+        return Err(Error::TooDeep {
+            key: key.to_owned(),
+            limit: MAX_DEPTH,
+        });
+    }
+    Ok(value)
 }
 
 /// The current request's session: an axum extractor with synchronous, typed accessors.
@@ -83,6 +99,9 @@ pub(crate) struct State {
     pub(crate) expires_at: OffsetDateTime,
     /// Keys set or removed since the load.
     pub(crate) dirty: HashSet<String>,
+    /// Dirty keys changed by `increment` or `update` from the value loaded: written back as
+    /// a store-side increment or a compare-and-set rather than as their value.
+    pub(crate) ops: std::collections::HashMap<String, KeyOp>,
     pub(crate) cleared: bool,
     pub(crate) cycle: bool,
     /// The stored session `destroy` ended; deleted at write-back.
@@ -152,6 +171,7 @@ impl State {
             created_at,
             expires_at,
             dirty: HashSet::new(),
+            ops: std::collections::HashMap::new(),
             cleared: false,
             cycle: false,
             destroyed: None,
@@ -309,20 +329,19 @@ impl Session {
     /// way nothing changes.
     pub fn insert<T: Serialize>(&self, key: impl Into<String>, value: T) -> Result<(), Error> {
         let key = key.into();
-        let value = serde_json::to_value(value).map_err(|source| Error::Serialize {
-            key: key.clone(),
-            source,
-        })?;
-        if nested_deeper_than(&value, MAX_DEPTH) {
-            return Err(Error::TooDeep {
-                key,
-                limit: MAX_DEPTH,
-            });
-        }
+        let value = to_checked_value(&key, &value)?;
         let mut state = self.state();
-        if state.data.get(&key) == Some(&value) {
+        // A value the request decides replaces any increment or update of the key: last
+        // writer wins.
+        let had_op = state.ops.remove(&key).is_some();
+        if !had_op && state.data.get(&key) == Some(&value) {
             return Ok(());
         }
+        self.put(&mut state, key, value)
+    }
+
+    /// Sets `key` locally and marks it changed, within the size limit.
+    fn put(&self, state: &mut State, key: String, value: Value) -> Result<(), Error> {
         if let Some(limit) = self.0.shared.max_size {
             let old = state.data.get(&key).map_or(0, |v| entry_size(&key, v));
             let size = state.size() - old + entry_size(&key, &value);
@@ -334,6 +353,127 @@ impl Session {
         state.data.insert(key.clone(), value);
         state.dirty.insert(key);
         Ok(())
+    }
+
+    /// Whether write-back can send `key`'s change as an atomic one, and from which value
+    /// (what the key held at the load): only for a stored session, not cleared by this
+    /// request, whose key's value was not decided by an `insert` or `remove` (then the value
+    /// is known and goes as it is). Asked before the local change, recorded after it.
+    fn trackable(state: &State, key: &str) -> Option<Option<Value>> {
+        let decided = state.dirty.contains(key) && !state.ops.contains_key(key);
+        if state.id.is_none() || state.cleared || decided {
+            return None;
+        }
+        Some(state.data.get(key).cloned())
+    }
+
+    fn record_step(state: &mut State, key: String, base: Option<Option<Value>>, step: Step) {
+        if let Some(base) = base {
+            let op = state.ops.entry(key).or_insert_with(|| KeyOp::new(base));
+            op.steps.push(step);
+        }
+    }
+
+    /// Adds `by` to the integer under `key` (subtracts, if negative) and returns the value
+    /// this request now sees. A missing key counts from 0.
+    ///
+    /// At write-back the store adds `by` itself in one atomic step (Redis `HINCRBY` inside
+    /// the write script, JSON arithmetic inside the SQL `UPDATE`, under the shard lock in
+    /// memory), so concurrent increments of one key never conflict and never lose a count,
+    /// at the cost of a plain [`insert`](Self::insert). The value returned is this
+    /// request's view (what it loaded plus its own increments); increments of concurrent
+    /// requests add to the stored total but not to it.
+    ///
+    /// A key holding anything but a JSON integer in the `i64` range is
+    /// [`Error::NotAnInteger`], a result outside that range [`Error::Overflow`] (checked
+    /// arithmetic, never wrapping), both `422`: here if the loaded value says so, or at
+    /// write-back if another request stored such a value meanwhile; either way nothing
+    /// changes.
+    ///
+    /// ```
+    /// use sessionware::Session;
+    ///
+    /// async fn add_to_cart(session: Session) -> Result<String, sessionware::Error> {
+    ///     let items = session.increment("cart_items", 1)?;
+    ///     Ok(format!("{items} items"))
+    /// }
+    /// ```
+    pub fn increment(&self, key: impl Into<String>, by: i64) -> Result<i64, Error> {
+        let key = key.into();
+        let mut state = self.state();
+        let next = atomic::add(&key, state.data.get(&key), by)?;
+        if by == 0 {
+            return Ok(next);
+        }
+        let base = Self::trackable(&state, &key);
+        self.put(&mut state, key.clone(), Value::from(next))?;
+        Self::record_step(&mut state, key, base, Step::Add(by));
+        Ok(next)
+    }
+
+    /// Changes the value under `key` with `f` and returns the new value; a missing key starts
+    /// from `T::default()`.
+    ///
+    /// At write-back the new value is stored only if the key still holds what this request
+    /// read (a compare-and-set, in the same store call as the rest of the write: no extra
+    /// round trip when nothing conflicts). If another request changed the key meanwhile, the
+    /// store refuses, and the layer runs `f` again on the value the store holds now and
+    /// retries, up to [`SessionLayer::with_update_retries`](crate::SessionLayer::with_update_retries)
+    /// times; then the response is [`Error::UpdateConflict`] (`409`) and nothing of the
+    /// request's changes is stored. So `f` may run more than once: keep it a pure function
+    /// of its argument. The response the handler built is sent as it is after a retry that
+    /// succeeded, so it may show the value of the first run.
+    ///
+    /// [`insert`](Self::insert) after `update` of the same key makes it a plain last-writer-
+    /// wins write again.
+    ///
+    /// ```
+    /// use sessionware::Session;
+    ///
+    /// async fn add_tag(session: Session) -> Result<String, sessionware::Error> {
+    ///     let tags = session.update("tags", |tags: &mut Vec<String>| {
+    ///         if !tags.iter().any(|t| t == "rust") {
+    ///             tags.push("rust".to_owned());
+    ///         }
+    ///     })?;
+    ///     Ok(tags.join(", "))
+    /// }
+    /// ```
+    pub fn update<T, F>(&self, key: impl Into<String>, mut f: F) -> Result<T, Error>
+    where
+        T: Serialize + DeserializeOwned + Default,
+        F: FnMut(&mut T) + Send + 'static,
+    {
+        let key = key.into();
+        let mut state = self.state();
+        let mut value = match state.data.get(&key) {
+            Some(v) => T::deserialize(v).map_err(|source| Error::Deserialize {
+                key: key.clone(),
+                source,
+            })?,
+            None => T::default(),
+        };
+        f(&mut value);
+        let new = to_checked_value(&key, &value)?;
+        if state.data.get(&key) == Some(&new) {
+            return Ok(value);
+        }
+        let replay_key = key.clone();
+        let closure: atomic::Closure = Box::new(move |current| {
+            let mut value = match current {
+                Some(v) => T::deserialize(v).map_err(|source| Error::Deserialize {
+                    key: replay_key.clone(),
+                    source,
+                })?,
+                None => T::default(),
+            };
+            f(&mut value);
+            to_checked_value(&replay_key, &value)
+        });
+        let base = Self::trackable(&state, &key);
+        self.put(&mut state, key.clone(), new)?;
+        Self::record_step(&mut state, key, base, Step::Apply(closure));
+        Ok(value)
     }
 
     /// Removes `key` and returns its value as `T`. If the value is not a `T`, returns
@@ -348,6 +488,7 @@ impl Session {
     pub fn remove_value(&self, key: &str) -> Option<Value> {
         let mut state = self.state();
         let value = state.data.remove(key);
+        state.ops.remove(key);
         if let Some(v) = &value {
             state.dirty.insert(key.to_owned());
             if let Some(size) = state.size {
@@ -390,6 +531,7 @@ impl Session {
             return;
         }
         state.data.retain(|k, _| is_reserved(k));
+        state.ops.retain(|k, _| is_reserved(k));
         state.size = None;
         // The store drops every key; the library's own ones are written back with the clear.
         state.dirty = state.data.keys().cloned().collect();

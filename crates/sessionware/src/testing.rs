@@ -25,6 +25,9 @@ use tokio::sync::Notify;
 
 use crate::{DeviceId, Error, Key, Session, SessionLayer};
 
+mod atomic;
+pub use atomic::{AtomicReport, atomic_over_http};
+
 /// Serves `app` on a free loopback port until the test's runtime ends.
 async fn serve(app: Router) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -5,14 +5,16 @@ use std::mem;
 
 use axum::response::Response;
 use http::{HeaderName, HeaderValue, header};
+use serde_json::Value;
 use sessionware_core::time::OffsetDateTime;
 use sessionware_core::{ChangeSet, Record, SessionId};
 
+use crate::atomic::KeyOp;
 use crate::config::Shared;
 use crate::session::{State, Transport};
 
 const CLEAR_SITE_DATA: HeaderName = HeaderName::from_static("clear-site-data");
-use crate::{Error, Session};
+use crate::{Error, Session, StoreError};
 
 /// What write-back does, decided under the state lock and carried out after it is released.
 #[derive(Debug)]
@@ -41,6 +43,8 @@ enum Plan {
     Apply {
         id: SessionId,
         changes: ChangeSet,
+        /// The keys `changes` compare-and-sets, with the steps to replay after a conflict.
+        updates: Vec<(String, KeyOp)>,
         resend: bool,
     },
     /// The load moved the deadline: only the cookie's `Max-Age` needs to follow.
@@ -203,7 +207,17 @@ fn plan(state: &mut State, shared: &Shared, now: &dyn Fn() -> OffsetDateTime) ->
         if state.cleared {
             changes.clear();
         }
+        let mut updates = Vec::new();
         for key in state.dirty.drain() {
+            let op = state.ops.remove(&key);
+            if let Some(by) = op.as_ref().and_then(KeyOp::sum) {
+                changes.increment(key, by);
+                continue;
+            }
+            if let Some(op) = op {
+                changes.expect(key.clone(), op.base.clone());
+                updates.push((key.clone(), op));
+            }
             match state.data.get(&key) {
                 Some(value) => changes.set(key, value.clone()),
                 None => changes.remove(key),
@@ -213,6 +227,7 @@ fn plan(state: &mut State, shared: &Shared, now: &dyn Fn() -> OffsetDateTime) ->
         return Plan::Apply {
             id,
             changes,
+            updates,
             resend: resends && (state.refreshed || moved >= policy.refresh_interval()),
         };
     }
@@ -296,11 +311,10 @@ async fn execute(shared: &Shared, plan: Plan, now: OffsetDateTime) -> Result<Coo
         Plan::Apply {
             id,
             changes,
+            updates,
             resend,
         } => {
-            if !shared.call(shared.store.apply(&id, &changes, now)).await? {
-                return Err(Error::SessionGone);
-            }
+            let changes = apply(shared, &id, changes, updates, now).await?;
             Ok(if resend {
                 CookieOut::Set(id, changes.expires_at())
             } else {
@@ -316,6 +330,72 @@ async fn execute(shared: &Shared, plan: Plan, now: OffsetDateTime) -> Result<Coo
             Ok(CookieOut::Remove)
         }
     }
+}
+
+/// `apply`, and while the store refuses a compare-and-set and retries are left, the refused
+/// keys' steps replayed on the values the refusal returned. Returns the change set written.
+async fn apply(
+    shared: &Shared,
+    id: &SessionId,
+    mut changes: ChangeSet,
+    mut updates: Vec<(String, KeyOp)>,
+    now: OffsetDateTime,
+) -> Result<ChangeSet, Error> {
+    let mut retries = shared.update_retries;
+    loop {
+        let current = match shared.call(shared.store.apply(id, &changes, now)).await {
+            Ok(true) => return Ok(changes),
+            Ok(false) => return Err(Error::SessionGone),
+            Err(Error::Store(StoreError::Conflict { current })) => current,
+            Err(error) => return Err(error),
+        };
+        if retries == 0 {
+            let keys = current.into_iter().map(|(key, _)| key).collect();
+            return Err(Error::UpdateConflict { keys });
+        }
+        let attempt = shared.update_retries - retries;
+        retries -= 1;
+        if attempt == 0 {
+            // The refusal brought the keys' current values: try again at once with them.
+            for (key, value) in current {
+                replay(&mut changes, &mut updates, key, value)?;
+            }
+            continue;
+        }
+        // Conflicting again: the requests that conflicted together are retrying together,
+        // and only one of them wins each round. A random wait spreads them out, and the
+        // values it makes stale are read again after it.
+        tokio::time::sleep(crate::atomic::backoff(attempt - 1)).await;
+        let Some(record) = shared.call(shared.store.load(id, now)).await? else {
+            return Err(Error::SessionGone);
+        };
+        let stale: Vec<(String, Option<Value>)> = changes
+            .guards()
+            .filter(|(key, expected)| record.data.get(*key) != *expected)
+            .map(|(key, _)| (key.to_owned(), record.data.get(key).cloned()))
+            .collect();
+        for (key, value) in stale {
+            replay(&mut changes, &mut updates, key, value)?;
+        }
+    }
+}
+
+/// Runs `key`'s steps again on `value`, what the store holds, and guards the write with it.
+fn replay(
+    changes: &mut ChangeSet,
+    updates: &mut [(String, KeyOp)],
+    key: String,
+    value: Option<Value>,
+) -> Result<(), Error> {
+    // A store names only keys the change set guards, and those are all in `updates`.
+    let Some((_, op)) = updates.iter_mut().find(|(k, _)| *k == key) else {
+        return Err(Error::Store(StoreError::backend(
+            "the store reported a conflict on a key the write did not guard",
+        )));
+    };
+    let next = op.replay(&key, value.clone())?;
+    changes.expect(key.clone(), value).set(key, next);
+    Ok(())
 }
 
 /// After a sign-in stored as `new`, ends the oldest sessions of its user beyond the cap.
@@ -465,6 +545,42 @@ mod tests {
             "the deadline moves with the write"
         );
         assert!(state.dirty.is_empty(), "planning drains the dirty keys");
+    }
+
+    #[test]
+    fn increments_and_updates_become_store_side_changes() {
+        use crate::atomic::{KeyOp, Step};
+        let mut state = loaded();
+        // `count` incremented twice, `tags` updated, `plain` inserted.
+        let mut count = KeyOp::new(Some(json!(1)));
+        count.steps.extend([Step::Add(2), Step::Add(3)]);
+        let mut tags = KeyOp::new(None);
+        tags.steps.push(Step::Apply(Box::new(|_| Ok(json!(["a"])))));
+        state.ops.insert("count".into(), count);
+        state.ops.insert("tags".into(), tags);
+        state.data.insert("count".into(), json!(6));
+        state.data.insert("tags".into(), json!(["a"]));
+        state.data.insert("plain".into(), json!(0));
+        for key in ["count", "tags", "plain"] {
+            state.dirty.insert(key.into());
+        }
+        let Plan::Apply {
+            changes, updates, ..
+        } = plan_at(&mut state, 5)
+        else {
+            panic!("a change to a stored session is applied");
+        };
+        assert_eq!(changes.increments().collect::<Vec<_>>(), [("count", 5)]);
+        let mut sets: Vec<_> = changes.sets().collect();
+        sets.sort_by_key(|(k, _)| *k);
+        assert_eq!(sets, [("plain", &json!(0)), ("tags", &json!(["a"]))]);
+        assert_eq!(changes.guards().collect::<Vec<_>>(), [("tags", None)]);
+        assert_eq!(
+            updates.len(),
+            1,
+            "only the update is replayed on a conflict"
+        );
+        assert!(state.ops.is_empty());
     }
 
     #[test]

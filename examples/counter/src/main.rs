@@ -19,10 +19,10 @@ use axum::Router;
 use axum::routing::get;
 use sessionware::{Error, Session, SessionLayer};
 
+/// `increment` rather than `get` then `insert`: the store adds 1 itself, so requests of one
+/// visitor running at once (two tabs) each count, and the answer is this request's count.
 async fn count(session: Session) -> Result<String, Error> {
-    let n: u64 = session.get("count")?.unwrap_or(0);
-    session.insert("count", n + 1)?;
-    Ok((n + 1).to_string())
+    Ok(session.increment("count", 1)?.to_string())
 }
 
 async fn peek(session: Session) -> Result<String, Error> {

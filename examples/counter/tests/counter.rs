@@ -92,6 +92,28 @@ async fn counts_per_visitor_on_the_memory_store() {
     assert_eq!((status, body.as_str(), set), (200, "ok", None));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_visits_of_one_visitor_all_count() {
+    let server = start(&[]).await;
+    let client = reqwest::Client::new();
+    let base = server.base.clone();
+    let (_, _, cookie) = get(&client, format!("{base}/"), None).await;
+    let cookie = cookie.expect("the first visit sets the session cookie");
+    let mut visits = tokio::task::JoinSet::new();
+    for _ in 0..100 {
+        let (client, url, cookie) = (client.clone(), format!("{base}/"), cookie.clone());
+        visits.spawn(async move { get(&client, url, Some(&cookie)).await.0 });
+    }
+    while let Some(status) = visits.join_next().await {
+        assert_eq!(status.unwrap(), 200);
+    }
+    assert_eq!(
+        get(&client, format!("{base}/peek"), Some(&cookie)).await.1,
+        "101",
+        "100 visits at once all count"
+    );
+}
+
 #[tokio::test]
 async fn a_fixed_key_keeps_sessions_valid_across_restarts_of_the_signer() {
     // Two processes with the same SESSION_KEY accept each other's cookies; with the memory

@@ -103,8 +103,8 @@ async fn count(session: Session, Form(form): Form<Plain>) -> Result<Redirect, Er
         session.flash("Sign in to count.");
         return Ok(Redirect::to("/"));
     }
-    let n = session.get::<u64>("count")?.unwrap_or(0) + 1;
-    session.insert("count", n)?;
+    // Two tabs counting at once both count: the store adds 1 itself.
+    let n = session.increment("count", 1)?;
     session.flash(format!("Counted to {n}."));
     Ok(Redirect::to("/"))
 }

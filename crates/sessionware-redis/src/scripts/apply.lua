@@ -3,11 +3,17 @@
 -- ARGV[1] now, ARGV[2] the new expires_at (Unix ms)
 -- ARGV[3] '1' to drop every data field first
 -- ARGV[4] the version the caller's near cache holds ('-1': none), or '-' for no cache
--- ARGV[5] the number of field, value pairs that follow, the last of them `expires_at` (so the
--- deadline is written by the same HSET as the data); then the fields to remove
+-- ARGV[5] the number of field, value pairs to set, the last of them `expires_at` (so the
+-- deadline is written by the same HSET as the data); ARGV[6] the number of fields to remove;
+-- ARGV[7] the number of guards; ARGV[8] the number of increments. Then, in that order: the
+-- pairs; the fields to remove; per guard the field, '1' and the JSON it must hold, or '0' and
+-- '' for a field that must be absent; per increment the field, the step, and the bound the
+-- stored integer must not pass (`i64::MAX - step` for a step >= 0, `i64::MIN - step` below).
 -- Returns 0 when there is no live session, -1 when the key is not a session; when applied,
 -- the session's new version (`v`, which every write bumps), or, when the caller's cache did
--- not hold the version just before this write, {version, the whole hash}.
+-- not hold the version just before this write, {version, the whole hash}. Refused, writing
+-- nothing: {-2, field} an increment of a field that holds no integer, {-3, field} one that
+-- would overflow, {-4, version, the whole hash} a guard that does not hold.
 -- The last command reads the key, so a connection that tracks it (the near cache) still does.
 local key = KEYS[1]
 -- HMGET on a missing key is all false, on a key of another type an error (pcall).
@@ -20,15 +26,68 @@ end
 local expires = tonumber(got[1])
 if not expires then return -1 end
 if expires <= tonumber(ARGV[1]) then return 0 end
-local version = (tonumber(got[2]) or 0) + 1
+local current = tonumber(got[2]) or 0
+local version = current + 1
+local n_sets, n_removals = tonumber(ARGV[5]), tonumber(ARGV[6])
+local n_guards, n_increments = tonumber(ARGV[7]), tonumber(ARGV[8])
+local sets_end = 8 + 2 * n_sets
+local removals_end = sets_end + n_removals
+local guards_end = removals_end + 3 * n_guards
+
+-- Everything is checked before anything is written: a script that fails half-way keeps what
+-- it wrote.
+local i = removals_end + 1
+while i <= guards_end do
+  local stored = redis.call('HGET', key, ARGV[i])
+  local holds
+  if ARGV[i + 1] == '1' then holds = stored == ARGV[i + 2] else holds = stored == false end
+  if not holds then
+    return {-4, current, redis.call('HRANDFIELD', key, redis.call('HLEN', key), 'WITHVALUES')}
+  end
+  i = i + 3
+end
+
+-- Canonical decimal integers (no sign but '-', no leading zero) compared as text: exact over
+-- the whole i64 range, which Lua's doubles are not.
+local function cmp(a, b)
+  local na, nb = string.sub(a, 1, 1) == '-', string.sub(b, 1, 1) == '-'
+  if na ~= nb then return na and -1 or 1 end
+  local da, db = na and string.sub(a, 2) or a, nb and string.sub(b, 2) or b
+  local c = 0
+  if #da ~= #db then
+    c = #da < #db and -1 or 1
+  elseif da ~= db then
+    c = da < db and -1 or 1
+  end
+  return na and -c or c
+end
+local function is_i64(s)
+  if not (s == '0' or string.match(s, '^%-?[1-9]%d*$')) then return false end
+  return cmp(s, '-9223372036854775808') >= 0 and cmp(s, '9223372036854775807') <= 0
+end
+-- After a clear every increment counts from 0, and a step alone never overflows.
+if ARGV[3] ~= '1' then
+  while i <= #ARGV do
+    local stored = redis.call('HGET', key, ARGV[i])
+    if stored then
+      if not is_i64(stored) then return {-2, ARGV[i]} end
+      local c = cmp(stored, ARGV[i + 2])
+      if (string.sub(ARGV[i + 1], 1, 1) == '-' and c < 0) or
+         (string.sub(ARGV[i + 1], 1, 1) ~= '-' and c > 0) then
+        return {-3, ARGV[i]}
+      end
+    end
+    i = i + 3
+  end
+end
+
 if ARGV[3] == '1' then
   for _, field in ipairs(redis.call('HKEYS', key)) do
     if string.sub(field, 1, 2) == 'd:' then redis.call('HDEL', key, field) end
   end
 end
 -- In slices: unpack is bounded by Lua's C stack. The version rides on the first one.
-local sets_end = 5 + 2 * tonumber(ARGV[5])
-local i = 6
+i = 9
 local first = true
 while i <= sets_end do
   local j = math.min(i + 199, sets_end)
@@ -41,10 +100,16 @@ while i <= sets_end do
   i = j + 1
 end
 i = sets_end + 1
-while i <= #ARGV do
-  local j = math.min(i + 199, #ARGV)
+while i <= removals_end do
+  local j = math.min(i + 199, removals_end)
   redis.call('HDEL', key, unpack(ARGV, i, j))
   i = j + 1
+end
+-- HINCRBY keeps the field a decimal integer, which is its JSON text too.
+i = guards_end + 1
+while i <= #ARGV do
+  redis.call('HINCRBY', key, ARGV[i], ARGV[i + 1])
+  i = i + 3
 end
 redis.call('PEXPIREAT', key, ARGV[2])
 if ARGV[4] == '-' or tonumber(ARGV[4]) == version - 1 then

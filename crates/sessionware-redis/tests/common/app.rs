@@ -1,4 +1,4 @@
-//! The app the HTTP tests run: a counter, a read-only peek, a destroy, and a route that never
+//! The app the HTTP tests run: a counter (by insert, increment or update), a read-only peek, a destroy, and a route that never
 //! touches the session.
 
 use axum::Router;
@@ -10,6 +10,15 @@ async fn count(session: Session) -> Result<String, Error> {
     let n: u64 = session.get("count")?.unwrap_or(0);
     session.insert("count", n + 1)?;
     Ok((n + 1).to_string())
+}
+
+async fn increment(session: Session) -> Result<String, Error> {
+    Ok(session.increment("count", 1)?.to_string())
+}
+
+async fn update(session: Session) -> Result<String, Error> {
+    let n = session.update("count", |n: &mut u64| *n += 1)?;
+    Ok(n.to_string())
 }
 
 async fn peek(session: Session) -> Result<String, Error> {
@@ -40,6 +49,8 @@ pub(crate) fn key() -> Key {
 pub(crate) fn app(layer: SessionLayer) -> Router {
     Router::new()
         .route("/count", get(count))
+        .route("/increment", get(increment))
+        .route("/update", get(update))
         .route("/peek", get(peek))
         .route("/destroy", get(destroy))
         .route("/set/{key}", get(set))

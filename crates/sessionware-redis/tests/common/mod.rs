@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use sessionware::SessionLayer;
-use sessionware_core::SessionId;
+use sessionware_core::{SessionId, SessionStore as _};
 use sessionware_redis::RedisStore;
 use sessionware_redis::fred::interfaces::{ClientLike as _, HashesInterface as _};
 
@@ -67,4 +67,18 @@ pub(crate) async fn corrupt(store: &RedisStore, id: SessionId) {
         .expect("HSET");
     assert_eq!(written, 0, "d:k existed and was overwritten");
     let _ = client.quit().await;
+    // The store's near cache hears of the change once Redis's invalidation reaches it, a
+    // moment after the write returns here: the corruption counts from then.
+    let start = std::time::Instant::now();
+    while store
+        .load(&id, sessionware_core::time::OffsetDateTime::now_utc())
+        .await
+        .is_ok()
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "the store still reads the record as sound 2 s after it was corrupted"
+        );
+        tokio::task::yield_now().await;
+    }
 }

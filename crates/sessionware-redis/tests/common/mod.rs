@@ -57,15 +57,21 @@ pub(crate) fn unique_prefix(test: &str) -> String {
 
 /// The conformance suite's `corrupt`: text that is not JSON where the store keeps a value.
 pub(crate) async fn corrupt(store: &RedisStore, id: SessionId) {
+    let written = corrupt_field(store, id, "d:k").await;
+    assert_eq!(written, 0, "d:k existed and was overwritten");
+}
+
+/// Writes JSON that does not parse into field `field` of session `id`, by hand, and waits
+/// until `store` reads the record as corrupt; returns what `HSET` answered.
+pub(crate) async fn corrupt_field(store: &RedisStore, id: SessionId, field: &str) -> i64 {
     // A client of its own, as a hand on `redis-cli` would be: a write through one of the
     // store's connections is one its near cache is not told about (`NOLOOP`).
     let client = store.pool().next().clone_new();
     client.init().await.expect("connect");
     let written: i64 = client
-        .hset(store.key(&id), ("d:k", "{not json"))
+        .hset(store.key(&id), (field, "{not json"))
         .await
         .expect("HSET");
-    assert_eq!(written, 0, "d:k existed and was overwritten");
     let _ = client.quit().await;
     // The store's near cache hears of the change once Redis's invalidation reaches it, a
     // moment after the write returns here: the corruption counts from then.
@@ -81,4 +87,5 @@ pub(crate) async fn corrupt(store: &RedisStore, id: SessionId) {
         );
         tokio::task::yield_now().await;
     }
+    written
 }

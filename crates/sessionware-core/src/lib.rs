@@ -18,7 +18,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::Error;
 pub use expiry::ExpiryPolicy;
 pub use id::SessionId;
-pub use record::{Change, ChangeSet, Data, Record};
+pub use record::{Change, ChangeSet, Data, Record, increment};
 pub use store::{Loaded, SessionStore, load_then_touch};
 pub use unix_ms::{from_unix_ms, to_unix_ms};
 

@@ -213,7 +213,7 @@ impl ChangeSet {
         let mut sums = Vec::new();
         for (key, by) in self.increments() {
             let base = if self.clear { None } else { data.get(key) };
-            sums.push((key, add(key, base, by)?));
+            sums.push((key, increment(key, base, by)?));
         }
         if self.clear {
             data.clear();
@@ -236,8 +236,20 @@ impl ChangeSet {
     }
 }
 
-/// `base + by` for an increment of `key`: a missing key counts from 0.
-pub(crate) fn add(key: &str, base: Option<&Value>, by: i64) -> Result<i64, Error> {
+/// `base + by` for an increment of `key`, the rule every store and the layer apply: a missing
+/// key counts from 0; anything but an integer in the `i64` range is
+/// [`Error::NotAnInteger`], a sum outside it [`Error::Overflow`].
+///
+/// ```
+/// use sessionware_core::{Error, increment};
+/// use serde_json::json;
+///
+/// assert_eq!(increment("n", None, 3).unwrap(), 3);
+/// assert_eq!(increment("n", Some(&json!(2)), 3).unwrap(), 5);
+/// assert!(matches!(increment("n", Some(&json!("x")), 1), Err(Error::NotAnInteger { .. })));
+/// assert!(matches!(increment("n", Some(&json!(i64::MAX)), 1), Err(Error::Overflow { .. })));
+/// ```
+pub fn increment(key: &str, base: Option<&Value>, by: i64) -> Result<i64, Error> {
     let base = match base {
         None => 0,
         Some(value) => value.as_i64().ok_or_else(|| Error::NotAnInteger {

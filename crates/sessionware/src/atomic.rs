@@ -83,18 +83,10 @@ pub(crate) fn backoff(attempt: u32) -> Duration {
     Duration::from_micros(draw % (ceiling_us + 1))
 }
 
-/// `current + by`, the rule every store applies: a missing key counts from 0; anything but an
-/// integer in the `i64` range is refused, as is a sum outside it.
+/// `current + by` by the rule every store applies ([`sessionware_core::increment`]), refused
+/// with the layer's own variants.
 pub(crate) fn add(key: &str, current: Option<&Value>, by: i64) -> Result<i64, Error> {
-    let base = match current {
-        None => 0,
-        Some(value) => value.as_i64().ok_or_else(|| Error::NotAnInteger {
-            key: key.to_owned(),
-        })?,
-    };
-    base.checked_add(by).ok_or_else(|| Error::Overflow {
-        key: key.to_owned(),
-    })
+    sessionware_core::increment(key, current, by).map_err(Error::from)
 }
 
 #[cfg(test)]

@@ -672,8 +672,14 @@ impl Shard {
 /// entry then goes). It always does when the entry was at the version the script wrote on:
 /// the guards and increments Redis checked are checked on the same state here.
 pub(crate) fn apply_change(record: &mut Record, changes: &ChangeSet) -> bool {
-    record.expires_at = changes.expires_at();
+    record.expires_at = as_stored(changes.expires_at());
     changes.apply_to(&mut record.data).is_ok()
+}
+
+/// `time` as Redis keeps it, in whole milliseconds, so a record the cache updated in place
+/// equals the one a load would read.
+pub(crate) fn as_stored(time: OffsetDateTime) -> OffsetDateTime {
+    sessionware_core::from_unix_ms(sessionware_core::to_unix_ms(time)).unwrap_or(time)
 }
 
 #[cfg(test)]

@@ -10,8 +10,14 @@ use fred::types::scripts::Script;
 use fred::types::{MultipleKeys, Value};
 
 pub(crate) const CREATE: &str = include_str!("scripts/create.lua");
-pub(crate) const APPLY: &str = include_str!("scripts/apply.lua");
-pub(crate) const TOUCH: &str = include_str!("scripts/touch.lua");
+pub(crate) const APPLY: &str = concat!(
+    include_str!("scripts/live.lua"),
+    include_str!("scripts/apply.lua")
+);
+pub(crate) const TOUCH: &str = concat!(
+    include_str!("scripts/live.lua"),
+    include_str!("scripts/touch.lua")
+);
 pub(crate) const INDEX: &str = include_str!("scripts/index.lua");
 pub(crate) const DELETE_BOUND: &str = include_str!("scripts/delete_bound.lua");
 pub(crate) const REKEY: &str = include_str!("scripts/rekey.lua");

@@ -684,7 +684,7 @@ impl SessionStore for RedisStore {
             .map(|(ticket, _)| ticket);
         let reply = self.run(&self.inner.scripts.touch, id, args).await?;
         self.after_write(ticket, id, version(reply)?, 0, |record| {
-            record.expires_at = expires_at;
+            record.expires_at = near_cache::as_stored(expires_at);
             true
         })
     }

@@ -16,17 +16,8 @@
 -- would overflow, {-4, version, the whole hash} a guard that does not hold.
 -- The last command reads the key, so a connection that tracks it (the near cache) still does.
 local key = KEYS[1]
--- HMGET on a missing key is all false, on a key of another type an error (pcall).
-local ok, got = pcall(redis.call, 'HMGET', key, 'expires_at', 'v')
-if not ok then return -1 end
-if not got[1] then
-  if redis.call('EXISTS', key) == 1 then return -1 end
-  return 0
-end
-local expires = tonumber(got[1])
-if not expires then return -1 end
-if expires <= tonumber(ARGV[1]) then return 0 end
-local current = tonumber(got[2]) or 0
+local expires, current = live(key, tonumber(ARGV[1]))
+if not expires then return current end
 local version = current + 1
 local n_sets, n_removals = tonumber(ARGV[5]), tonumber(ARGV[6])
 local n_guards, n_increments = tonumber(ARGV[7]), tonumber(ARGV[8])

@@ -37,8 +37,6 @@ enum Source {
     Url(String),
     Config(Box<Config>),
     Pool(Pool),
-    /// Moved out by `connect`.
-    Taken,
 }
 
 /// Names the source only: a URL or a config may hold a password.
@@ -48,7 +46,6 @@ impl std::fmt::Debug for Source {
             Self::Url(_) => "Url(..)",
             Self::Config(_) => "Config(..)",
             Self::Pool(_) => "Pool(..)",
-            Self::Taken => "Taken",
         })
     }
 }
@@ -166,18 +163,17 @@ impl RedisStoreBuilder {
     /// 2 s; commands sent while it is down fail after the command timeout, and the store
     /// works again as soon as Redis is back. A connection that stops answering is dropped
     /// and replaced.
-    pub async fn connect(mut self) -> Result<RedisStore, ConnectError> {
+    pub async fn connect(self) -> Result<RedisStore, ConnectError> {
         // The pool the store builds carries the command timeout as its default, which costs
         // nothing per command; an application's pool has its own defaults, so there every
         // command carries the timeout itself.
         let mut options = Options::default();
-        let source = std::mem::replace(&mut self.source, Source::Taken);
-        let pool = match source {
+        let pool = match &self.source {
             Source::Pool(pool) => {
                 options.timeout = Some(self.command_timeout);
-                pool
+                pool.clone()
             }
-            Source::Url(ref url) => {
+            Source::Url(url) => {
                 check_scheme(url)?;
                 // fred builds the TLS config of a `rediss://` URL with rustls's process-wide
                 // default provider; when more than one crate enables rustls with different
@@ -187,8 +183,7 @@ impl RedisStoreBuilder {
                 let config = Config::from_url(url).map_err(ConnectError::InvalidUrl)?;
                 self.build_pool_for_cache(config).await?
             }
-            Source::Config(config) => self.build_pool_for_cache(*config).await?,
-            Source::Taken => unreachable!("a builder connects once"),
+            Source::Config(config) => self.build_pool_for_cache((**config).clone()).await?,
         };
         let scripts = Scripts::new();
         let load = async {

@@ -225,11 +225,14 @@ impl NearCache {
 
     /// The pool connection all of `id`'s commands go through.
     pub(crate) fn conn_of(&self, id: &SessionId) -> usize {
-        ((self.spread(id) >> 8) % self.conns.len() as u64) as usize
+        self.place(id).0
     }
 
-    fn shard_of(&self, id: &SessionId) -> &Mutex<Shard> {
-        &self.shards[(self.spread(id) as usize) & (SHARDS - 1)]
+    /// `id`'s connection and shard, from one hash of it.
+    fn place(&self, id: &SessionId) -> (usize, &Mutex<Shard>) {
+        let spread = self.spread(id);
+        let conn = ((spread >> 8) % self.conns.len() as u64) as usize;
+        (conn, &self.shards[(spread as usize) & (SHARDS - 1)])
     }
 
     /// The client of connection `conn`.
@@ -239,13 +242,13 @@ impl NearCache {
 
     /// The live cached record of `id`, or a ticket to fill it.
     pub(crate) fn lookup(&self, id: &SessionId, now: OffsetDateTime) -> Lookup {
-        let conn = self.conn_of(id);
+        let (conn, shard) = self.place(id);
         let state = self.sync(conn);
         if state & TRACKING == 0 || self.conns[conn].client.state() != ClientState::Connected {
             self.misses.fetch_add(1, Ordering::Relaxed);
             return Lookup::Miss(None);
         }
-        let mut shard = lock(self.shard_of(id));
+        let mut shard = lock(shard);
         if let Some(entry) = shard.map.get(id) {
             if entry.state == state && entry.record.expires_at > now {
                 let record = entry.record.clone();
@@ -268,12 +271,12 @@ impl NearCache {
     /// A ticket for a write to `id`, and the version of its cached record (`None`: not
     /// cached); no ticket when its connection bypasses the cache.
     pub(crate) fn before_write(&self, id: &SessionId) -> Option<(Ticket, Option<u64>)> {
-        let conn = self.conn_of(id);
+        let (conn, shard) = self.place(id);
         let state = self.sync(conn);
         if state & TRACKING == 0 {
             return None;
         }
-        let shard = lock(self.shard_of(id));
+        let shard = lock(shard);
         let version = shard
             .map
             .get(id)
@@ -293,7 +296,7 @@ impl NearCache {
         if state != ticket.state || state & TRACKING == 0 {
             return None;
         }
-        let shard = lock(self.shard_of(id));
+        let shard = lock(self.place(id).1);
         (shard.generation == ticket.generation).then_some(shard)
     }
 
@@ -358,7 +361,7 @@ impl NearCache {
 
     /// Drops `id` and voids every open ticket of its shard: the store deleted or moved it.
     pub(crate) fn forget(&self, id: &SessionId) {
-        let mut shard = lock(self.shard_of(id));
+        let mut shard = lock(self.place(id).1);
         shard.generation += 1;
         shard.remove(id);
     }

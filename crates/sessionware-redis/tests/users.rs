@@ -29,6 +29,14 @@ async fn users_and_devices_over_http() {
 }
 
 #[tokio::test]
+async fn remember_me_and_recent_sign_in_over_http() {
+    let Some(store) = store("sign-in-http").await else {
+        return;
+    };
+    sessionware::testing::sign_in_over_http(store).await;
+}
+
+#[tokio::test]
 async fn security_findings_over_http() {
     let Some(store) = store("security-http").await else {
         return;

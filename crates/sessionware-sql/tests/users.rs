@@ -32,6 +32,38 @@ async fn sqlite_file() {
     sessionware::testing::users_over_http(store).await;
 }
 
+/// Remember-me and recent sign-in on each engine.
+mod sign_in {
+    use super::*;
+    use sessionware::testing::sign_in_over_http;
+
+    #[tokio::test]
+    async fn postgres() {
+        let Some((store, pool, table)) = pg("sign_in").await else {
+            return;
+        };
+        sign_in_over_http(store).await;
+        drop_pg(&pool, &table).await;
+    }
+
+    #[tokio::test]
+    async fn mariadb() {
+        let Some((store, pool, table)) = mysql("sign_in").await else {
+            return;
+        };
+        sign_in_over_http(store).await;
+        drop_mysql(&pool, &table).await;
+    }
+
+    #[tokio::test]
+    async fn sqlite_file() {
+        let db = TempDb::new("sign_in");
+        let store = SqlStore::connect(&db.url()).await.unwrap();
+        store.migrate().await.unwrap();
+        sign_in_over_http(store).await;
+    }
+}
+
 /// The security review's findings over HTTP on each engine; a record is made unreadable by
 /// writing data that is not a JSON object (or not JSON).
 mod security {

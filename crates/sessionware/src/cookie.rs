@@ -57,6 +57,8 @@ pub(crate) struct CookieConfig {
     /// `None`: the `__Host-` prefix whenever the other attributes allow it.
     pub(crate) host_prefix: Option<bool>,
     pub(crate) browser_session: bool,
+    /// `Partitioned` (CHIPS): the browser keys the cookie by the top-level site too.
+    pub(crate) partitioned: bool,
 }
 
 impl Default for CookieConfig {
@@ -69,6 +71,7 @@ impl Default for CookieConfig {
             secure: true,
             host_prefix: None,
             browser_session: false,
+            partitioned: false,
         }
     }
 }
@@ -166,10 +169,17 @@ impl CookieConfig {
         Presented::Invalid
     }
 
-    /// A `Set-Cookie` carrying `token`; `max_age` is ignored for browser-session cookies.
-    pub(crate) fn set(&self, name: &str, token: String, max_age: Duration) -> Option<HeaderValue> {
+    /// A `Set-Cookie` carrying `token`; `max_age` is ignored for browser-session cookies
+    /// unless `persistent` (a remember-me session) says the cookie must outlive the browser.
+    pub(crate) fn set(
+        &self,
+        name: &str,
+        token: String,
+        max_age: Duration,
+        persistent: bool,
+    ) -> Option<HeaderValue> {
         let mut cookie = self.base(name, token);
-        if !self.browser_session {
+        if !self.browser_session || persistent {
             cookie.set_max_age(max_age.max(Duration::ZERO));
         }
         HeaderValue::try_from(cookie.to_string()).ok()
@@ -192,6 +202,10 @@ impl CookieConfig {
         let mut cookie = Cookie::new(name.to_owned(), value);
         cookie.set_http_only(true);
         cookie.set_same_site(self.same_site);
+        if self.partitioned {
+            // The cookie crate renders `Secure` with it, as browsers require.
+            cookie.set_partitioned(true);
+        }
         // The `__Host-` prefix obliges Secure, Path=/ and no Domain; browsers drop it otherwise.
         if self.host_prefixed() {
             cookie.set_secure(true);
@@ -342,9 +356,60 @@ mod properties {
             "forced: the attributes follow"
         );
         let set = config
-            .set("__Host-session", "t".into(), Duration::minutes(1))
+            .set("__Host-session", "t".into(), Duration::minutes(1), false)
             .unwrap();
         let set = set.to_str().unwrap();
         assert!(set.contains("Path=/;") || set.ends_with("Path=/"), "{set}");
+    }
+
+    #[test]
+    fn partitioned_goes_on_every_cookie_and_brings_secure() {
+        let mut config = CookieConfig {
+            partitioned: true,
+            ..CookieConfig::default()
+        };
+        let set = config
+            .set("__Host-session", "t".into(), Duration::minutes(1), false)
+            .unwrap();
+        let removal = config.removal("__Host-session").unwrap();
+        let csrf = config.csrf("__Host-session-csrf", "n".into()).unwrap();
+        for value in [&set, &removal, &csrf] {
+            let text = value.to_str().unwrap();
+            assert!(text.contains("Partitioned"), "{text}");
+        }
+        config.secure = false;
+        config.host_prefix = Some(false);
+        let set = config
+            .set("session", "t".into(), Duration::minutes(1), false)
+            .unwrap();
+        let text = set.to_str().unwrap();
+        assert!(
+            text.contains("Partitioned") && text.contains("Secure"),
+            "{text}"
+        );
+        config.partitioned = false;
+        let set = config
+            .set("session", "t".into(), Duration::minutes(1), false)
+            .unwrap();
+        assert!(!set.to_str().unwrap().contains("Partitioned"));
+    }
+
+    #[test]
+    fn a_persistent_cookie_keeps_its_max_age_in_browser_session_mode() {
+        let config = CookieConfig {
+            browser_session: true,
+            ..CookieConfig::default()
+        };
+        let plain = config
+            .set("s", "t".into(), Duration::days(30), false)
+            .unwrap();
+        assert!(!plain.to_str().unwrap().contains("Max-Age"));
+        let kept = config
+            .set("s", "t".into(), Duration::days(30), true)
+            .unwrap();
+        assert!(
+            kept.to_str().unwrap().contains("Max-Age=2592000"),
+            "{kept:?}"
+        );
     }
 }

@@ -56,6 +56,11 @@ pub enum Error {
         /// The limit.
         limit: usize,
     },
+    /// [`Session::require_sign_in_within`](crate::Session::require_sign_in_within): nobody is
+    /// signed in, or the sign-in is older than the action asks for. `401`; show a page that
+    /// asks for the password again and call
+    /// [`Session::confirm_sign_in`](crate::Session::confirm_sign_in).
+    SignInRequired,
     /// A form post whose CSRF token is not the session's
     /// ([`Session::verify_csrf`](crate::Session::verify_csrf)).
     CsrfMismatch,
@@ -90,6 +95,7 @@ impl Error {
             Self::SessionGone | Self::UpdateConflict { .. } => StatusCode::CONFLICT,
             Self::NotAnInteger { .. } | Self::Overflow { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::CsrfMismatch => StatusCode::FORBIDDEN,
+            Self::SignInRequired => StatusCode::UNAUTHORIZED,
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::TooDeep { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
@@ -110,6 +116,7 @@ impl fmt::Display for Error {
             Self::SessionGone => f.write_str("the session ended while this request was using it"),
             Self::MissingLayer => f.write_str("Session extracted on a route without SessionLayer"),
             Self::CsrfMismatch => f.write_str("CSRF token missing or wrong"),
+            Self::SignInRequired => f.write_str("a recent sign-in is required"),
             Self::UpdateConflict { keys } => write!(
                 f,
                 "session values {keys:?} kept changing under concurrent requests"
@@ -164,6 +171,7 @@ impl IntoResponse for Error {
             StatusCode::PAYLOAD_TOO_LARGE => "session too large\n",
             _ => match self {
                 Self::SessionGone => "session ended\n",
+                Self::SignInRequired => "recent sign-in required\n",
                 Self::UpdateConflict { .. } => "session value changed by concurrent requests\n",
                 Self::TooDeep { .. } => "session value nested too deep\n",
                 Self::NotAnInteger { .. } => "session value is not an integer\n",

@@ -200,6 +200,17 @@ impl SessionLayer {
         self
     }
 
+    /// Whether the cookie is `Partitioned` (default `false`): with CHIPS, a browser keys it by
+    /// the top-level site as well, so an application embedded in other sites (a widget, a
+    /// support chat in an iframe) keeps a separate session per embedding site, and browsers
+    /// that block third-party cookies still send it. The attribute requires `Secure`, which
+    /// goes with it even after [`with_secure(false)`](Self::with_secure). It applies to the
+    /// session cookie, its removal and the CSRF nonce cookie alike.
+    pub fn with_partitioned(mut self, enabled: bool) -> Self {
+        self.shared_mut().cookie.partitioned = enabled;
+        self
+    }
+
     /// The clock for deadlines (default the system clock); tests pass a
     /// [`ManualClock`](crate::ManualClock) to move time.
     pub fn with_clock(mut self, clock: impl Clock) -> Self {

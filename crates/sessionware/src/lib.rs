@@ -20,6 +20,7 @@ mod layer;
 mod log_id;
 mod service;
 mod session;
+mod sign_in;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod token;

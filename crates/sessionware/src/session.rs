@@ -15,6 +15,7 @@ use crate::atomic::{self, KeyOp, Step};
 use crate::config::{DEVICE_KEY, Shared, device_facts, is_reserved};
 use crate::cookie::Presented;
 use crate::error::SessionRejection;
+use crate::sign_in::IDLE_KEY;
 pub(crate) use crate::token::Transport;
 
 /// The deepest nesting of arrays and objects a value may have. A session is stored as an
@@ -116,6 +117,10 @@ pub(crate) struct State {
     pub(crate) login: bool,
     /// `logout` was called: add `Clear-Site-Data` if configured.
     pub(crate) logout: bool,
+    /// `remember_for` was called: a `login` in the same request keeps its choice.
+    pub(crate) remembered: bool,
+    /// `confirm_sign_in` was called.
+    pub(crate) confirmed: bool,
     /// Facts about the client, kept from the request for `login`.
     pub(crate) user_agent: Option<http::HeaderValue>,
     pub(crate) address: Option<std::net::SocketAddr>,
@@ -180,6 +185,8 @@ impl State {
             transport: Transport::Cookie,
             login: false,
             logout: false,
+            remembered: false,
+            confirmed: false,
             user_agent: None,
             address: None,
             size: None,
@@ -278,6 +285,10 @@ impl Session {
                                 return Err(error);
                             }
                         };
+                        let loaded = match loaded {
+                            Some(loaded) => self.refresh_remembered(loaded, now).await?,
+                            None => None,
+                        };
                         match loaded {
                             Some(Loaded { record, refreshed }) => {
                                 state.id = Some(record.id);
@@ -300,6 +311,45 @@ impl Session {
             })
             .await
             .map(|_| ())
+    }
+
+    /// The store refreshed `loaded` by the layer's idle timeout; a session that chose a
+    /// longer one at sign-in ("remember me") moves its deadline by that one, with a `touch`
+    /// when due. `None` when the session ended in between.
+    async fn refresh_remembered(
+        &self,
+        mut loaded: Loaded,
+        now: OffsetDateTime,
+    ) -> Result<Option<Loaded>, Error> {
+        let shared = &self.0.shared;
+        let policy = shared.policy_for(&loaded.record.data);
+        if policy == shared.policy {
+            return Ok(Some(loaded));
+        }
+        let record = &loaded.record;
+        let Some(deadline) = policy.refreshed_deadline(record.created_at, record.expires_at, now)
+        else {
+            return Ok(Some(loaded));
+        };
+        let touched = shared
+            .call(shared.store.touch(&record.id, deadline, now))
+            .await;
+        match touched {
+            Ok(true) => {
+                loaded.record.expires_at = deadline;
+                loaded.refreshed = true;
+                Ok(Some(loaded))
+            }
+            Ok(false) => Ok(None),
+            Err(error) => {
+                tracing::error!(
+                    %error,
+                    session = %shared.keys.log_id(&loaded.record.id),
+                    "session deadline could not be moved"
+                );
+                Err(error)
+            }
+        }
     }
 
     /// The value under `key`, deserialized as `T`; `Ok(None)` when there is none, and
@@ -565,6 +615,10 @@ impl Session {
         let user = user.into();
         if state.user.as_ref().is_some_and(|current| *current != user) {
             state.data.retain(|k, _| is_reserved(k));
+        }
+        // Each sign-in chooses its expiry: "remember me" is not inherited from the last one.
+        if !state.remembered && state.data.remove(IDLE_KEY).is_some() {
+            state.dirty.insert(IDLE_KEY.to_owned());
         }
         state.data.insert(DEVICE_KEY.to_owned(), facts);
         state.dirty.insert(DEVICE_KEY.to_owned());

@@ -127,7 +127,9 @@ impl Device {
             .and_then(|s| OffsetDateTime::from_unix_timestamp(s).ok());
         // A read or write sets the deadline to `min(now + idle, created + lifetime)`, so while
         // the lifetime does not cap it, `deadline - idle` is the time of the last refresh.
-        let idle = policy.idle_timeout().unwrap_or(ExpiryPolicy::MAX_IDLE);
+        let idle = crate::sign_in::session_policy(policy, &record.data)
+            .idle_timeout()
+            .unwrap_or(ExpiryPolicy::MAX_IDLE);
         Self {
             id: DeviceId::of(&record.id),
             current: current == Some(&record.id),

@@ -12,6 +12,7 @@ use sessionware_core::{ChangeSet, Record, SessionId};
 use crate::atomic::KeyOp;
 use crate::config::Shared;
 use crate::session::{State, Transport};
+use crate::sign_in::remembered_idle;
 
 const CLEAR_SITE_DATA: HeaderName = HeaderName::from_static("clear-site-data");
 use crate::{Error, Session, StoreError};
@@ -84,6 +85,9 @@ pub(crate) struct Pending {
     plan: Plan,
     transport: Transport,
     logout: bool,
+    /// The session chose its own expiry at sign-in: its cookie keeps a `Max-Age` even
+    /// when the layer sends browser-session cookies.
+    persistent: bool,
     /// A CSRF nonce this request made, whose cookie the response sets.
     csrf_nonce: Option<[u8; crate::cookie::NONCE_BYTES]>,
     now: OffsetDateTime,
@@ -96,16 +100,18 @@ pub(crate) fn prepare(session: Session) -> Option<Pending> {
     let shared = session.shared();
     // Read the clock only if something is to be written: most requests write nothing.
     let clock = std::cell::OnceCell::new();
-    let (plan, transport, logout, csrf_nonce) = {
+    let (plan, transport, logout, persistent, csrf_nonce) = {
         let now = || *clock.get_or_init(|| shared.clock.now());
         let mut state = session.state();
         let csrf_nonce = state
             .csrf_nonce
             .filter(|_| state.new_csrf_nonce && state.transport == Transport::Cookie);
+        let persistent = remembered_idle(&state.data).is_some();
         (
             plan(&mut state, shared, &now),
             state.transport,
             state.logout,
+            persistent,
             csrf_nonce,
         )
     };
@@ -118,6 +124,7 @@ pub(crate) fn prepare(session: Session) -> Option<Pending> {
         plan,
         transport,
         logout,
+        persistent,
         csrf_nonce,
         now,
     })
@@ -129,6 +136,7 @@ pub(crate) async fn write_back(pending: Pending, mut response: Response) -> Resp
         plan,
         transport,
         logout,
+        persistent,
         csrf_nonce,
         now,
     } = pending;
@@ -145,7 +153,7 @@ pub(crate) async fn write_back(pending: Pending, mut response: Response) -> Resp
             // Clear-Site-Data would also drop the anonymous session this response starts (a
             // "signed out" flash set after `logout`), so it goes only with a plain sign-out.
             let starts_session = matches!(cookie, CookieOut::Set(..));
-            set_cookie(shared, &mut response, cookie, now, transport);
+            set_cookie(shared, &mut response, cookie, now, transport, persistent);
             if logout && shared.clear_site_data && !starts_session {
                 response
                     .headers_mut()
@@ -164,16 +172,18 @@ pub(crate) async fn write_back(pending: Pending, mut response: Response) -> Resp
                 _ => CookieOut::Keep,
             };
             let mut response = shared.error_response(error);
-            set_cookie(shared, &mut response, cookie, now, transport);
+            set_cookie(shared, &mut response, cookie, now, transport, persistent);
             response
         }
     }
 }
 
 fn plan(state: &mut State, shared: &Shared, now: &dyn Fn() -> OffsetDateTime) -> Plan {
-    let policy = &shared.policy;
+    // A remembered session ("remember me") has an idle timeout of its own.
+    let policy = &shared.policy_for(&state.data);
     // A cookie's Max-Age must follow the deadline; a header token carries no expiry.
-    let resends = state.transport == Transport::Cookie && !shared.cookie.browser_session;
+    let resends = state.transport == Transport::Cookie
+        && (!shared.cookie.browser_session || remembered_idle(&state.data).is_some());
     let destroyed = state.destroyed.take();
     let Some(id) = state.id else {
         if !state.data.is_empty() {
@@ -247,13 +257,14 @@ fn new_record(
     now: OffsetDateTime,
     shared: &Shared,
 ) -> Record {
+    let expires_at = shared.policy_for(&state.data).deadline(created_at, now);
     Record {
         // Replaced by a fresh id in `execute`; the zero id is never stored.
         id: SessionId::from_bytes([0; SessionId::BYTES]),
         data: mem::take(&mut state.data),
         user: state.user.take(),
         created_at,
-        expires_at: shared.policy.deadline(created_at, now),
+        expires_at,
     }
 }
 
@@ -427,6 +438,7 @@ fn set_cookie(
     cookie: CookieOut,
     now: OffsetDateTime,
     transport: Transport,
+    persistent: bool,
 ) {
     let name = &shared.cookie_name;
     let token = match cookie {
@@ -448,7 +460,9 @@ fn set_cookie(
             .is_some(),
         _ => {
             let value = match token {
-                Some((token, expires_at)) => shared.cookie.set(name, token, expires_at - now),
+                Some((token, expires_at)) => {
+                    shared.cookie.set(name, token, expires_at - now, persistent)
+                }
                 None => shared.cookie.removal(name),
             };
             value

@@ -8,6 +8,11 @@ async fn users_and_devices_on_the_memory_store() {
 }
 
 #[tokio::test]
+async fn remember_me_and_recent_sign_in_on_the_memory_store() {
+    sessionware::testing::sign_in_over_http(MemoryStore::new()).await;
+}
+
+#[tokio::test]
 async fn security_findings_on_the_memory_store() {
     let store = MemoryStore::new();
     let corrupted = store.clone();

@@ -37,6 +37,14 @@ async fn remember_me_and_recent_sign_in_over_http() {
 }
 
 #[tokio::test]
+async fn audit_events_over_http() {
+    let Some(store) = store("events-http").await else {
+        return;
+    };
+    sessionware::testing::events_over_http(store).await;
+}
+
+#[tokio::test]
 async fn security_findings_over_http() {
     let Some(store) = store("security-http").await else {
         return;

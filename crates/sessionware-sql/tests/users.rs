@@ -64,6 +64,38 @@ mod sign_in {
     }
 }
 
+/// Audit events on each engine.
+mod events {
+    use super::*;
+    use sessionware::testing::events_over_http;
+
+    #[tokio::test]
+    async fn postgres() {
+        let Some((store, pool, table)) = pg("events").await else {
+            return;
+        };
+        events_over_http(store).await;
+        drop_pg(&pool, &table).await;
+    }
+
+    #[tokio::test]
+    async fn mariadb() {
+        let Some((store, pool, table)) = mysql("events").await else {
+            return;
+        };
+        events_over_http(store).await;
+        drop_mysql(&pool, &table).await;
+    }
+
+    #[tokio::test]
+    async fn sqlite_file() {
+        let db = TempDb::new("events");
+        let store = SqlStore::connect(&db.url()).await.unwrap();
+        store.migrate().await.unwrap();
+        events_over_http(store).await;
+    }
+}
+
 /// The security review's findings over HTTP on each engine; a record is made unreadable by
 /// writing data that is not a JSON object (or not JSON).
 mod security {

@@ -63,6 +63,8 @@ pub(crate) struct Shared {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) timeout: Duration,
     pub(crate) on_error: Option<ErrorHandler>,
+    /// The application's audit event handler.
+    pub(crate) on_event: Option<crate::events::EventHandler>,
     /// The header transport, when API clients may send the token in a header.
     pub(crate) header: Option<HeaderConfig>,
     pub(crate) record_address: bool,

@@ -86,6 +86,7 @@ impl SessionLayer {
                 clock: Arc::new(SystemClock),
                 timeout: Duration::from_secs(5),
                 on_error: None,
+                on_event: None,
                 header: None,
                 record_address: false,
                 max_per_user: None,
@@ -306,6 +307,37 @@ impl SessionLayer {
         handler: impl Fn(&Error) -> Response + Send + Sync + 'static,
     ) -> Self {
         self.shared_mut().on_error = Some(Arc::new(handler));
+        self
+    }
+}
+
+impl SessionLayer {
+    /// Hands every [`SessionEvent`] to `handler` as it happens, in order: sign-ins,
+    /// sign-outs, id renewals, revocations (by the user, an admin, or the per-user cap),
+    /// sessions found ended at load, refused tokens. For an audit log of the application's
+    /// own.
+    ///
+    /// The handler runs on the request's task, inside the layer, so keep it short: push the
+    /// event into a channel (`tokio::sync::mpsc::UnboundedSender::send` never waits) and
+    /// write it out elsewhere. Events report what was stored: a sign-in the store refused
+    /// (`409`) or could not store (`503`) sends none.
+    ///
+    /// ```
+    /// use sessionware::{SessionEventKind, SessionLayer};
+    /// use sessionware_memory::MemoryStore;
+    ///
+    /// let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    /// let layer = SessionLayer::new(MemoryStore::new()).with_event_handler(move |event| {
+    ///     let _ = tx.send(event.clone());
+    /// });
+    /// // elsewhere: while let Some(event) = rx.recv().await { audit_log.write(event) }
+    /// # let _ = (layer, &mut rx);
+    /// ```
+    pub fn with_event_handler(
+        mut self,
+        handler: impl Fn(&crate::SessionEvent) + Send + Sync + 'static,
+    ) -> Self {
+        self.shared_mut().on_event = Some(Arc::new(handler));
         self
     }
 }

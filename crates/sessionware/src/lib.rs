@@ -13,6 +13,7 @@ mod cookie;
 mod csrf;
 mod dyn_store;
 mod error;
+mod events;
 mod flash;
 mod header;
 mod key;
@@ -29,6 +30,7 @@ mod write_back;
 
 pub use ::cookie::SameSite;
 pub use error::{Error, SessionRejection};
+pub use events::{RevokedBy, SessionEvent, SessionEventKind};
 pub use key::{Key, KeyError};
 pub use layer::SessionLayer;
 pub use log_id::LogId;

@@ -23,7 +23,7 @@ const ENCODED_LEN: usize = 11;
 /// It names one session alike on every instance that shares the signing key, and changes
 /// when the signing key does. There is no way back from it to the id, so a log holding it
 /// is not a credential. Only `Display` (and `Debug`) show it.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct LogId([u8; ENCODED_LEN]);
 
 impl LogId {

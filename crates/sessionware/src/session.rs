@@ -15,6 +15,7 @@ use crate::atomic::{self, KeyOp, Step};
 use crate::config::{DEVICE_KEY, Shared, device_facts, is_reserved};
 use crate::cookie::Presented;
 use crate::error::SessionRejection;
+use crate::events::SessionEventKind;
 use crate::sign_in::IDLE_KEY;
 pub(crate) use crate::token::Transport;
 
@@ -107,6 +108,8 @@ pub(crate) struct State {
     pub(crate) cycle: bool,
     /// The stored session `destroy` ended; deleted at write-back.
     pub(crate) destroyed: Option<SessionId>,
+    /// The user the destroyed session was bound to, for its sign-out event.
+    pub(crate) destroyed_user: Option<String>,
     /// The load moved the deadline.
     pub(crate) refreshed: bool,
     /// The client sent a token we did not accept (bad tag, unknown or expired id).
@@ -180,6 +183,7 @@ impl State {
             cleared: false,
             cycle: false,
             destroyed: None,
+            destroyed_user: None,
             refreshed: false,
             stale_cookie: false,
             transport: Transport::Cookie,
@@ -258,8 +262,12 @@ impl Session {
                 }
                 match presented {
                     Presented::Nothing => {}
-                    Presented::Invalid => state.stale_cookie = true,
+                    Presented::Invalid => {
+                        state.stale_cookie = true;
+                        shared.emit(|| (SessionEventKind::TokenRefused, None, None));
+                    }
                     Presented::Valid(id) => {
+                        let mut unreadable = false;
                         let loaded = shared
                             .call(shared.store.load_refreshed(&id, &shared.policy, now))
                             .await;
@@ -274,6 +282,7 @@ impl Session {
                                     session = %shared.keys.log_id(&id),
                                     "session record unreadable; starting a fresh session"
                                 );
+                                unreadable = true;
                                 None
                             }
                             Err(error) => {
@@ -299,7 +308,14 @@ impl Session {
                                 state.expires_at = record.expires_at;
                                 state.refreshed = refreshed;
                             }
-                            None => state.stale_cookie = true,
+                            None if unreadable => state.stale_cookie = true,
+                            None => {
+                                state.stale_cookie = true;
+                                shared.emit(|| {
+                                    let session = Some(shared.keys.log_id(&id));
+                                    (SessionEventKind::Expired, session, None)
+                                });
+                            }
                         }
                     }
                 }
@@ -656,9 +672,13 @@ impl Session {
     pub fn destroy(&self) {
         let mut state = self.state();
         let now = self.0.shared.clock.now();
-        let old = state.id.take().or(state.destroyed);
+        let (old, old_user) = match state.id.take() {
+            Some(id) => (Some(id), state.user.take()),
+            None => (state.destroyed, state.destroyed_user.take()),
+        };
         let mut fresh = State::new(now, self.0.shared.policy.deadline(now, now));
         fresh.destroyed = old;
+        fresh.destroyed_user = old_user;
         fresh.stale_cookie = state.stale_cookie;
         fresh.transport = state.transport;
         fresh.csrf_nonce = state.csrf_nonce;

@@ -13,6 +13,7 @@ use sessionware_core::time::OffsetDateTime;
 use sessionware_core::{ExpiryPolicy, Record, SessionId};
 
 use crate::config::{DEVICE_KEY, Shared};
+use crate::events::{RevokedBy, SessionEventKind};
 use crate::{Error, Session};
 
 /// An opaque, stable name for one of a user's sessions, safe to put in a page or a form: a
@@ -181,6 +182,7 @@ impl UserSessions {
         match find(&self.shared, user, device).await? {
             Some(id) => {
                 self.shared.call(self.shared.store.delete(&id)).await?;
+                revoked(&self.shared, RevokedBy::Admin, user, Some(&id), 1);
                 Ok(true)
             }
             None => Ok(false),
@@ -190,10 +192,22 @@ impl UserSessions {
     /// Ends every session of `user`; returns how many.
     pub async fn revoke_all(&self, user: &str) -> Result<usize, Error> {
         let now = self.shared.clock.now();
-        self.shared
+        let ended = self
+            .shared
             .call(self.shared.store.delete_user(user, None, now))
-            .await
+            .await?;
+        revoked(&self.shared, RevokedBy::Admin, user, None, ended);
+        Ok(ended)
     }
+}
+
+/// Reports a revocation: of the session `id`, or of `sessions` of the user's.
+fn revoked(shared: &Shared, by: RevokedBy, user: &str, id: Option<&SessionId>, sessions: usize) {
+    shared.emit(|| {
+        let kind = SessionEventKind::Revoked { by, sessions };
+        let session = id.map(|id| shared.keys.log_id(id));
+        (kind, session, Some(user.to_owned()))
+    });
 }
 
 pub(crate) async fn list(
@@ -255,6 +269,7 @@ impl Session {
             self.logout();
         } else {
             self.shared().call(self.shared().store.delete(&id)).await?;
+            revoked(self.shared(), RevokedBy::User, &user, Some(&id), 1);
         }
         Ok(true)
     }
@@ -270,6 +285,7 @@ impl Session {
             .shared()
             .call(self.shared().store.delete_user(&user, None, now))
             .await?;
+        revoked(self.shared(), RevokedBy::User, &user, None, ended);
         self.logout();
         Ok(ended)
     }
@@ -284,12 +300,15 @@ impl Session {
             return Ok(0);
         };
         let now = self.shared().clock.now();
-        self.shared()
+        let ended = self
+            .shared()
             .call(
                 self.shared()
                     .store
                     .delete_user(&user, current.as_ref(), now),
             )
-            .await
+            .await?;
+        revoked(self.shared(), RevokedBy::User, &user, None, ended);
+        Ok(ended)
     }
 }

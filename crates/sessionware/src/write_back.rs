@@ -11,6 +11,7 @@ use sessionware_core::{ChangeSet, Record, SessionId};
 
 use crate::atomic::KeyOp;
 use crate::config::Shared;
+use crate::events::{RevokedBy, SessionEventKind as Kind};
 use crate::session::{State, Transport};
 use crate::sign_in::remembered_idle;
 
@@ -40,6 +41,8 @@ enum Plan {
         id: Option<SessionId>,
         /// A sign-in: the user's other sessions are held to the per-user cap.
         login: bool,
+        /// `confirm_sign_in`: reported with the id renewal.
+        confirmed: bool,
     },
     Apply {
         id: SessionId,
@@ -88,6 +91,8 @@ pub(crate) struct Pending {
     /// The session chose its own expiry at sign-in: its cookie keeps a `Max-Age` even
     /// when the layer sends browser-session cookies.
     persistent: bool,
+    /// The user of the session `destroy` ended, for its sign-out event.
+    ended_user: Option<String>,
     /// A CSRF nonce this request made, whose cookie the response sets.
     csrf_nonce: Option<[u8; crate::cookie::NONCE_BYTES]>,
     now: OffsetDateTime,
@@ -100,7 +105,7 @@ pub(crate) fn prepare(session: Session) -> Option<Pending> {
     let shared = session.shared();
     // Read the clock only if something is to be written: most requests write nothing.
     let clock = std::cell::OnceCell::new();
-    let (plan, transport, logout, persistent, csrf_nonce) = {
+    let (plan, transport, logout, persistent, ended_user, csrf_nonce) = {
         let now = || *clock.get_or_init(|| shared.clock.now());
         let mut state = session.state();
         let csrf_nonce = state
@@ -112,6 +117,7 @@ pub(crate) fn prepare(session: Session) -> Option<Pending> {
             state.transport,
             state.logout,
             persistent,
+            state.destroyed_user.take(),
             csrf_nonce,
         )
     };
@@ -125,6 +131,7 @@ pub(crate) fn prepare(session: Session) -> Option<Pending> {
         transport,
         logout,
         persistent,
+        ended_user,
         csrf_nonce,
         now,
     })
@@ -137,6 +144,7 @@ pub(crate) async fn write_back(pending: Pending, mut response: Response) -> Resp
         transport,
         logout,
         persistent,
+        ended_user,
         csrf_nonce,
         now,
     } = pending;
@@ -148,7 +156,7 @@ pub(crate) async fn write_back(pending: Pending, mut response: Response) -> Resp
     }) {
         response.headers_mut().append(header::SET_COOKIE, value);
     }
-    match execute(shared, plan, now).await {
+    match execute(shared, plan, ended_user, now).await {
         Ok(cookie) => {
             // Clear-Site-Data would also drop the anonymous session this response starts (a
             // "signed out" flash set after `logout`), so it goes only with a plain sign-out.
@@ -208,6 +216,7 @@ fn plan(state: &mut State, shared: &Shared, now: &dyn Fn() -> OffsetDateTime) ->
             record: new_record(state, created_at, now(), shared),
             id: state.next_id.take(),
             login: state.login,
+            confirmed: state.confirmed,
         };
     }
     if state.cleared || !state.dirty.is_empty() {
@@ -269,7 +278,12 @@ fn new_record(
 }
 
 /// Carries out `plan` at `now`, the one clock reading of this write-back.
-async fn execute(shared: &Shared, plan: Plan, now: OffsetDateTime) -> Result<CookieOut, Error> {
+async fn execute(
+    shared: &Shared,
+    plan: Plan,
+    ended_user: Option<String>,
+    now: OffsetDateTime,
+) -> Result<CookieOut, Error> {
     match plan {
         Plan::Nothing => Ok(CookieOut::Keep),
         Plan::Create {
@@ -284,6 +298,7 @@ async fn execute(shared: &Shared, plan: Plan, now: OffsetDateTime) -> Result<Coo
             // between leaves it to be dropped by the next sign-out rather than the new lost.
             if let Some(old) = replaces {
                 shared.call(shared.store.delete(&old)).await?;
+                shared.emit(|| (Kind::Logout, Some(shared.keys.log_id(&old)), ended_user));
             }
             tracing::debug!(
                 session = %shared.keys.log_id(&id),
@@ -291,6 +306,10 @@ async fn execute(shared: &Shared, plan: Plan, now: OffsetDateTime) -> Result<Coo
                 "session created"
             );
             if login {
+                shared.emit(|| {
+                    let kind = Kind::Login { previous: None };
+                    (kind, Some(shared.keys.log_id(&id)), record.user.clone())
+                });
                 enforce_cap(shared, &record, &id, now).await?;
             }
             Ok(CookieOut::Set(id, record.expires_at))
@@ -301,6 +320,7 @@ async fn execute(shared: &Shared, plan: Plan, now: OffsetDateTime) -> Result<Coo
             mut record,
             id,
             login,
+            confirmed,
         } => {
             record.id = id.map_or_else(SessionId::generate, Ok)?;
             let rekey = shared
@@ -314,6 +334,20 @@ async fn execute(shared: &Shared, plan: Plan, now: OffsetDateTime) -> Result<Coo
                 replaces = %shared.keys.log_id(&old),
                 "session id renewed"
             );
+            shared.emit(|| {
+                let previous = shared.keys.log_id(&old);
+                let kind = if login {
+                    Kind::Login {
+                        previous: Some(previous),
+                    }
+                } else {
+                    Kind::IdRenewed {
+                        previous,
+                        sign_in_confirmed: confirmed,
+                    }
+                };
+                (kind, Some(shared.keys.log_id(&id)), record.user.clone())
+            });
             if login {
                 enforce_cap(shared, &record, &id, now).await?;
             }
@@ -337,6 +371,7 @@ async fn execute(shared: &Shared, plan: Plan, now: OffsetDateTime) -> Result<Coo
             if let Some(id) = delete {
                 shared.call(shared.store.delete(&id)).await?;
                 tracing::debug!(session = %shared.keys.log_id(&id), "session destroyed");
+                shared.emit(|| (Kind::Logout, Some(shared.keys.log_id(&id)), ended_user));
             }
             Ok(CookieOut::Remove)
         }
@@ -428,6 +463,17 @@ async fn enforce_cap(
     let excess = others.len() + 1 - max;
     for record in &others[..excess] {
         shared.call(shared.store.delete(&record.id)).await?;
+        shared.emit(|| {
+            let kind = Kind::Revoked {
+                by: RevokedBy::Cap,
+                sessions: 1,
+            };
+            (
+                kind,
+                Some(shared.keys.log_id(&record.id)),
+                Some(user.clone()),
+            )
+        });
     }
     Ok(())
 }

@@ -13,6 +13,11 @@ async fn remember_me_and_recent_sign_in_on_the_memory_store() {
 }
 
 #[tokio::test]
+async fn audit_events_on_the_memory_store() {
+    sessionware::testing::events_over_http(MemoryStore::new()).await;
+}
+
+#[tokio::test]
 async fn security_findings_on_the_memory_store() {
     let store = MemoryStore::new();
     let corrupted = store.clone();

@@ -43,6 +43,13 @@ pub struct Loaded {
 ///   [`rekey`](Self::rekey) moved to a new id while it ran. The index never grows without
 ///   bound: entries of sessions that expired or were deleted are pruned.
 pub trait SessionStore: Send + Sync + 'static {
+    /// A short name of the store's kind (`"memory"`, `"redis"`, `"postgres"`, ...): the
+    /// `store` label of the layer's metrics and the `store` field of its spans. Never a
+    /// secret or an address.
+    fn name(&self) -> &'static str {
+        "custom"
+    }
+
     /// Stores a new record under `record.id`, or under a fresh id if that one is taken.
     /// Returns the id used.
     fn create(&self, record: &Record) -> impl Future<Output = Result<SessionId, Error>> + Send;
@@ -154,6 +161,9 @@ pub async fn load_then_touch<S: SessionStore + ?Sized>(
 
 /// A shared store is a store, so an application can keep a handle to the one its layer uses.
 impl<S: SessionStore> SessionStore for Arc<S> {
+    fn name(&self) -> &'static str {
+        S::name(self)
+    }
     fn create(&self, record: &Record) -> impl Future<Output = Result<SessionId, Error>> + Send {
         S::create(self, record)
     }

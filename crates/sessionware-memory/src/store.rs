@@ -255,6 +255,10 @@ impl Inner {
 }
 
 impl SessionStore for MemoryStore {
+    fn name(&self) -> &'static str {
+        "memory"
+    }
+
     async fn create(&self, record: &Record) -> Result<SessionId, Error> {
         let entry = Entry::encode(record)?;
         let mut id = record.id;

@@ -109,7 +109,40 @@ pub(crate) struct NearCache {
     misses: AtomicU64,
     invalidations: AtomicU64,
     resets: AtomicU64,
+    /// The same counts through the `metrics` facade (no-op handles without a recorder).
+    counters: Counters,
     this: Weak<NearCache>,
+}
+
+struct Counters {
+    hits: metrics::Counter,
+    misses: metrics::Counter,
+    invalidations: metrics::Counter,
+}
+
+impl Counters {
+    fn new() -> Self {
+        metrics::describe_counter!(
+            "sessionware_near_cache_hits_total",
+            "Session reads the Redis near cache answered without a round trip."
+        );
+        metrics::describe_counter!(
+            "sessionware_near_cache_misses_total",
+            "Session reads the Redis near cache passed on to Redis."
+        );
+        metrics::describe_counter!(
+            "sessionware_near_cache_invalidations_total",
+            "Cached sessions dropped because Redis reported a change by another client."
+        );
+        Self {
+            hits: metrics::counter!("sessionware_near_cache_hits_total", "store" => "redis"),
+            misses: metrics::counter!("sessionware_near_cache_misses_total", "store" => "redis"),
+            invalidations: metrics::counter!(
+                "sessionware_near_cache_invalidations_total",
+                "store" => "redis"
+            ),
+        }
+    }
 }
 
 struct Conn {
@@ -192,6 +225,7 @@ impl NearCache {
             misses: AtomicU64::new(0),
             invalidations: AtomicU64::new(0),
             resets: AtomicU64::new(0),
+            counters: Counters::new(),
             this: this.clone(),
         })
     }
@@ -246,6 +280,7 @@ impl NearCache {
         let state = self.sync(conn);
         if state & TRACKING == 0 || self.conns[conn].client.state() != ClientState::Connected {
             self.misses.fetch_add(1, Ordering::Relaxed);
+            self.counters.misses.increment(1);
             return Lookup::Miss(None);
         }
         let mut shard = lock(shard);
@@ -254,6 +289,7 @@ impl NearCache {
                 let record = entry.record.clone();
                 drop(shard);
                 self.hits.fetch_add(1, Ordering::Relaxed);
+                self.counters.hits.increment(1);
                 return Lookup::Hit(record);
             }
             shard.remove(id);
@@ -261,6 +297,7 @@ impl NearCache {
         let generation = shard.generation;
         drop(shard);
         self.misses.fetch_add(1, Ordering::Relaxed);
+        self.counters.misses.increment(1);
         Lookup::Miss(Some(Ticket {
             conn,
             state,
@@ -445,6 +482,7 @@ impl NearCache {
                 continue;
             };
             self.invalidations.fetch_add(1, Ordering::Relaxed);
+            self.counters.invalidations.increment(1);
             self.forget(&id);
         }
     }

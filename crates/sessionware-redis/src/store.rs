@@ -484,6 +484,10 @@ impl fmt::Debug for RedisStore {
 }
 
 impl SessionStore for RedisStore {
+    fn name(&self) -> &'static str {
+        "redis"
+    }
+
     async fn create(&self, record: &Record) -> Result<SessionId, Error> {
         let args = codec::create_args(record)?;
         let mut id = record.id;

@@ -45,6 +45,29 @@ async fn audit_events_over_http() {
 }
 
 #[tokio::test]
+async fn metrics_over_http() {
+    // Before the store connects: the near cache registers its counters then.
+    let recorder = sessionware::testing::TestRecorder::install();
+    let Some(store) = store("metrics-http").await else {
+        return;
+    };
+    let hits = |name: &str| recorder.counter(name, &[("store", "redis")]);
+    let before = (
+        hits("sessionware_near_cache_hits_total"),
+        hits("sessionware_near_cache_misses_total"),
+    );
+    sessionware::testing::metrics_over_http(store).await;
+    assert!(
+        hits("sessionware_near_cache_hits_total") > before.0,
+        "the near cache answered reads"
+    );
+    assert!(
+        hits("sessionware_near_cache_misses_total") > before.1,
+        "and passed some on"
+    );
+}
+
+#[tokio::test]
 async fn security_findings_over_http() {
     let Some(store) = store("security-http").await else {
         return;

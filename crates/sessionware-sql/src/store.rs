@@ -281,6 +281,17 @@ impl SqlStore {
 }
 
 impl SessionStore for SqlStore {
+    fn name(&self) -> &'static str {
+        match &self.inner.engine {
+            #[cfg(feature = "postgres")]
+            Engine::Postgres(_) => "postgres",
+            #[cfg(feature = "mysql")]
+            Engine::MySql(_) => "mysql",
+            #[cfg(feature = "sqlite")]
+            Engine::Sqlite(_) => "sqlite",
+        }
+    }
+
     async fn list_user(&self, user: &str, now: OffsetDateTime) -> Result<Vec<Record>, Error> {
         dispatch!(&self.inner.engine, e => e.user_sessions(user, now).await)
     }

@@ -96,6 +96,38 @@ mod events {
     }
 }
 
+/// Metrics through a real recorder on each engine.
+mod metrics {
+    use super::*;
+    use sessionware::testing::metrics_over_http;
+
+    #[tokio::test]
+    async fn postgres() {
+        let Some((store, pool, table)) = pg("metrics").await else {
+            return;
+        };
+        metrics_over_http(store).await;
+        drop_pg(&pool, &table).await;
+    }
+
+    #[tokio::test]
+    async fn mariadb() {
+        let Some((store, pool, table)) = mysql("metrics").await else {
+            return;
+        };
+        metrics_over_http(store).await;
+        drop_mysql(&pool, &table).await;
+    }
+
+    #[tokio::test]
+    async fn sqlite_file() {
+        let db = TempDb::new("metrics");
+        let store = SqlStore::connect(&db.url()).await.unwrap();
+        store.migrate().await.unwrap();
+        metrics_over_http(store).await;
+    }
+}
+
 /// The security review's findings over HTTP on each engine; a record is made unreadable by
 /// writing data that is not a JSON object (or not JSON).
 mod security {

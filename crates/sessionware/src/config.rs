@@ -11,13 +11,14 @@ use std::time::Duration;
 use axum::response::Response;
 use serde_json::{Value, json};
 use sessionware_core::time::OffsetDateTime;
-use sessionware_core::{Clock, ExpiryPolicy};
+use sessionware_core::{Clock, ExpiryPolicy, SessionId};
 
 use crate::Error;
 use crate::cookie::CookieConfig;
 use crate::dyn_store::DynSessionStore;
 use crate::error::ErrorHandler;
 use crate::header::HeaderConfig;
+use crate::observe::{Metrics, Op};
 use crate::token::Keys;
 
 /// Keys under this prefix hold what the library itself keeps in a session (device facts,
@@ -63,6 +64,8 @@ pub(crate) struct Shared {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) timeout: Duration,
     pub(crate) on_error: Option<ErrorHandler>,
+    /// The metric handles, registered when the layer was built.
+    pub(crate) metrics: Metrics,
     /// The application's audit event handler.
     pub(crate) on_event: Option<crate::events::EventHandler>,
     /// The header transport, when API clients may send the token in a header.
@@ -80,22 +83,44 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// Runs a store call under the layer's timeout.
+    /// Runs the store call `call`, operation `op` on the session `id` (if it names one),
+    /// under the layer's timeout, in a `session_store` span, timed for the metrics.
     pub(crate) async fn call<T>(
         &self,
-        op: impl Future<Output = Result<T, sessionware_core::Error>>,
+        op: Op,
+        id: Option<&SessionId>,
+        call: impl Future<Output = Result<T, sessionware_core::Error>>,
     ) -> Result<T, Error> {
+        // The log id is worked out only if the span is enabled (tracing evaluates fields
+        // after its level check); the id itself is never a field.
+        let span = tracing::debug_span!(
+            "session_store",
+            store = self.metrics.store(),
+            operation = op.as_str(),
+            session = id.map(|id| tracing::field::display(self.keys.log_id(id))),
+            outcome = tracing::field::Empty,
+            duration_us = tracing::field::Empty,
+        );
+        let started = self.metrics.start(&span);
         // A call that is done at its first poll (the memory store's always are) needs no
         // timer: setting one up and tearing it down would cost more than the call.
-        let mut op = std::pin::pin!(op);
-        let first = std::future::poll_fn(|cx| Poll::Ready(op.as_mut().poll(cx))).await;
+        let mut call = std::pin::pin!(call);
+        let first = {
+            let _entered = span.enter();
+            std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await
+        };
         let result = match first {
             Poll::Ready(result) => result,
-            Poll::Pending => match tokio::time::timeout(self.timeout, op).await {
-                Ok(result) => result,
-                Err(_) => Err(sessionware_core::Error::Timeout),
-            },
+            Poll::Pending => {
+                let timed = tokio::time::timeout(self.timeout, call);
+                match tracing::Instrument::instrument(timed, span.clone()).await {
+                    Ok(result) => result,
+                    Err(_) => Err(sessionware_core::Error::Timeout),
+                }
+            }
         };
+        self.metrics
+            .finish(op, started, &span, crate::observe::outcome(&result));
         result.map_err(Error::from)
     }
 

@@ -75,8 +75,10 @@ impl SessionLayer {
         // (a write-back logs an error and issues no token) until `with_signing_key` sets one.
         let key = Key::generate().ok();
         let cookie = CookieConfig::default();
+        let metrics = crate::observe::Metrics::new(store.name());
         Self {
             shared: Arc::new(Shared {
+                metrics,
                 store: Arc::new(store),
                 keys: Keys::new(key),
                 cookie_name: cookie.full_name(),

@@ -19,6 +19,7 @@ mod header;
 mod key;
 mod layer;
 mod log_id;
+mod observe;
 mod service;
 mod session;
 mod sign_in;

@@ -16,6 +16,7 @@ use crate::config::{DEVICE_KEY, Shared, device_facts, is_reserved};
 use crate::cookie::Presented;
 use crate::error::SessionRejection;
 use crate::events::SessionEventKind;
+use crate::observe::Op;
 use crate::sign_in::IDLE_KEY;
 pub(crate) use crate::token::Transport;
 
@@ -264,12 +265,17 @@ impl Session {
                     Presented::Nothing => {}
                     Presented::Invalid => {
                         state.stale_cookie = true;
+                        shared.metrics.refused.increment(1);
                         shared.emit(|| (SessionEventKind::TokenRefused, None, None));
                     }
                     Presented::Valid(id) => {
                         let mut unreadable = false;
                         let loaded = shared
-                            .call(shared.store.load_refreshed(&id, &shared.policy, now))
+                            .call(
+                                Op::LoadRefreshed,
+                                Some(&id),
+                                shared.store.load_refreshed(&id, &shared.policy, now),
+                            )
                             .await;
                         let loaded = match loaded {
                             Ok(loaded) => loaded,
@@ -291,6 +297,7 @@ impl Session {
                                     session = %shared.keys.log_id(&id),
                                     "session could not be loaded"
                                 );
+                                shared.metrics.failed(&error);
                                 return Err(error);
                             }
                         };
@@ -300,6 +307,10 @@ impl Session {
                         };
                         match loaded {
                             Some(Loaded { record, refreshed }) => {
+                                shared.metrics.loaded.increment(1);
+                                if refreshed {
+                                    shared.metrics.touched.increment(1);
+                                }
                                 state.id = Some(record.id);
                                 state.data = record.data;
                                 state.loaded_user = record.user.clone();
@@ -311,6 +322,7 @@ impl Session {
                             None if unreadable => state.stale_cookie = true,
                             None => {
                                 state.stale_cookie = true;
+                                shared.metrics.expired.increment(1);
                                 shared.emit(|| {
                                     let session = Some(shared.keys.log_id(&id));
                                     (SessionEventKind::Expired, session, None)
@@ -348,7 +360,11 @@ impl Session {
             return Ok(Some(loaded));
         };
         let touched = shared
-            .call(shared.store.touch(&record.id, deadline, now))
+            .call(
+                Op::Touch,
+                Some(&record.id),
+                shared.store.touch(&record.id, deadline, now),
+            )
             .await;
         match touched {
             Ok(true) => {
@@ -363,6 +379,7 @@ impl Session {
                     session = %shared.keys.log_id(&loaded.record.id),
                     "session deadline could not be moved"
                 );
+                shared.metrics.failed(&error);
                 Err(error)
             }
         }

@@ -27,9 +27,11 @@ use crate::{DeviceId, Error, Key, Session, SessionLayer};
 
 mod atomic;
 mod events;
+mod metrics;
 mod sign_in;
 pub use atomic::{AtomicReport, atomic_over_http};
 pub use events::events_over_http;
+pub use metrics::{TestRecorder, metrics_over_http};
 pub use sign_in::sign_in_over_http;
 
 /// Serves `app` on a free loopback port until the test's runtime ends.

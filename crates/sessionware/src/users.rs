@@ -14,6 +14,7 @@ use sessionware_core::{ExpiryPolicy, Record, SessionId};
 
 use crate::config::{DEVICE_KEY, Shared};
 use crate::events::{RevokedBy, SessionEventKind};
+use crate::observe::Op;
 use crate::{Error, Session};
 
 /// An opaque, stable name for one of a user's sessions, safe to put in a page or a form: a
@@ -181,7 +182,9 @@ impl UserSessions {
     pub async fn revoke(&self, user: &str, device: &DeviceId) -> Result<bool, Error> {
         match find(&self.shared, user, device).await? {
             Some(id) => {
-                self.shared.call(self.shared.store.delete(&id)).await?;
+                self.shared
+                    .call(Op::Delete, Some(&id), self.shared.store.delete(&id))
+                    .await?;
                 revoked(&self.shared, RevokedBy::Admin, user, Some(&id), 1);
                 Ok(true)
             }
@@ -194,7 +197,11 @@ impl UserSessions {
         let now = self.shared.clock.now();
         let ended = self
             .shared
-            .call(self.shared.store.delete_user(user, None, now))
+            .call(
+                Op::DeleteUser,
+                None,
+                self.shared.store.delete_user(user, None, now),
+            )
             .await?;
         revoked(&self.shared, RevokedBy::Admin, user, None, ended);
         Ok(ended)
@@ -202,7 +209,14 @@ impl UserSessions {
 }
 
 /// Reports a revocation: of the session `id`, or of `sessions` of the user's.
-fn revoked(shared: &Shared, by: RevokedBy, user: &str, id: Option<&SessionId>, sessions: usize) {
+pub(crate) fn revoked(
+    shared: &Shared,
+    by: RevokedBy,
+    user: &str,
+    id: Option<&SessionId>,
+    sessions: usize,
+) {
+    shared.metrics.revoked(by, sessions);
     shared.emit(|| {
         let kind = SessionEventKind::Revoked { by, sessions };
         let session = id.map(|id| shared.keys.log_id(id));
@@ -216,7 +230,9 @@ pub(crate) async fn list(
     current: Option<&SessionId>,
 ) -> Result<Vec<Device>, Error> {
     let now = shared.clock.now();
-    let records = shared.call(shared.store.list_user(user, now)).await?;
+    let records = shared
+        .call(Op::ListUser, None, shared.store.list_user(user, now))
+        .await?;
     let mut devices: Vec<Device> = records
         .iter()
         .map(|r| Device::from_record(r, &shared.policy, current))
@@ -232,7 +248,9 @@ pub(crate) async fn find(
     device: &DeviceId,
 ) -> Result<Option<SessionId>, Error> {
     let now = shared.clock.now();
-    let records = shared.call(shared.store.list_user(user, now)).await?;
+    let records = shared
+        .call(Op::ListUser, None, shared.store.list_user(user, now))
+        .await?;
     Ok(records
         .into_iter()
         .map(|r| r.id)
@@ -268,7 +286,9 @@ impl Session {
         if Some(id) == current {
             self.logout();
         } else {
-            self.shared().call(self.shared().store.delete(&id)).await?;
+            self.shared()
+                .call(Op::Delete, Some(&id), self.shared().store.delete(&id))
+                .await?;
             revoked(self.shared(), RevokedBy::User, &user, Some(&id), 1);
         }
         Ok(true)
@@ -283,7 +303,11 @@ impl Session {
         let now = self.shared().clock.now();
         let ended = self
             .shared()
-            .call(self.shared().store.delete_user(&user, None, now))
+            .call(
+                Op::DeleteUser,
+                None,
+                self.shared().store.delete_user(&user, None, now),
+            )
             .await?;
         revoked(self.shared(), RevokedBy::User, &user, None, ended);
         self.logout();
@@ -303,6 +327,8 @@ impl Session {
         let ended = self
             .shared()
             .call(
+                Op::DeleteUser,
+                None,
                 self.shared()
                     .store
                     .delete_user(&user, current.as_ref(), now),

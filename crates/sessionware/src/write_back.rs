@@ -12,6 +12,7 @@ use sessionware_core::{ChangeSet, Record, SessionId};
 use crate::atomic::KeyOp;
 use crate::config::Shared;
 use crate::events::{RevokedBy, SessionEventKind as Kind};
+use crate::observe::Op;
 use crate::session::{State, Transport};
 use crate::sign_in::remembered_idle;
 
@@ -170,6 +171,7 @@ pub(crate) async fn write_back(pending: Pending, mut response: Response) -> Resp
             response
         }
         Err(error) => {
+            shared.metrics.failed(&error);
             tracing::error!(
                 %error,
                 session = stored.map(|id| display(shared.keys.log_id(&id))),
@@ -293,11 +295,17 @@ async fn execute(
             login,
         } => {
             record.id = id.map_or_else(SessionId::generate, Ok)?;
-            let id = shared.call(shared.store.create(&record)).await?;
+            let id = shared
+                .call(Op::Create, None, shared.store.create(&record))
+                .await?;
+            shared.metrics.created.increment(1);
             // Only now that the new record is safe is the destroyed one dropped: a failure in
             // between leaves it to be dropped by the next sign-out rather than the new lost.
             if let Some(old) = replaces {
-                shared.call(shared.store.delete(&old)).await?;
+                shared
+                    .call(Op::Delete, Some(&old), shared.store.delete(&old))
+                    .await?;
+                shared.metrics.destroyed.increment(1);
                 shared.emit(|| (Kind::Logout, Some(shared.keys.log_id(&old)), ended_user));
             }
             tracing::debug!(
@@ -326,9 +334,10 @@ async fn execute(
             let rekey = shared
                 .store
                 .rekey(&old, loaded_user.as_deref(), &record, now);
-            let Some(id) = shared.call(rekey).await? else {
+            let Some(id) = shared.call(Op::Rekey, Some(&old), rekey).await? else {
                 return Err(Error::SessionGone);
             };
+            shared.metrics.written.increment(1);
             tracing::debug!(
                 session = %shared.keys.log_id(&id),
                 replaces = %shared.keys.log_id(&old),
@@ -360,6 +369,7 @@ async fn execute(
             resend,
         } => {
             let changes = apply(shared, &id, changes, updates, now).await?;
+            shared.metrics.written.increment(1);
             Ok(if resend {
                 CookieOut::Set(id, changes.expires_at())
             } else {
@@ -369,8 +379,11 @@ async fn execute(
         Plan::Resend { id, expires_at } => Ok(CookieOut::Set(id, expires_at)),
         Plan::Remove { delete } => {
             if let Some(id) = delete {
-                shared.call(shared.store.delete(&id)).await?;
+                shared
+                    .call(Op::Delete, Some(&id), shared.store.delete(&id))
+                    .await?;
                 tracing::debug!(session = %shared.keys.log_id(&id), "session destroyed");
+                shared.metrics.destroyed.increment(1);
                 shared.emit(|| (Kind::Logout, Some(shared.keys.log_id(&id)), ended_user));
             }
             Ok(CookieOut::Remove)
@@ -389,7 +402,10 @@ async fn apply(
 ) -> Result<ChangeSet, Error> {
     let mut retries = shared.update_retries;
     loop {
-        let current = match shared.call(shared.store.apply(id, &changes, now)).await {
+        let current = match shared
+            .call(Op::Apply, Some(id), shared.store.apply(id, &changes, now))
+            .await
+        {
             Ok(true) => return Ok(changes),
             Ok(false) => return Err(Error::SessionGone),
             Err(Error::Store(StoreError::Conflict { current })) => current,
@@ -412,7 +428,10 @@ async fn apply(
         // and only one of them wins each round. A random wait spreads them out, and the
         // values it makes stale are read again after it.
         tokio::time::sleep(crate::atomic::backoff(attempt - 1)).await;
-        let Some(record) = shared.call(shared.store.load(id, now)).await? else {
+        let Some(record) = shared
+            .call(Op::Load, Some(id), shared.store.load(id, now))
+            .await?
+        else {
             return Err(Error::SessionGone);
         };
         let stale: Vec<(String, Option<Value>)> = changes
@@ -454,7 +473,9 @@ async fn enforce_cap(
     let (Some(user), Some(max)) = (&record.user, shared.max_per_user) else {
         return Ok(());
     };
-    let mut others = shared.call(shared.store.list_user(user, now)).await?;
+    let mut others = shared
+        .call(Op::ListUser, None, shared.store.list_user(user, now))
+        .await?;
     others.retain(|r| r.id != *new);
     if others.len() < max {
         return Ok(());
@@ -462,18 +483,14 @@ async fn enforce_cap(
     others.sort_by_key(|r| r.created_at);
     let excess = others.len() + 1 - max;
     for record in &others[..excess] {
-        shared.call(shared.store.delete(&record.id)).await?;
-        shared.emit(|| {
-            let kind = Kind::Revoked {
-                by: RevokedBy::Cap,
-                sessions: 1,
-            };
-            (
-                kind,
-                Some(shared.keys.log_id(&record.id)),
-                Some(user.clone()),
+        shared
+            .call(
+                Op::Delete,
+                Some(&record.id),
+                shared.store.delete(&record.id),
             )
-        });
+            .await?;
+        crate::users::revoked(shared, RevokedBy::Cap, user, Some(&record.id), 1);
     }
     Ok(())
 }

@@ -18,6 +18,11 @@ async fn audit_events_on_the_memory_store() {
 }
 
 #[tokio::test]
+async fn metrics_on_the_memory_store() {
+    sessionware::testing::metrics_over_http(MemoryStore::new()).await;
+}
+
+#[tokio::test]
 async fn security_findings_on_the_memory_store() {
     let store = MemoryStore::new();
     let corrupted = store.clone();

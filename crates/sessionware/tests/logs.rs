@@ -165,3 +165,68 @@ async fn the_missing_key_warning_comes_once_per_layer_not_per_route() {
     let warnings = logs.text().matches("no signing key").count();
     assert_eq!(warnings, 1, "{}", logs.text());
 }
+
+#[tokio::test]
+async fn each_store_call_has_a_span_naming_the_session_by_its_log_id() {
+    let logs = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
+        .with_writer({
+            let logs = logs.clone();
+            move || logs.clone()
+        })
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let router = Router::new()
+        .route("/inc", get(inc))
+        .route(
+            "/log-id",
+            get(|s: Session| async move { s.log_id().map(|l| l.to_string()).unwrap_or_default() }),
+        )
+        .layer(layer(MemoryStore::new()));
+    let addr = serve(router).await;
+    let mut c = Client::new(addr);
+    c.get("/inc").await;
+    c.get("/inc").await;
+    let token = c.jar.clone().unwrap();
+    let log_id = c.get("/log-id").await.body;
+
+    let text = logs.text();
+    let spans: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("session_store{"))
+        .collect();
+    let has = |op: &str, outcome: &str| {
+        spans.iter().any(|l| {
+            l.contains(&format!("operation=\"{op}\""))
+                && l.contains("store=\"memory\"")
+                && l.contains(&format!("outcome=\"{outcome}\""))
+                && l.contains("duration_us=")
+        })
+    };
+    assert!(has("create", "ok"), "a create span:\n{text}");
+    assert!(has("load_refreshed", "ok") && has("apply", "ok"), "{text}");
+    assert!(
+        spans
+            .iter()
+            .any(|l| l.contains("load_refreshed") && l.contains(&format!("session={log_id}"))),
+        "the span names the session by its log id:\n{text}"
+    );
+    let (id_text, tag) = token.split_once('.').unwrap();
+    assert!(!text.contains(id_text) && !text.contains(tag), "id or token leaked:\n{text}");
+
+    // A store that is down: the span says so.
+    let down_app = Router::new().route("/inc", get(inc)).layer(layer(Down));
+    let down = Client::at(&c, serve(down_app).await).get("/inc").await;
+    assert_eq!(down.status, 503);
+    assert!(
+        logs.text()
+            .lines()
+            .any(|l| l.contains("session_store{") && l.contains("outcome=\"unavailable\"")),
+        "{}",
+        logs.text()
+    );
+}

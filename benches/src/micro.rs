@@ -4,9 +4,12 @@
 //!
 //! ```text
 //! cargo run --release -p sessionware-bench --bin bench -- micro [iterations]
+//! cargo run --release -p sessionware-bench --bin bench -- micro --recorder [iterations]
 //! valgrind --tool=callgrind target/release/bench micro 20000 sessionware-memory read
 //! ```
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use axum::Router;
@@ -25,9 +28,22 @@ const SYSTEMS: &[System] = &[
     System::TowerSessionsMemory,
 ];
 
-/// `micro [iterations] [system] [route]`: ns per request for each route, after one request that
-/// starts the session and whose cookie every later request sends.
+/// `micro [--recorder] [iterations] [system] [route]`: ns per request for each route, after one
+/// request that starts the session and whose cookie every later request sends. With
+/// `--recorder`, a metrics recorder is installed first, so the layer counts and times every
+/// store call; without, the facade's no-op recorder is in place, which is what the layer's
+/// metrics cost most applications.
 pub(crate) async fn run(args: &[String]) -> Result<(), String> {
+    let recorder = args.iter().any(|a| a == "--recorder");
+    let args: Vec<String> = args
+        .iter()
+        .filter(|a| *a != "--recorder")
+        .cloned()
+        .collect();
+    if recorder {
+        metrics::set_global_recorder(Summing::default())
+            .map_err(|_| "micro: a metrics recorder is already installed")?;
+    }
     let iterations: u32 = match args.first() {
         Some(n) => n.parse().map_err(|_| "micro: iterations is a number")?,
         None => 200_000,
@@ -72,6 +88,10 @@ pub(crate) async fn run(args: &[String]) -> Result<(), String> {
             samples.push(time(app, path, cookie.as_deref(), iterations / ROUNDS).await?);
         }
     }
+    println!(
+        "metrics recorder: {}",
+        if recorder { "installed" } else { "none" }
+    );
     println!("| system | route | ns/request, median [range] of {ROUNDS} rounds | over bare |");
     println!("|---|---|---|---|");
     let median = |samples: &mut Vec<f64>| {
@@ -137,4 +157,60 @@ fn request(path: &str, cookie: Option<&str>) -> Request<Body> {
         builder = builder.header(header::COOKIE, cookie);
     }
     builder.body(Body::empty()).unwrap_or_default()
+}
+
+/// A recorder that does what an exporter's hot path does: an atomic add per count, per sample
+/// a count and a sum.
+#[derive(Default)]
+struct Summing;
+
+#[derive(Default)]
+struct Sums {
+    count: AtomicU64,
+    sum_ns: AtomicU64,
+}
+
+impl metrics::HistogramFn for Sums {
+    fn record(&self, value: f64) {
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_ns
+            .fetch_add((value * 1e9) as u64, Ordering::Relaxed);
+    }
+}
+
+impl metrics::Recorder for Summing {
+    fn describe_counter(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn describe_gauge(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn describe_histogram(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn register_counter(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
+        metrics::Counter::from_arc(Arc::new(AtomicU64::new(0)))
+    }
+    fn register_gauge(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
+        metrics::Gauge::from_arc(Arc::new(AtomicU64::new(0)))
+    }
+    fn register_histogram(
+        &self,
+        _: &metrics::Key,
+        _: &metrics::Metadata<'_>,
+    ) -> metrics::Histogram {
+        metrics::Histogram::from_arc(Arc::new(Sums::default()))
+    }
 }

@@ -120,6 +120,18 @@ pub trait SessionStore: Send + Sync + 'static {
         now: OffsetDateTime,
     ) -> impl Future<Output = Result<Vec<Record>, Error>> + Send;
 
+    /// How many live sessions the store holds at `now`, for a gauge or an admin page; `None`
+    /// when the store cannot tell (the provided implementation). Each store documents what
+    /// its count costs and whether it is exact; call it at a rate that cost allows (a metrics
+    /// scrape, a periodic task), never per request.
+    fn count(
+        &self,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<Option<u64>, Error>> + Send {
+        let _ = now;
+        std::future::ready(Ok(None))
+    }
+
     /// Deletes every session bound to `user` except `keep`; returns how many live sessions it
     /// ended.
     fn delete_user(
@@ -209,6 +221,12 @@ impl<S: SessionStore> SessionStore for Arc<S> {
     }
     fn delete(&self, id: &SessionId) -> impl Future<Output = Result<(), Error>> + Send {
         S::delete(self, id)
+    }
+    fn count(
+        &self,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<Option<u64>, Error>> + Send {
+        S::count(self, now)
     }
     fn list_user(
         &self,

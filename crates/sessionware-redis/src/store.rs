@@ -54,6 +54,8 @@ struct Inner {
 }
 
 impl RedisStore {
+    /// The most keys [`count`](SessionStore::count) scans before it estimates from them.
+    pub const COUNT_BUDGET: u64 = 50_000;
     pub(crate) fn new(
         pool: Pool,
         prefix: String,
@@ -486,6 +488,43 @@ impl fmt::Debug for RedisStore {
 impl SessionStore for RedisStore {
     fn name(&self) -> &'static str {
         "redis"
+    }
+
+    /// Session keys under the prefix, by `SCAN` of at most [`RedisStore::COUNT_BUDGET`] keys: exact when
+    /// the whole keyspace fits in the budget, otherwise an estimate (the share of session keys
+    /// among the keys scanned, times `DBSIZE`). Redis expires keys at their deadline itself, so
+    /// a key it still holds is a live session. `None` on a Cluster (not counted yet).
+    async fn count(&self, _now: OffsetDateTime) -> Result<Option<u64>, Error> {
+        if self.inner.clustered {
+            return Ok(None);
+        }
+        let client = self.client();
+        let index = format!("{}user:", self.inner.prefix);
+        let scan = CustomCommand::new_static("SCAN", ClusterHash::Random, false);
+        let (mut cursor, mut examined, mut sessions) = (String::from("0"), 0u64, 0u64);
+        loop {
+            let args = vec![Value::from(cursor.as_str()), "COUNT".into(), 1000.into()];
+            let (next, keys): (String, Vec<String>) =
+                client.custom(scan.clone(), args).await.map_err(from_fred)?;
+            examined += keys.len() as u64;
+            sessions += keys
+                .iter()
+                .filter(|k| k.starts_with(&self.inner.prefix) && !k.starts_with(&index))
+                .count() as u64;
+            if next == "0" {
+                return Ok(Some(sessions));
+            }
+            if examined >= Self::COUNT_BUDGET {
+                let dbsize = CustomCommand::new_static("DBSIZE", ClusterHash::Random, false);
+                let total: u64 = client
+                    .custom(dbsize, Vec::<Value>::new())
+                    .await
+                    .map_err(from_fred)?;
+                let share = sessions as f64 / examined as f64;
+                return Ok(Some((share * total as f64).round() as u64));
+            }
+            cursor = next;
+        }
     }
 
     async fn create(&self, record: &Record) -> Result<SessionId, Error> {

@@ -162,3 +162,18 @@ impl My {
     );
     crate::shared::apply_locked!("BEGIN");
 }
+
+impl My {
+    /// Live sessions: an exact count over the deadline index, proportional to the live rows.
+    pub(crate) async fn count(&self, now: OffsetDateTime) -> Result<u64, Error> {
+        let sql = format!("SELECT COUNT(*) FROM {} WHERE expires_ms > ?", self.t);
+        let mut conn = self.conns.get().await.map_err(backend)?;
+        let n: i64 = sqlx::query_scalar(&sql)
+            .bind(codec::ms(now))
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(backend)?;
+        conn.done();
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+}

@@ -281,6 +281,12 @@ impl SqlStore {
 }
 
 impl SessionStore for SqlStore {
+    /// Exact: `SELECT COUNT(*) ... WHERE expires_ms > now`, a range scan of the deadline
+    /// index, in time proportional to the live sessions.
+    async fn count(&self, now: OffsetDateTime) -> Result<Option<u64>, Error> {
+        dispatch!(&self.inner.engine, e => e.count(now).await).map(Some)
+    }
+
     fn name(&self) -> &'static str {
         match &self.inner.engine {
             #[cfg(feature = "postgres")]

@@ -43,6 +43,7 @@ pub(crate) trait DynSessionStore: Send + Sync + 'static {
         now: OffsetDateTime,
     ) -> BoxFuture<'a, Result<Option<SessionId>, Error>>;
     fn delete<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<(), Error>>;
+    fn count(&self, now: OffsetDateTime) -> BoxFuture<'_, Result<Option<u64>, Error>>;
     fn list_user<'a>(
         &'a self,
         user: &'a str,
@@ -102,6 +103,9 @@ impl<S: SessionStore> DynSessionStore for S {
     }
     fn delete<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<(), Error>> {
         Box::pin(SessionStore::delete(self, id))
+    }
+    fn count(&self, now: OffsetDateTime) -> BoxFuture<'_, Result<Option<u64>, Error>> {
+        Box::pin(SessionStore::count(self, now))
     }
     fn list_user<'a>(
         &'a self,

@@ -344,6 +344,32 @@ impl SessionLayer {
     }
 }
 
+impl SessionLayer {
+    /// How many live sessions the store holds, also set as the gauge
+    /// `sessionware_sessions_live{store}`; `None` when the store cannot count. Each store
+    /// documents its method and cost (memory and SQL: exact, in time proportional to the live
+    /// sessions; Redis: exact up to a scan budget, an estimate beyond), so call it from a
+    /// metrics scrape or a periodic task, not per request.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), sessionware::Error> {
+    /// let layer = sessionware::SessionLayer::new(sessionware_memory::MemoryStore::new());
+    /// assert_eq!(layer.count_sessions().await?, Some(0));
+    /// # Ok(()) }
+    /// ```
+    pub async fn count_sessions(&self) -> Result<Option<u64>, Error> {
+        let shared = &self.shared;
+        let now = shared.clock.now();
+        let count = shared
+            .call(crate::observe::Op::Count, None, shared.store.count(now))
+            .await?;
+        if let Some(n) = count {
+            shared.metrics.live.set(n as f64);
+        }
+        Ok(count)
+    }
+}
+
 impl fmt::Debug for SessionLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SessionLayer")

@@ -7,7 +7,10 @@
 
 use std::time::Instant;
 
-use metrics::{Counter, Histogram, Unit, counter, describe_counter, describe_histogram, histogram};
+use metrics::{
+    Counter, Gauge, Histogram, Unit, counter, describe_counter, describe_gauge, describe_histogram,
+    gauge, histogram,
+};
 
 use crate::Error;
 use crate::events::RevokedBy;
@@ -24,10 +27,11 @@ pub(crate) enum Op {
     Delete,
     ListUser,
     DeleteUser,
+    Count,
 }
 
 impl Op {
-    const ALL: [Op; 9] = [
+    const ALL: [Op; 10] = [
         Op::Create,
         Op::Load,
         Op::LoadRefreshed,
@@ -37,6 +41,7 @@ impl Op {
         Op::Delete,
         Op::ListUser,
         Op::DeleteUser,
+        Op::Count,
     ];
 
     pub(crate) fn as_str(self) -> &'static str {
@@ -50,6 +55,7 @@ impl Op {
             Op::Delete => "delete",
             Op::ListUser => "list_user",
             Op::DeleteUser => "delete_user",
+            Op::Count => "count",
         }
     }
 }
@@ -66,6 +72,7 @@ pub(crate) mod names {
     pub(crate) const REFUSED: &str = "sessionware_tokens_refused_total";
     pub(crate) const FAILURES: &str = "sessionware_failures_total";
     pub(crate) const STORE_CALLS: &str = "sessionware_store_call_duration_seconds";
+    pub(crate) const LIVE: &str = "sessionware_sessions_live";
 }
 
 /// The layer's metric handles, all labelled with the store's name.
@@ -81,6 +88,8 @@ pub(crate) struct Metrics {
     pub(crate) destroyed: Counter,
     pub(crate) expired: Counter,
     pub(crate) refused: Counter,
+    /// Set by `SessionLayer::count_sessions`.
+    pub(crate) live: Gauge,
     revoked: [Counter; 3],
     calls: [Histogram; Op::ALL.len()],
 }
@@ -104,6 +113,7 @@ impl Metrics {
             destroyed: count(names::DESTROYED),
             expired: count(names::EXPIRED),
             refused: count(names::REFUSED),
+            live: gauge!(names::LIVE, "store" => store),
             revoked: [RevokedBy::User, RevokedBy::Admin, RevokedBy::Cap]
                 .map(|by| counter!(names::REVOKED, "store" => store, "by" => by.as_str())),
             calls: Op::ALL.map(
@@ -235,6 +245,11 @@ fn describe() {
         names::FAILURES,
         Unit::Count,
         "Requests answered with the layer's error instead of the handler's response, by status and cause."
+    );
+    describe_gauge!(
+        names::LIVE,
+        Unit::Count,
+        "Live sessions in the store, as of the last SessionLayer::count_sessions."
     );
     describe_histogram!(
         names::STORE_CALLS,

@@ -216,7 +216,10 @@ async fn each_store_call_has_a_span_naming_the_session_by_its_log_id() {
         "the span names the session by its log id:\n{text}"
     );
     let (id_text, tag) = token.split_once('.').unwrap();
-    assert!(!text.contains(id_text) && !text.contains(tag), "id or token leaked:\n{text}");
+    assert!(
+        !text.contains(id_text) && !text.contains(tag),
+        "id or token leaked:\n{text}"
+    );
 
     // A store that is down: the span says so.
     let down_app = Router::new().route("/inc", get(inc)).layer(layer(Down));

@@ -191,6 +191,10 @@ impl<S: SessionStore> SessionStore for Probe<S> {
         self.check()?;
         self.inner.delete(id).await
     }
+    async fn count(&self, now: OffsetDateTime) -> Result<Option<u64>, StoreError> {
+        self.check()?;
+        self.inner.count(now).await
+    }
     async fn list_user(&self, user: &str, now: OffsetDateTime) -> Result<Vec<Record>, StoreError> {
         self.check()?;
         self.inner.list_user(user, now).await
@@ -239,6 +243,7 @@ pub async fn metrics_over_http(store: impl SessionStore + Clone) -> &'static Tes
         .with_clock(clock.clone());
     let admin = layer.users();
     let raced = layer.users();
+    let counter = layer.clone();
     let extra = Router::new()
         .route(
             "/raced/{user}",
@@ -340,6 +345,27 @@ pub async fn metrics_over_http(store: impl SessionStore + Clone) -> &'static Tes
     for (op, want) in ops {
         assert_eq!(calls(op), want, "store calls timed: {op}");
     }
+    // Session counts: every session above has ended; three new ones are counted, and the
+    // gauge follows the admin call.
+    assert_eq!(
+        counter.count_sessions().await.unwrap(),
+        Some(0),
+        "count: none live"
+    );
+    for agent in ["f", "g", "h"] {
+        Client::new(addr, agent, false).get("/inc").await;
+    }
+    assert_eq!(
+        counter.count_sessions().await.unwrap(),
+        Some(3),
+        "count: three live"
+    );
+    assert_eq!(
+        recorder.gauge("sessionware_sessions_live", &[("store", label)]),
+        Some(3.0),
+        "the gauge"
+    );
+    assert_eq!(calls("count"), 2, "store calls timed: count");
     let samples = recorder.histogram(
         "sessionware_store_call_duration_seconds",
         &[("store", label), ("operation", "create")],

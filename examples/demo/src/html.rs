@@ -60,7 +60,7 @@ fn button(action: &str, label: &str, csrf: &str, fields: &[(&str, &str)], class:
 pub(crate) fn page(user: Option<&str>, csrf: &str, flashes: &[String], body: &str) -> Html<String> {
     let nav = match user {
         Some(user) => format!(
-            r#"<a href="/">Counter</a> <a href="/devices">Your devices</a>
+            r#"<a href="/">Counter</a> <a href="/devices">Your devices</a> <a href="/settings">Settings</a>
 <span class="who">Signed in as <strong id="user">{}</strong></span> {}"#,
             escape(user),
             button("/logout", "Sign out", csrf, &[], "")
@@ -94,6 +94,7 @@ Sign in from two browsers with the same name to see two devices.</p>
 <input type="hidden" name="csrf" value="{csrf}">
 <label>User name <input name="user" autocomplete="username" required maxlength="40"></label>
 <label>Password <input name="password" type="password" autocomplete="current-password" required></label>
+<label><input type="checkbox" name="remember" value="on"> Remember me for 30 days</label>
 <button type="submit">Sign in</button>
 </form>"#,
         password = escape(password),
@@ -107,6 +108,29 @@ pub(crate) fn counter(count: u64, csrf: &str) -> String {
 <p>Kept in this browser's session, on the server.</p>
 <p><span id="count">{count}</span> {}</p>"#,
         button("/count", "Count", csrf, &[], "")
+    )
+}
+
+/// The sensitive page, open while the sign-in is recent.
+pub(crate) fn settings(signed_in_ago: i64, window: i64) -> String {
+    format!(
+        r#"<h1>Sensitive settings</h1>
+<p id="sudo">You signed in (or confirmed it) {signed_in_ago} s ago, so this page is open for
+{window} s after that. Past that, it asks for your password again.</p>"#
+    )
+}
+
+/// Asks for the password again before the sensitive page.
+pub(crate) fn confirm(csrf: &str, window: i64) -> String {
+    format!(
+        r#"<h1>Confirm it's you</h1>
+<p>Your sign-in is older than {window} s. Enter your password again to open the settings.</p>
+<form method="post" action="/confirm">
+<input type="hidden" name="csrf" value="{csrf}">
+<label>Password <input name="password" type="password" autocomplete="current-password" required></label>
+<button type="submit">Confirm</button>
+</form>"#,
+        csrf = escape(csrf),
     )
 }
 

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::start_demo;
+use common::{start_demo, start_demo_with};
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::json;
@@ -198,6 +198,11 @@ impl Browser {
     }
 
     async fn sign_in(&self, user: &str, password: &str) {
+        self.sign_in_remembered(user, password, false).await;
+    }
+
+    /// Signs in, ticking "remember me" if `remember`.
+    async fn sign_in_remembered(&self, user: &str, password: &str, remember: bool) {
         self.open_page("/").await;
         let form = self
             .client
@@ -206,7 +211,22 @@ impl Browser {
         let form = form.expect("the sign-in form");
         form.set_by_name("user", user).await.unwrap();
         form.set_by_name("password", password).await.unwrap();
+        if remember {
+            self.click("input[name='remember']").await;
+        }
         self.click("form[action='/login'] button").await;
+    }
+
+    /// When the session cookie expires.
+    async fn cookie_expiry(&self) -> OffsetDateTime {
+        let cookie = self
+            .client
+            .get_named_cookie("__Host-session")
+            .await
+            .unwrap();
+        cookie
+            .expires_datetime()
+            .unwrap_or_else(|| panic!("a persistent cookie: {cookie:?}"))
     }
 
     /// Who the page says is signed in.
@@ -387,4 +407,136 @@ async fn two_devices_sign_in_see_each_other_and_sign_each_other_out() {
 
     laptop.close().await;
     phone.close().await;
+}
+
+/// The sign-in's age gates the settings page in this test: a short window, so the test sees
+/// it pass by polling rather than waiting five minutes.
+const RECENT_SIGN_IN_SECS: i64 = 2;
+
+#[tokio::test]
+async fn remember_me_recent_sign_in_and_metrics() {
+    let Some(bin) = binaries() else { return };
+    let window = RECENT_SIGN_IN_SECS.to_string();
+    let demo = start_demo_with(&[("DEMO_RECENT_SIGN_IN_SECS", &window)]).await;
+    let driver = start_chromedriver(&bin.chromedriver).await;
+    let laptop = Browser::open(&driver, &bin.chromium, &demo.base).await;
+    let kiosk = Browser::open(&driver, &bin.chromium, &demo.base).await;
+
+    // "Remember me" makes the cookie last 30 days; without it, the idle timeout's 24 hours.
+    laptop.sign_in_remembered("bo", "demo", true).await;
+    laptop.expect_text(".flash", "Signed in as bo.").await;
+    let close = |at: OffsetDateTime, lifetime: time::Duration| {
+        (at - (OffsetDateTime::now_utc() + lifetime)).abs() < time::Duration::minutes(2)
+    };
+    let remembered = laptop.cookie_expiry().await;
+    assert!(
+        close(remembered, time::Duration::days(30)),
+        "remember me: 30 days, not {remembered}"
+    );
+    kiosk.sign_in("bo", "demo").await;
+    kiosk.expect_text(".flash", "Signed in as bo.").await;
+    let default = kiosk.cookie_expiry().await;
+    assert!(
+        close(default, COOKIE_LIFETIME),
+        "default: 24 hours, not {default}"
+    );
+    // Still remembered after another request that writes.
+    laptop.click("form[action='/count'] button").await;
+    laptop.expect_text(".flash", "Counted to 1.").await;
+    assert!(close(
+        laptop.cookie_expiry().await,
+        time::Duration::days(30)
+    ));
+
+    // Settings are open right after signing in, ask for the password once the sign-in is
+    // older than the window, and open again once it is confirmed.
+    laptop.open_page("/settings").await;
+    laptop.expect_text("h1", "Sensitive settings").await;
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        laptop.open_page("/settings").await;
+        let headings = laptop.try_texts("h1").await.unwrap_or_default();
+        if headings.iter().any(|h| h == "Confirm it's you") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "settings never asked again: {headings:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let confirm = |password: &'static str| {
+        let laptop = &laptop;
+        async move {
+            let form = laptop
+                .client
+                .form(Locator::Css("form[action='/confirm']"))
+                .await
+                .expect("the confirm form");
+            form.set_by_name("password", password).await.unwrap();
+            laptop.click("form[action='/confirm'] button").await;
+        }
+    };
+    let before = laptop
+        .client
+        .get_named_cookie("__Host-session")
+        .await
+        .unwrap();
+    confirm("guess").await;
+    laptop
+        .expect_text(".flash", "Wrong password: the demo password is \"demo\".")
+        .await;
+    laptop.expect_text("h1", "Confirm it's you").await;
+    confirm("demo").await;
+    laptop.expect_text(".flash", "Sign-in confirmed.").await;
+    laptop.expect_text("h1", "Sensitive settings").await;
+    let after = laptop
+        .client
+        .get_named_cookie("__Host-session")
+        .await
+        .unwrap();
+    assert_ne!(before.value(), after.value(), "confirming renews the id");
+    assert!(
+        close(laptop.cookie_expiry().await, time::Duration::days(30)),
+        "and keeps remember-me"
+    );
+
+    // The Prometheus page: what the requests above did, and the live sessions.
+    laptop.open_page("/metrics").await;
+    let text = laptop
+        .client
+        .execute("return document.body.innerText", vec![])
+        .await
+        .unwrap();
+    let text = text.as_str().unwrap_or_default().to_owned();
+    // The label the store gives its metrics: the memory store unless the run named another.
+    let store = match std::env::var("SESSION_STORE").unwrap_or_default() {
+        s if s.starts_with("redis") => "redis",
+        s if s.starts_with("postgres") => "postgres",
+        s if s.starts_with("mysql") || s.starts_with("mariadb") => "mysql",
+        s if s.starts_with("sqlite") => "sqlite",
+        _ => "memory",
+    };
+    let value = |series: &str| -> f64 {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+            .unwrap_or_else(|| panic!("no {series} in /metrics:\n{text}"));
+        line[series.len()..].trim().parse().unwrap()
+    };
+    assert_eq!(
+        value(r#"sessionware_sessions_live{store="memory"}"#),
+        2.0,
+        "two live sessions"
+    );
+    assert!(value(r#"sessionware_sessions_created_total{store="memory"}"#) >= 2.0);
+    assert!(value(r#"sessionware_sessions_written_total{store="memory"}"#) >= 3.0);
+    assert!(
+        value(r#"sessionware_store_call_duration_seconds_count{store="memory",operation="rekey"}"#)
+            >= 1.0,
+        "store calls are timed"
+    );
+
+    laptop.close().await;
+    kiosk.close().await;
 }

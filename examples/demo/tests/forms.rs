@@ -116,7 +116,13 @@ async fn every_post_without_the_sessions_csrf_token_is_refused() {
     let (status, _) = ana.post("/count", &[("csrf", &token)]).await;
     assert_eq!(status, 403, "a token from before sign-in");
     let token = ana.token("/").await;
-    for path in ["/count", "/logout", "/logout-everywhere", "/devices/revoke"] {
+    for path in [
+        "/count",
+        "/confirm",
+        "/logout",
+        "/logout-everywhere",
+        "/devices/revoke",
+    ] {
         let (status, _) = ana.post(path, &[("csrf", "forged")]).await;
         assert_eq!(status, 403, "{path} with a wrong token");
         let (status, _) = ana.post(path, &[]).await;
@@ -189,6 +195,7 @@ async fn bad_configuration_is_a_clear_error() {
         ("SESSION_KEY", signed.as_str()),
         ("SESSION_STORE", "carrier-pigeon://"),
         ("PORT", "http"),
+        ("DEMO_RECENT_SIGN_IN_SECS", "soon"),
     ] {
         let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_demo"))
             .env(var, value)

@@ -93,6 +93,16 @@ macro_rules! each {
 }
 
 impl SessionStore for AnyStore {
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Memory(s) => s.name(),
+            Self::Redis(s) => s.name(),
+            Self::Sql(s) => s.name(),
+        }
+    }
+    async fn count(&self, now: OffsetDateTime) -> Result<Option<u64>, StoreError> {
+        each!(self, s => s.count(now))
+    }
     async fn create(&self, record: &Record) -> Result<SessionId, StoreError> {
         each!(self, s => s.create(record))
     }

@@ -19,7 +19,13 @@ impl Drop for Demo {
 }
 
 pub(crate) async fn start_demo() -> Demo {
+    start_demo_with(&[]).await
+}
+
+/// The demo with these environment variables set as well.
+pub(crate) async fn start_demo_with(envs: &[(&str, &str)]) -> Demo {
     let mut child = Command::new(env!("CARGO_BIN_EXE_demo"))
+        .envs(envs.iter().copied())
         .env("PORT", "0")
         // The memory store unless the run names another: `SESSION_STORE=... cargo test -p demo`
         // drives the same flows against that store.

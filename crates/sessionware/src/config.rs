@@ -105,10 +105,11 @@ impl Shared {
         // A call that is done at its first poll (the memory store's always are) needs no
         // timer: setting one up and tearing it down would cost more than the call.
         let mut call = std::pin::pin!(call);
-        let first = {
+        let first = std::future::poll_fn(|cx| {
             let _entered = span.enter();
-            std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await
-        };
+            Poll::Ready(call.as_mut().poll(cx))
+        })
+        .await;
         let result = match first {
             Poll::Ready(result) => result,
             Poll::Pending => {

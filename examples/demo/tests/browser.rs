@@ -411,7 +411,7 @@ async fn two_devices_sign_in_see_each_other_and_sign_each_other_out() {
 
 /// The sign-in's age gates the settings page in this test: a short window, so the test sees
 /// it pass by polling rather than waiting five minutes.
-const RECENT_SIGN_IN_SECS: i64 = 2;
+const RECENT_SIGN_IN_SECS: i64 = 5;
 
 #[tokio::test]
 async fn remember_me_recent_sign_in_and_metrics() {
@@ -425,6 +425,9 @@ async fn remember_me_recent_sign_in_and_metrics() {
     // "Remember me" makes the cookie last 30 days; without it, the idle timeout's 24 hours.
     laptop.sign_in_remembered("bo", "demo", true).await;
     laptop.expect_text(".flash", "Signed in as bo.").await;
+    // Settings are open right after signing in.
+    laptop.open_page("/settings").await;
+    laptop.expect_text("h1", "Sensitive settings").await;
     let close = |at: OffsetDateTime, lifetime: time::Duration| {
         (at - (OffsetDateTime::now_utc() + lifetime)).abs() < time::Duration::minutes(2)
     };
@@ -441,6 +444,7 @@ async fn remember_me_recent_sign_in_and_metrics() {
         "default: 24 hours, not {default}"
     );
     // Still remembered after another request that writes.
+    laptop.open_page("/").await;
     laptop.click("form[action='/count'] button").await;
     laptop.expect_text(".flash", "Counted to 1.").await;
     assert!(close(
@@ -448,10 +452,8 @@ async fn remember_me_recent_sign_in_and_metrics() {
         time::Duration::days(30)
     ));
 
-    // Settings are open right after signing in, ask for the password once the sign-in is
-    // older than the window, and open again once it is confirmed.
-    laptop.open_page("/settings").await;
-    laptop.expect_text("h1", "Sensitive settings").await;
+    // Settings ask for the password once the sign-in is older than the window, and open
+    // again once it is confirmed.
     let deadline = Instant::now() + PATIENCE;
     loop {
         laptop.open_page("/settings").await;
@@ -524,18 +526,24 @@ async fn remember_me_recent_sign_in_and_metrics() {
             .unwrap_or_else(|| panic!("no {series} in /metrics:\n{text}"));
         line[series.len()..].trim().parse().unwrap()
     };
-    assert_eq!(
-        value(r#"sessionware_sessions_live{store="memory"}"#),
-        2.0,
-        "two live sessions"
+    let live = value(&format!(r#"sessionware_sessions_live{{store="{store}"}}"#));
+    if store == "memory" {
+        assert_eq!(live, 2.0, "two live sessions");
+    } else {
+        assert!(live >= 2.0, "at least these two live sessions: {live}");
+    }
+    let created = value(&format!(
+        r#"sessionware_sessions_created_total{{store="{store}"}}"#
+    ));
+    assert!(created >= 2.0, "created: {created}");
+    let written = value(&format!(
+        r#"sessionware_sessions_written_total{{store="{store}"}}"#
+    ));
+    assert!(written >= 3.0, "written: {written}");
+    let rekeys = format!(
+        r#"sessionware_store_call_duration_seconds_count{{store="{store}",operation="rekey"}}"#
     );
-    assert!(value(r#"sessionware_sessions_created_total{store="memory"}"#) >= 2.0);
-    assert!(value(r#"sessionware_sessions_written_total{store="memory"}"#) >= 3.0);
-    assert!(
-        value(r#"sessionware_store_call_duration_seconds_count{store="memory",operation="rekey"}"#)
-            >= 1.0,
-        "store calls are timed"
-    );
+    assert!(value(&rekeys) >= 1.0, "store calls are timed");
 
     laptop.close().await;
     kiosk.close().await;

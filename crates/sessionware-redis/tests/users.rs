@@ -56,7 +56,7 @@ async fn metrics_over_http() {
         hits("sessionware_near_cache_hits_total"),
         hits("sessionware_near_cache_misses_total"),
     );
-    sessionware::testing::metrics_over_http(store).await;
+    sessionware::testing::metrics_over_http(store.clone()).await;
     assert!(
         hits("sessionware_near_cache_hits_total") > before.0,
         "the near cache answered reads"
@@ -65,6 +65,40 @@ async fn metrics_over_http() {
         hits("sessionware_near_cache_misses_total") > before.1,
         "and passed some on"
     );
+
+    // Another instance ends a session this one holds in its near cache: an invalidation.
+    let url = common::redis_url().await.unwrap();
+    let other = RedisStore::builder(url)
+        .prefix(store.prefix().to_owned())
+        .connect()
+        .await
+        .expect("connect");
+    let now = SystemClock.now();
+    let id = store
+        .create(&Record {
+            id: SessionId::generate().unwrap(),
+            data: Data::from([("k".into(), json!(1))]),
+            user: None,
+            created_at: now,
+            expires_at: now + Duration::minutes(5),
+        })
+        .await
+        .unwrap();
+    store.load(&id, now).await.unwrap().expect("live");
+    assert!(store.load(&id, now).await.unwrap().is_some());
+    let invalidations = || hits("sessionware_near_cache_invalidations_total");
+    let before = invalidations();
+    other.delete(&id).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while invalidations() == before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no invalidation counted within 5 s"
+        );
+        // The invalidation is taken in by the store's next command on that connection.
+        let _ = store.load(&id, now).await;
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
 }
 
 #[tokio::test]

@@ -17,7 +17,7 @@ use crate::cookie::Presented;
 use crate::error::SessionRejection;
 use crate::events::SessionEventKind;
 use crate::observe::Op;
-use crate::sign_in::IDLE_KEY;
+use crate::sign_in::{IDLE_KEY, remembered_idle};
 pub(crate) use crate::token::Transport;
 
 /// The deepest nesting of arrays and objects a value may have. A session is stored as an
@@ -123,6 +123,9 @@ pub(crate) struct State {
     pub(crate) logout: bool,
     /// `remember_for` was called: a `login` in the same request keeps its choice.
     pub(crate) remembered: bool,
+    /// The idle timeout of this session's own (`remember_for`), read from the data once at
+    /// the load so write-back need not look it up again.
+    pub(crate) own_idle: Option<sessionware_core::time::Duration>,
     /// `confirm_sign_in` was called.
     pub(crate) confirmed: bool,
     /// Facts about the client, kept from the request for `login`.
@@ -191,6 +194,7 @@ impl State {
             login: false,
             logout: false,
             remembered: false,
+            own_idle: None,
             confirmed: false,
             user_agent: None,
             address: None,
@@ -301,12 +305,18 @@ impl Session {
                                 return Err(error);
                             }
                         };
+                        let own_idle = loaded
+                            .as_ref()
+                            .and_then(|l| remembered_idle(&l.record.data));
                         let loaded = match loaded {
-                            Some(loaded) => self.refresh_remembered(loaded, now).await?,
-                            None => None,
+                            Some(loaded) if own_idle.is_some() => {
+                                self.refresh_remembered(loaded, own_idle, now).await?
+                            }
+                            loaded => loaded,
                         };
                         match loaded {
                             Some(Loaded { record, refreshed }) => {
+                                state.own_idle = own_idle;
                                 shared.metrics.loaded.increment(1);
                                 if refreshed {
                                     shared.metrics.touched.increment(1);
@@ -347,10 +357,11 @@ impl Session {
     async fn refresh_remembered(
         &self,
         mut loaded: Loaded,
+        own_idle: Option<sessionware_core::time::Duration>,
         now: OffsetDateTime,
     ) -> Result<Option<Loaded>, Error> {
         let shared = &self.0.shared;
-        let policy = shared.policy_for(&loaded.record.data);
+        let policy = shared.policy_for(own_idle);
         if policy == shared.policy {
             return Ok(Some(loaded));
         }
@@ -652,6 +663,7 @@ impl Session {
         // Each sign-in chooses its expiry: "remember me" is not inherited from the last one.
         if !state.remembered && state.data.remove(IDLE_KEY).is_some() {
             state.dirty.insert(IDLE_KEY.to_owned());
+            state.own_idle = None;
         }
         state.data.insert(DEVICE_KEY.to_owned(), facts);
         state.dirty.insert(DEVICE_KEY.to_owned());

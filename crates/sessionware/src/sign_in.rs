@@ -14,10 +14,10 @@ use crate::{Error, Session};
 /// The data key holding the idle timeout this session was given at sign-in, in milliseconds.
 pub(crate) const IDLE_KEY: &str = "sessionware.idle_ms";
 
-/// The expiry policy of a session holding `data`: the layer's, with the idle timeout the
-/// sign-in chose when it is longer. The absolute lifetime is always the layer's.
-pub(crate) fn session_policy(policy: &ExpiryPolicy, data: &Data) -> ExpiryPolicy {
-    match remembered_idle(data) {
+/// The expiry policy of a session given its own idle timeout `idle` at sign-in: the layer's,
+/// with that timeout when it is longer. The absolute lifetime is always the layer's.
+pub(crate) fn session_policy(policy: &ExpiryPolicy, idle: Option<Duration>) -> ExpiryPolicy {
+    match idle {
         Some(idle) if policy.idle_timeout().is_some_and(|layer| idle > layer) => {
             policy.with_idle_timeout(Some(idle))
         }
@@ -73,6 +73,7 @@ impl Session {
         let ms = i64::try_from(idle.whole_milliseconds()).unwrap_or(i64::MAX);
         let mut state = self.state();
         state.remembered = true;
+        state.own_idle = (ms > 0).then(|| Duration::milliseconds(ms));
         if state.data.get(IDLE_KEY).and_then(Value::as_i64) != Some(ms) {
             state.data.insert(IDLE_KEY.to_owned(), Value::from(ms));
             state.dirty.insert(IDLE_KEY.to_owned());
@@ -82,7 +83,7 @@ impl Session {
 
     /// The idle timeout [`remember_for`](Self::remember_for) gave this session, if any.
     pub fn remembered_for(&self) -> Option<Duration> {
-        remembered_idle(&self.state().data)
+        self.state().own_idle
     }
 
     /// When the signed-in user signed in, or last confirmed it with
@@ -155,8 +156,8 @@ impl Session {
 }
 
 impl Shared {
-    /// The expiry policy of the session holding `data`.
-    pub(crate) fn policy_for(&self, data: &Data) -> ExpiryPolicy {
-        session_policy(&self.policy, data)
+    /// The expiry policy of a session with its own idle timeout `idle`, if any.
+    pub(crate) fn policy_for(&self, idle: Option<Duration>) -> ExpiryPolicy {
+        session_policy(&self.policy, idle)
     }
 }

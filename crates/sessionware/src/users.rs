@@ -129,7 +129,8 @@ impl Device {
             .and_then(|s| OffsetDateTime::from_unix_timestamp(s).ok());
         // A read or write sets the deadline to `min(now + idle, created + lifetime)`, so while
         // the lifetime does not cap it, `deadline - idle` is the time of the last refresh.
-        let idle = crate::sign_in::session_policy(policy, &record.data)
+        let own = crate::sign_in::remembered_idle(&record.data);
+        let idle = crate::sign_in::session_policy(policy, own)
             .idle_timeout()
             .unwrap_or(ExpiryPolicy::MAX_IDLE);
         Self {

@@ -14,7 +14,6 @@ use crate::config::Shared;
 use crate::events::{RevokedBy, SessionEventKind as Kind};
 use crate::observe::Op;
 use crate::session::{State, Transport};
-use crate::sign_in::remembered_idle;
 
 const CLEAR_SITE_DATA: HeaderName = HeaderName::from_static("clear-site-data");
 use crate::{Error, Session, StoreError};
@@ -112,7 +111,7 @@ pub(crate) fn prepare(session: Session) -> Option<Pending> {
         let csrf_nonce = state
             .csrf_nonce
             .filter(|_| state.new_csrf_nonce && state.transport == Transport::Cookie);
-        let persistent = remembered_idle(&state.data).is_some();
+        let persistent = state.own_idle.is_some();
         (
             plan(&mut state, shared, &now),
             state.transport,
@@ -190,10 +189,10 @@ pub(crate) async fn write_back(pending: Pending, mut response: Response) -> Resp
 
 fn plan(state: &mut State, shared: &Shared, now: &dyn Fn() -> OffsetDateTime) -> Plan {
     // A remembered session ("remember me") has an idle timeout of its own.
-    let policy = &shared.policy_for(&state.data);
+    let policy = &shared.policy_for(state.own_idle);
     // A cookie's Max-Age must follow the deadline; a header token carries no expiry.
     let resends = state.transport == Transport::Cookie
-        && (!shared.cookie.browser_session || remembered_idle(&state.data).is_some());
+        && (!shared.cookie.browser_session || state.own_idle.is_some());
     let destroyed = state.destroyed.take();
     let Some(id) = state.id else {
         if !state.data.is_empty() {
@@ -268,7 +267,7 @@ fn new_record(
     now: OffsetDateTime,
     shared: &Shared,
 ) -> Record {
-    let expires_at = shared.policy_for(&state.data).deadline(created_at, now);
+    let expires_at = shared.policy_for(state.own_idle).deadline(created_at, now);
     Record {
         // Replaced by a fresh id in `execute`; the zero id is never stored.
         id: SessionId::from_bytes([0; SessionId::BYTES]),

@@ -91,16 +91,21 @@ impl Shared {
         id: Option<&SessionId>,
         call: impl Future<Output = Result<T, sessionware_core::Error>>,
     ) -> Result<T, Error> {
-        // The log id is worked out only if the span is enabled (tracing evaluates fields
-        // after its level check); the id itself is never a field.
         let span = tracing::debug_span!(
             "session_store",
             store = self.metrics.store(),
             operation = op.as_str(),
-            session = id.map(|id| tracing::field::display(self.keys.log_id(id))),
+            session = tracing::field::Empty,
             outcome = tracing::field::Empty,
             duration_us = tracing::field::Empty,
         );
+        // The log id (an HMAC) is worked out only for a span someone listens to. Not as a
+        // field of the macro: with `tracing`'s `log` feature (which other crates of an
+        // application turn on) and no subscriber, a disabled span's fields are still
+        // evaluated for `log`. The id itself is never a field.
+        if let Some(id) = id.filter(|_| !span.is_disabled()) {
+            span.record("session", tracing::field::display(self.keys.log_id(id)));
+        }
         let started = self.metrics.start(&span);
         // A call that is done at its first poll (the memory store's always are) needs no
         // timer: setting one up and tearing it down would cost more than the call.

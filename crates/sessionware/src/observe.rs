@@ -152,7 +152,9 @@ impl Metrics {
             self.calls[op as usize].record(elapsed.as_secs_f64());
             span.record("duration_us", elapsed.as_micros() as u64);
         }
-        span.record("outcome", outcome);
+        if !span.is_disabled() {
+            span.record("outcome", outcome);
+        }
     }
 
     /// A request the layer answered with an error instead of the handler's response.

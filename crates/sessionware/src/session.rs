@@ -305,8 +305,11 @@ impl Session {
                                 return Err(error);
                             }
                         };
+                        // Only a signed-in session can have chosen its own expiry, so anonymous
+                        // ones (most of them) pay no lookup for it.
                         let own_idle = loaded
                             .as_ref()
+                            .filter(|l| l.record.user.is_some())
                             .and_then(|l| remembered_idle(&l.record.data));
                         let loaded = match loaded {
                             Some(loaded) if own_idle.is_some() => {

@@ -49,7 +49,8 @@ impl Session {
     /// [browser-session cookies](crate::SessionLayer::with_browser_session_cookie).
     ///
     /// The choice belongs to a sign-in: call it with (before or after) [`login`](Self::login)
-    /// in the same request. A later `login` without it goes back to the layer's idle timeout.
+    /// in the same request; a session without a signed-in user keeps the layer's timeout. A
+    /// later `login` without it goes back to the layer's idle timeout.
     /// A duration no longer than the layer's idle timeout changes nothing. It works on every
     /// store and transport, since it is kept in the session's data (a reserved key).
     ///
@@ -81,9 +82,10 @@ impl Session {
         }
     }
 
-    /// The idle timeout [`remember_for`](Self::remember_for) gave this session, if any.
+    /// The idle timeout [`remember_for`](Self::remember_for) gave this session, if any (and
+    /// a user is signed in).
     pub fn remembered_for(&self) -> Option<Duration> {
-        self.state().own_idle
+        self.state().own_idle()
     }
 
     /// When the signed-in user signed in, or last confirmed it with
@@ -152,6 +154,13 @@ impl Session {
         state.size = None;
         state.cycle = true;
         state.confirmed = true;
+    }
+}
+
+impl crate::session::State {
+    /// The session's own idle timeout, which only a signed-in session has.
+    pub(crate) fn own_idle(&self) -> Option<Duration> {
+        self.own_idle.filter(|_| self.user.is_some())
     }
 }
 

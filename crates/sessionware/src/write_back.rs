@@ -111,7 +111,7 @@ pub(crate) fn prepare(session: Session) -> Option<Pending> {
         let csrf_nonce = state
             .csrf_nonce
             .filter(|_| state.new_csrf_nonce && state.transport == Transport::Cookie);
-        let persistent = state.own_idle.is_some();
+        let persistent = state.own_idle().is_some();
         (
             plan(&mut state, shared, &now),
             state.transport,
@@ -189,10 +189,10 @@ pub(crate) async fn write_back(pending: Pending, mut response: Response) -> Resp
 
 fn plan(state: &mut State, shared: &Shared, now: &dyn Fn() -> OffsetDateTime) -> Plan {
     // A remembered session ("remember me") has an idle timeout of its own.
-    let policy = &shared.policy_for(state.own_idle);
+    let policy = &shared.policy_for(state.own_idle());
     // A cookie's Max-Age must follow the deadline; a header token carries no expiry.
     let resends = state.transport == Transport::Cookie
-        && (!shared.cookie.browser_session || state.own_idle.is_some());
+        && (!shared.cookie.browser_session || state.own_idle().is_some());
     let destroyed = state.destroyed.take();
     let Some(id) = state.id else {
         if !state.data.is_empty() {
@@ -267,7 +267,9 @@ fn new_record(
     now: OffsetDateTime,
     shared: &Shared,
 ) -> Record {
-    let expires_at = shared.policy_for(state.own_idle).deadline(created_at, now);
+    let expires_at = shared
+        .policy_for(state.own_idle())
+        .deadline(created_at, now);
     Record {
         // Replaced by a fresh id in `execute`; the zero id is never stored.
         id: SessionId::from_bytes([0; SessionId::BYTES]),

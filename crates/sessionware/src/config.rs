@@ -91,18 +91,25 @@ impl Shared {
         id: Option<&SessionId>,
         call: impl Future<Output = Result<T, sessionware_core::Error>>,
     ) -> Result<T, Error> {
-        let span = tracing::debug_span!(
-            "session_store",
-            store = self.metrics.store(),
-            operation = op.as_str(),
-            session = tracing::field::Empty,
-            outcome = tracing::field::Empty,
-            duration_us = tracing::field::Empty,
-        );
-        // The log id (an HMAC) is worked out only for a span someone listens to. Not as a
-        // field of the macro: with `tracing`'s `log` feature (which other crates of an
-        // application turn on) and no subscriber, a disabled span's fields are still
-        // evaluated for `log`. The id itself is never a field.
+        // With nothing listening at debug level (no subscriber, or the usual info one) there
+        // is no span at all: one atomic load. `debug_span!` alone would still cost, since with
+        // `tracing`'s `log` feature (which other crates of an application turn on) and no
+        // subscriber, a disabled span evaluates its fields and reports entering and leaving
+        // to `log`.
+        let span = if tracing::level_filters::LevelFilter::current() >= tracing::Level::DEBUG {
+            tracing::debug_span!(
+                "session_store",
+                store = self.metrics.store(),
+                operation = op.as_str(),
+                session = tracing::field::Empty,
+                outcome = tracing::field::Empty,
+                duration_us = tracing::field::Empty,
+            )
+        } else {
+            tracing::Span::none()
+        };
+        // The log id (an HMAC) is worked out only for a span someone listens to; the id
+        // itself is never a field.
         if let Some(id) = id.filter(|_| !span.is_disabled()) {
             span.record("session", tracing::field::display(self.keys.log_id(id)));
         }
@@ -118,8 +125,12 @@ impl Shared {
         let result = match first {
             Poll::Ready(result) => result,
             Poll::Pending => {
-                let timed = tokio::time::timeout(self.timeout, call);
-                match tracing::Instrument::instrument(timed, span.clone()).await {
+                let mut timed = std::pin::pin!(tokio::time::timeout(self.timeout, call));
+                let timed = std::future::poll_fn(|cx| {
+                    let _entered = span.enter();
+                    timed.as_mut().poll(cx)
+                });
+                match timed.await {
                     Ok(result) => result,
                     Err(_) => Err(sessionware_core::Error::Timeout),
                 }

@@ -311,12 +311,13 @@ impl Session {
                             .as_ref()
                             .filter(|l| l.record.user.is_some())
                             .and_then(|l| remembered_idle(&l.record.data));
-                        let loaded = match loaded {
-                            Some(loaded) if own_idle.is_some() => {
-                                self.refresh_remembered(loaded, own_idle, now).await?
+                        let mut loaded = loaded;
+                        if let Some(l) = loaded.as_mut().filter(|_| own_idle.is_some()) {
+                            // Boxed: the rare path keeps its future out of every load's.
+                            if !Box::pin(self.refresh_remembered(l, own_idle, now)).await? {
+                                loaded = None;
                             }
-                            loaded => loaded,
-                        };
+                        }
                         match loaded {
                             Some(Loaded { record, refreshed }) => {
                                 state.own_idle = own_idle;
@@ -356,22 +357,22 @@ impl Session {
 
     /// The store refreshed `loaded` by the layer's idle timeout; a session that chose a
     /// longer one at sign-in ("remember me") moves its deadline by that one, with a `touch`
-    /// when due. `None` when the session ended in between.
+    /// when due. `false` when the session ended in between.
     async fn refresh_remembered(
         &self,
-        mut loaded: Loaded,
+        loaded: &mut Loaded,
         own_idle: Option<sessionware_core::time::Duration>,
         now: OffsetDateTime,
-    ) -> Result<Option<Loaded>, Error> {
+    ) -> Result<bool, Error> {
         let shared = &self.0.shared;
         let policy = shared.policy_for(own_idle);
         if policy == shared.policy {
-            return Ok(Some(loaded));
+            return Ok(true);
         }
         let record = &loaded.record;
         let Some(deadline) = policy.refreshed_deadline(record.created_at, record.expires_at, now)
         else {
-            return Ok(Some(loaded));
+            return Ok(true);
         };
         let touched = shared
             .call(
@@ -384,9 +385,9 @@ impl Session {
             Ok(true) => {
                 loaded.record.expires_at = deadline;
                 loaded.refreshed = true;
-                Ok(Some(loaded))
+                Ok(true)
             }
-            Ok(false) => Ok(None),
+            Ok(false) => Ok(false),
             Err(error) => {
                 tracing::error!(
                     %error,

@@ -111,9 +111,14 @@ pub(crate) fn prepare(session: Session) -> Option<Pending> {
         let csrf_nonce = state
             .csrf_nonce
             .filter(|_| state.new_csrf_nonce && state.transport == Transport::Cookie);
+        // Before planning, which moves the user out for a new record.
         let persistent = state.own_idle().is_some();
+        let plan = plan(&mut state, shared, &now);
+        if matches!(plan, Plan::Nothing) && csrf_nonce.is_none() {
+            return None;
+        }
         (
-            plan(&mut state, shared, &now),
+            plan,
             state.transport,
             state.logout,
             persistent,
@@ -121,9 +126,6 @@ pub(crate) fn prepare(session: Session) -> Option<Pending> {
             csrf_nonce,
         )
     };
-    if matches!(plan, Plan::Nothing) && csrf_nonce.is_none() {
-        return None;
-    }
     let now = clock.into_inner().unwrap_or_else(|| shared.clock.now());
     Some(Pending {
         session,

@@ -84,18 +84,56 @@ pub(crate) struct Shared {
 
 impl Shared {
     /// Runs the store call `call`, operation `op` on the session `id` (if it names one),
-    /// under the layer's timeout, in a `session_store` span, timed for the metrics.
+    /// under the layer's timeout; in a `session_store` span and timed for the metrics when
+    /// anyone listens.
     pub(crate) async fn call<T>(
         &self,
         op: Op,
         id: Option<&SessionId>,
         call: impl Future<Output = Result<T, sessionware_core::Error>>,
     ) -> Result<T, Error> {
-        // With nothing listening at debug level (no subscriber, or the usual info one) there
-        // is no span at all: one atomic load. `debug_span!` alone would still cost, since with
-        // `tracing`'s `log` feature (which other crates of an application turn on) and no
-        // subscriber, a disabled span evaluates its fields and reports entering and leaving
-        // to `log`.
+        // Nothing listens (no recorder, and no subscriber at debug level, or the usual info
+        // one): the call as it would be without observation, at the price of one atomic load
+        // and a branch. The observed path is boxed so its larger future (span, clock reading)
+        // is not carried by every request's.
+        let observed = self.metrics.recording()
+            || tracing::level_filters::LevelFilter::current() >= tracing::Level::DEBUG;
+        let result = if observed {
+            Box::pin(self.observed(op, id, call)).await
+        } else {
+            self.timed(call).await
+        };
+        result.map_err(Error::from)
+    }
+
+    /// `call` under the layer's timeout.
+    async fn timed<T>(
+        &self,
+        call: impl Future<Output = Result<T, sessionware_core::Error>>,
+    ) -> Result<T, sessionware_core::Error> {
+        // A call that is done at its first poll (the memory store's always are) needs no
+        // timer: setting one up and tearing it down would cost more than the call.
+        let mut call = std::pin::pin!(call);
+        let first = std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await;
+        match first {
+            Poll::Ready(result) => result,
+            Poll::Pending => match tokio::time::timeout(self.timeout, call).await {
+                Ok(result) => result,
+                Err(_) => Err(sessionware_core::Error::Timeout),
+            },
+        }
+    }
+
+    /// `call` under the layer's timeout, in its span, timed.
+    async fn observed<T>(
+        &self,
+        op: Op,
+        id: Option<&SessionId>,
+        call: impl Future<Output = Result<T, sessionware_core::Error>>,
+    ) -> Result<T, sessionware_core::Error> {
+        // Not `debug_span!` alone when only a recorder listens: with `tracing`'s `log`
+        // feature (which other crates of an application turn on) and no subscriber, a
+        // disabled span still evaluates its fields and reports entering and leaving to `log`.
         let span = if tracing::level_filters::LevelFilter::current() >= tracing::Level::DEBUG {
             tracing::debug_span!(
                 "session_store",
@@ -114,31 +152,15 @@ impl Shared {
             span.record("session", tracing::field::display(self.keys.log_id(id)));
         }
         let started = self.metrics.start(&span);
-        // A call that is done at its first poll (the memory store's always are) needs no
-        // timer: setting one up and tearing it down would cost more than the call.
-        let mut call = std::pin::pin!(call);
-        let first = std::future::poll_fn(|cx| {
+        let mut timed = std::pin::pin!(self.timed(call));
+        let result = std::future::poll_fn(|cx| {
             let _entered = span.enter();
-            Poll::Ready(call.as_mut().poll(cx))
+            timed.as_mut().poll(cx)
         })
         .await;
-        let result = match first {
-            Poll::Ready(result) => result,
-            Poll::Pending => {
-                let mut timed = std::pin::pin!(tokio::time::timeout(self.timeout, call));
-                let timed = std::future::poll_fn(|cx| {
-                    let _entered = span.enter();
-                    timed.as_mut().poll(cx)
-                });
-                match timed.await {
-                    Ok(result) => result,
-                    Err(_) => Err(sessionware_core::Error::Timeout),
-                }
-            }
-        };
         self.metrics
             .finish(op, started, &span, crate::observe::outcome(&result));
-        result.map_err(Error::from)
+        result
     }
 
     /// The response sent instead of the handler's when the session fails.

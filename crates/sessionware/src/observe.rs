@@ -126,6 +126,11 @@ impl Metrics {
         self.store
     }
 
+    /// A recorder was installed when the layer was built.
+    pub(crate) fn recording(&self) -> bool {
+        self.recording
+    }
+
     pub(crate) fn revoked(&self, by: RevokedBy, sessions: usize) {
         let i = match by {
             RevokedBy::User => 0,

@@ -170,3 +170,57 @@ impl Shared {
         session_policy(&self.policy, idle)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn only_a_longer_idle_timeout_replaces_the_layers() {
+        let layer = ExpiryPolicy::new();
+        let month = session_policy(&layer, Some(Duration::days(30)));
+        assert_eq!(month.idle_timeout(), Some(Duration::days(30)));
+        assert_eq!(month.absolute_lifetime(), layer.absolute_lifetime());
+        assert_eq!(
+            month.refresh_interval(),
+            Duration::days(3),
+            "a tenth of its own"
+        );
+        assert_eq!(session_policy(&layer, Some(Duration::hours(1))), layer);
+        assert_eq!(session_policy(&layer, None), layer);
+        let unbounded = layer.with_idle_timeout(None);
+        assert_eq!(
+            session_policy(&unbounded, Some(Duration::days(30))),
+            unbounded
+        );
+    }
+
+    #[test]
+    fn a_malformed_remembered_timeout_is_ignored() {
+        for value in [json!("30d"), json!(-5), json!(0), json!(1.5), json!(null)] {
+            let data = Data::from([(IDLE_KEY.to_owned(), value.clone())]);
+            assert_eq!(remembered_idle(&data), None, "{value}");
+        }
+        let data = Data::from([(IDLE_KEY.to_owned(), json!(60_000))]);
+        assert_eq!(remembered_idle(&data), Some(Duration::minutes(1)));
+    }
+
+    #[test]
+    fn the_sign_in_time_is_read_from_the_device_facts() {
+        let data = Data::from([(
+            DEVICE_KEY.to_owned(),
+            json!({ "signed_in_at": 1_700_000_000 }),
+        )]);
+        assert_eq!(
+            signed_in_at(&data).map(OffsetDateTime::unix_timestamp),
+            Some(1_700_000_000)
+        );
+        let junk = Data::from([(
+            DEVICE_KEY.to_owned(),
+            json!({ "signed_in_at": "yesterday" }),
+        )]);
+        assert_eq!(signed_in_at(&junk), None);
+    }
+}

@@ -32,3 +32,53 @@ async fn security_findings_on_the_memory_store() {
     })
     .await;
 }
+
+/// With browser-session cookies, a remembered sign-in still gets a persistent cookie: outliving
+/// the browser is what "remember me" asks for.
+#[tokio::test]
+async fn remember_me_makes_a_browser_session_cookie_persistent() {
+    use axum::Router;
+    use axum::routing::get;
+    use sessionware::time::Duration;
+    use sessionware::{Key, Session, SessionLayer};
+    use tower::ServiceExt as _;
+
+    let layer = SessionLayer::new(MemoryStore::new())
+        .with_signing_key(
+            Key::from_bytes(&[7; 31].iter().chain(&[8]).copied().collect::<Vec<_>>()).unwrap(),
+        )
+        .with_browser_session_cookie(true);
+    let app = Router::new()
+        .route("/plain", get(|s: Session| async move { s.login("ana") }))
+        .route(
+            "/remembered",
+            get(|s: Session| async move {
+                s.login("ana");
+                s.remember_for(Duration::days(30));
+            }),
+        )
+        .layer(layer);
+    let cookie = |path: &'static str| {
+        let app = app.clone();
+        async move {
+            let request = http::Request::get(path)
+                .body(axum::body::Body::empty())
+                .unwrap();
+            let response = app.oneshot(request).await.unwrap();
+            response.headers()["set-cookie"]
+                .to_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let plain = cookie("/plain").await;
+    assert!(
+        !plain.contains("Max-Age"),
+        "a browser-session cookie: {plain}"
+    );
+    let remembered = cookie("/remembered").await;
+    assert!(
+        remembered.contains("Max-Age=2592000"),
+        "persistent for 30 days: {remembered}"
+    );
+}

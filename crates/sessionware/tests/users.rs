@@ -45,7 +45,7 @@ async fn remember_me_makes_a_browser_session_cookie_persistent() {
 
     let layer = SessionLayer::new(MemoryStore::new())
         .with_signing_key(
-            Key::from_bytes(&[7; 31].iter().chain(&[8]).copied().collect::<Vec<_>>()).unwrap(),
+            Key::from_bytes(&std::array::from_fn::<u8, 32, _>(|i| 5 ^ i as u8)).unwrap(),
         )
         .with_browser_session_cookie(true);
     let app = Router::new()

@@ -314,7 +314,7 @@ impl SessionLayer {
 }
 
 impl SessionLayer {
-    /// Hands every [`SessionEvent`] to `handler` as it happens, in order: sign-ins,
+    /// Hands every [`SessionEvent`](crate::SessionEvent) to `handler` as it happens, in order: sign-ins,
     /// sign-outs, id renewals, revocations (by the user, an admin, or the per-user cap),
     /// sessions found ended at load, refused tokens. For an audit log of the application's
     /// own.

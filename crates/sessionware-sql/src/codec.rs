@@ -166,6 +166,7 @@ pub(crate) fn why_refused(
 pub(crate) const CONDITIONAL_TRIES: usize = 4;
 
 /// A parameter of a statement built per shape.
+#[derive(Clone)]
 pub(crate) enum Param {
     Text(String),
     Int(i64),

@@ -345,21 +345,35 @@ macro_rules! apply_by_path {
                  WHERE id = ? AND expires_ms > ?{conditions}",
                 self.t,
             );
-            let mut query = sqlx::query(&sql);
-            for p in params {
-                query = p.bind(query);
-            }
-            query = query
-                .bind(codec::ms(changes.expires_at()))
-                .bind(id.to_string())
-                .bind(codec::ms(now));
-            for p in condition_params {
-                query = p.bind(query);
-            }
+            // InnoDB can pick one of several concurrent updates of a row as a deadlock victim
+            // and roll it back whole, so running it again applies it once.
+            let mut conflicts = 0;
+            let done = loop {
+                let mut query = sqlx::query(&sql);
+                for p in params.iter().cloned() {
+                    query = p.bind(query);
+                }
+                query = query
+                    .bind(codec::ms(changes.expires_at()))
+                    .bind(id.to_string())
+                    .bind(codec::ms(now));
+                for p in condition_params.iter().cloned() {
+                    query = p.bind(query);
+                }
+                match query.execute(&mut *conn).await {
+                    Ok(done) => break done,
+                    Err(e)
+                        if crate::error::is_conflict(&e)
+                            && conflicts < crate::error::CONFLICT_RETRIES =>
+                    {
+                        conflicts += 1;
+                    }
+                    Err(e) => return Err(backend(e)),
+                }
+            };
+            conn.done();
             // MySQL: sqlx connects with CLIENT_FOUND_ROWS, so a row that matched counts even when
             // the update left it as it was.
-            let done = query.execute(&mut *conn).await.map_err(backend)?;
-            conn.done();
             Ok(done.rows_affected() > 0)
         }
     };

@@ -121,7 +121,7 @@ impl My {
     pub(crate) async fn create(&self, record: &Record) -> Result<SessionId, Error> {
         let data = codec::encode(&record.data)?;
         let mut id = record.id;
-        let mut conn = self.conns.get().await.map_err(backend)?;
+        let mut conn = self.conns.writer().await.map_err(backend)?;
         for _ in 0..MAX_CREATE_TRIES {
             // A plain INSERT: `INSERT IGNORE` would also turn real errors into warnings.
             let done = sqlx::query(&self.sql.insert)

@@ -208,7 +208,7 @@ impl Pg {
         changes: &ChangeSet,
         now: OffsetDateTime,
     ) -> Result<bool, Error> {
-        let mut conn = self.conns.get().await.map_err(backend)?;
+        let mut conn = self.conns.writer().await.map_err(backend)?;
         let removals: Vec<&str> = changes.removals().collect();
         let sets: serde_json::Map<String, serde_json::Value> = changes
             .sets()

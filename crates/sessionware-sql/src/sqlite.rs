@@ -41,7 +41,7 @@ impl Lite {
     const DELETE_USER_PASSES: usize = 1;
 
     pub(crate) fn new(pool: SqlitePool, table: Table) -> Self {
-        Self::with_conns(Arc::new(Conns::new(pool)), table)
+        Self::with_conns(Arc::new(Conns::with_one_writer(pool)), table)
     }
 
     fn with_conns(conns: Arc<Conns<sqlx::Sqlite>>, table: Table) -> Self {
@@ -83,7 +83,7 @@ impl Lite {
     }
 
     pub(crate) async fn migrate(&self) -> Result<(), SqlError> {
-        let mut conn = self.conns.get().await.map_err(SqlError::Migrate)?;
+        let mut conn = self.conns.writer().await.map_err(SqlError::Migrate)?;
         let t = &self.t;
         let expires = self.table.index('"', "expires_idx");
         let user = self.table.index('"', "user_idx");

@@ -615,3 +615,56 @@ async fn reads_refresh_exactly_as_the_policy_says() {
         e.drop_table().await;
     }
 }
+
+/// SQLite takes one writer at a time; the store queues its own writers for their turn rather
+/// than leaving them to SQLite's busy handler. With no busy timeout at all (an application's
+/// pool set so), concurrent writes on several connections would fail with "database is
+/// locked"; queued, every one lands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_writers_of_one_store_take_turns() {
+    let db = TempDb::new("writers");
+    let options: sqlx::sqlite::SqliteConnectOptions = db.url().parse().unwrap();
+    let pool = sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(8)
+        .connect_with(
+            options
+                .create_if_missing(true)
+                .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+                .busy_timeout(StdDuration::ZERO),
+        )
+        .await
+        .unwrap();
+    let store = SqlStore::from_pool(pool);
+    store.migrate().await.unwrap();
+    let now = OffsetDateTime::now_utc();
+    let mut ids = Vec::new();
+    for i in 0..8 {
+        let r = record(now, Duration::hours(1), json!({ "n": i }));
+        ids.push(store.create(&r).await.unwrap());
+    }
+    let mut writes = tokio::task::JoinSet::new();
+    for round in 0..25 {
+        for id in &ids {
+            let (store, id) = (store.clone(), *id);
+            writes.spawn(async move {
+                let mut changes = ChangeSet::new(now + Duration::hours(1));
+                changes.set(format!("k{round}"), json!(round));
+                // A read beside every write, as a request does, so connections are busy both ways.
+                store.load(&id, now).await?;
+                store.apply(&id, &changes, now).await
+            });
+        }
+    }
+    let mut failed = Vec::new();
+    while let Some(done) = writes.join_next().await {
+        match done.unwrap() {
+            Ok(true) => {}
+            other => failed.push(format!("{other:?}")),
+        }
+    }
+    assert!(failed.is_empty(), "every write lands: {failed:?}");
+    for id in &ids {
+        let data = store.load(id, now).await.unwrap().unwrap().data;
+        assert_eq!(data.len(), 26, "each of the 25 keys and n");
+    }
+}

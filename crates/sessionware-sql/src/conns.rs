@@ -19,9 +19,9 @@ use tokio::sync::{Mutex as AsyncMutex, MutexGuard as AsyncMutexGuard, Notify};
 pub(crate) struct Conns<DB: Database> {
     pool: Pool<DB>,
     idle: Mutex<Vec<PoolConnection<DB>>>,
-    /// How many connections `idle` may hold: half the pool, so an application that shares
-    /// its pool with the store keeps the other half (and a one-connection pool is never
-    /// held here at all).
+    /// How many connections `idle` may hold: all of a pool the store opened; half of an
+    /// application's pool, so the application keeps the other half (and a one-connection
+    /// pool is never held here at all).
     keep: usize,
     /// Signalled when a connection is handed back to `idle`.
     returned: Notify,
@@ -34,9 +34,11 @@ pub(crate) struct Conns<DB: Database> {
 }
 
 impl<DB: Database> Conns<DB> {
-    pub(crate) fn new(pool: Pool<DB>) -> Self {
+    /// `owned`: the store opened `pool` and is its only user, so it keeps every connection.
+    pub(crate) fn new(pool: Pool<DB>, owned: bool) -> Self {
+        let max = pool.options().get_max_connections() as usize;
         Self {
-            keep: pool.options().get_max_connections() as usize / 2,
+            keep: if owned { max } else { max / 2 },
             pool,
             idle: Mutex::new(Vec::new()),
             returned: Notify::new(),
@@ -45,8 +47,8 @@ impl<DB: Database> Conns<DB> {
     }
 
     /// For an engine that runs one writer at a time: [`Conns::writer`] queues writers.
-    pub(crate) fn with_one_writer(pool: Pool<DB>) -> Self {
-        let mut conns = Self::new(pool);
+    pub(crate) fn with_one_writer(pool: Pool<DB>, owned: bool) -> Self {
+        let mut conns = Self::new(pool, owned);
         // The writers' connection is one of those kept. Too small a pool to keep two has
         // none: the pool itself then queues writers with everyone else.
         if conns.keep >= 2 {

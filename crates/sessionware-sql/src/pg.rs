@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use sessionware_core::time::OffsetDateTime;
 use sessionware_core::{ChangeSet, Error, ExpiryPolicy, Loaded, Record, SessionId};
-use sqlx::{PgPool, Row as _};
+use sqlx::Row as _;
 
 use crate::codec::{self, PolicyMs, columns};
 use crate::conns::Conns;
@@ -44,8 +44,8 @@ impl Pg {
     /// the session under its new id (if it is still the user's), however many times it moved.
     const DELETE_USER_PASSES: usize = 1;
 
-    pub(crate) fn new(pool: PgPool, table: Table) -> Self {
-        Self::with_conns(Arc::new(Conns::new(pool)), table)
+    pub(crate) fn new(conns: Conns<sqlx::Postgres>, table: Table) -> Self {
+        Self::with_conns(Arc::new(conns), table)
     }
 
     fn with_conns(conns: Arc<Conns<sqlx::Postgres>>, table: Table) -> Self {

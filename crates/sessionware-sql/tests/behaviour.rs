@@ -668,3 +668,42 @@ async fn sqlite_writers_of_one_store_take_turns() {
         assert_eq!(data.len(), 26, "each of the 25 keys and n");
     }
 }
+
+/// `SqlStore::builder(url).max_connections(n)`: however many queries are in flight, the store
+/// has at most `n` connections open, counted by the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_opens_at_most_max_connections_and_keeps_them() {
+    let Some(url) = pg_url().await else { return };
+    let name = unique_table("pool_size");
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let store = SqlStore::builder(&format!("{url}{sep}application_name={name}"))
+        .max_connections(3)
+        .connect()
+        .await
+        .unwrap()
+        .with_table(&name)
+        .unwrap();
+    store.migrate().await.unwrap();
+    let now = OffsetDateTime::now_utc();
+    let id = store
+        .create(&record(now, Duration::hours(1), json!({})))
+        .await
+        .unwrap();
+    let mut loads = tokio::task::JoinSet::new();
+    for _ in 0..60 {
+        let store = store.clone();
+        loads.spawn(async move { store.load(&id, now).await.map(|r| r.is_some()) });
+    }
+    while let Some(done) = loads.join_next().await {
+        assert!(done.unwrap().unwrap(), "every load finds the session");
+    }
+    let admin = sqlx::PgPool::connect(&url).await.unwrap();
+    let open: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1")
+            .bind(&name)
+            .fetch_one(&admin)
+            .await
+            .unwrap();
+    assert!((1..=3).contains(&open), "at most 3 connections: {open}");
+    drop_pg(&admin, &name).await;
+}

@@ -3,9 +3,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sessionware_core::time::OffsetDateTime;
-use sessionware_core::{
-    ChangeSet, Clock, Error, ExpiryPolicy, Loaded, Record, SessionId, SessionStore, SystemClock,
-};
+use sessionware_core::{ChangeSet, Clock, Error, Record, SessionId, SessionStore, SystemClock};
 
 use crate::names::{Ident, Table};
 use crate::{BATCH, CleanupTask, SqlError};
@@ -362,21 +360,6 @@ impl SessionStore for SqlStore {
 
     async fn load(&self, id: &SessionId, now: OffsetDateTime) -> Result<Option<Record>, Error> {
         dispatch!(&self.inner.engine, e => e.load(id, now).await)
-    }
-
-    async fn load_refreshed(
-        &self,
-        id: &SessionId,
-        policy: &ExpiryPolicy,
-        now: OffsetDateTime,
-    ) -> Result<Option<Loaded>, Error> {
-        #[cfg(feature = "postgres")]
-        if let Engine::Postgres(e) = &self.inner.engine {
-            return e.load_refreshed(id, policy, now).await;
-        }
-        // MySQL and SQLite cannot update and return in one statement: the read, then
-        // (throttled) a deadline-only update.
-        sessionware_core::load_then_touch(self, id, policy, now).await
     }
 
     async fn apply(

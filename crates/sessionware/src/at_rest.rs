@@ -355,6 +355,15 @@ impl DynSessionStore for AtRest {
         Box::pin(self.apply_sealed(id, changes, now))
     }
 
+    fn touch<'a>(
+        &'a self,
+        id: &'a SessionId,
+        expires_at: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> BoxFuture<'a, Result<bool, Error>> {
+        self.inner.touch(id, expires_at, now)
+    }
+
     fn rekey<'a>(
         &'a self,
         old: &'a SessionId,
@@ -447,6 +456,82 @@ mod tests {
             "deterministic"
         );
         assert_ne!(sealed, keys.seal(&b, "db", &secret).unwrap());
+    }
+
+    /// The wrapper as a [`SessionStore`], for the conformance suite.
+    struct Conformant(AtRest);
+
+    impl sessionware_core::SessionStore for Conformant {
+        async fn create(&self, record: &Record) -> Result<SessionId, Error> {
+            self.0.create(record).await
+        }
+        async fn load(&self, id: &SessionId, now: OffsetDateTime) -> Result<Option<Record>, Error> {
+            DynSessionStore::load(&self.0, id, now).await
+        }
+        async fn load_refreshed(
+            &self,
+            id: &SessionId,
+            policy: &ExpiryPolicy,
+            now: OffsetDateTime,
+        ) -> Result<Option<Loaded>, Error> {
+            self.0.load_refreshed(id, policy, now).await
+        }
+        async fn apply(
+            &self,
+            id: &SessionId,
+            changes: &ChangeSet,
+            now: OffsetDateTime,
+        ) -> Result<bool, Error> {
+            self.0.apply(id, changes, now).await
+        }
+        async fn touch(
+            &self,
+            id: &SessionId,
+            expires_at: OffsetDateTime,
+            now: OffsetDateTime,
+        ) -> Result<bool, Error> {
+            self.0.touch(id, expires_at, now).await
+        }
+        async fn rekey(
+            &self,
+            old: &SessionId,
+            user: Option<&str>,
+            record: &Record,
+            now: OffsetDateTime,
+        ) -> Result<Option<SessionId>, Error> {
+            self.0.rekey(old, user, record, now).await
+        }
+        async fn delete(&self, id: &SessionId) -> Result<(), Error> {
+            self.0.delete(id).await
+        }
+        async fn list_user(&self, user: &str, now: OffsetDateTime) -> Result<Vec<Record>, Error> {
+            self.0.list_user(user, now).await
+        }
+        async fn delete_user(
+            &self,
+            user: &str,
+            keep: Option<&SessionId>,
+            now: OffsetDateTime,
+        ) -> Result<usize, Error> {
+            self.0.delete_user(user, keep, now).await
+        }
+    }
+
+    /// Every store's contract holds through the encryption: per-key changes, increments,
+    /// compare-and-set, rekeying, the user index, corrupt records.
+    #[tokio::test]
+    async fn the_wrapped_store_passes_the_conformance_suite() {
+        let inner = sessionware_memory::MemoryStore::new();
+        let store = Conformant(AtRest {
+            inner: Arc::new(inner.clone()),
+            keys: AtRestKeys::new(&[key(1)], true),
+        });
+        sessionware_core::testing::run(&store, |id| {
+            inner.corrupt(&id);
+            async {}
+        })
+        .await;
+        assert_eq!(inner.len(), 0, "the suite deletes what it creates");
     }
 
     #[test]

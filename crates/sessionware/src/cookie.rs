@@ -166,11 +166,8 @@ impl CookieConfig {
                     }
                     // The first of two copies of one session: a sealed one may be an older
                     // copy, and the browser sends the most specific cookie first.
-                    Some(value) => {
-                        if found.is_none() {
-                            found = Some(value);
-                        }
-                    }
+                    Some(value) if found.is_none() => found = Some(value),
+                    Some(_) => {}
                     None if refused.is_none() => {
                         refused = Some(keys.log_id_presented(cookie.value()));
                     }

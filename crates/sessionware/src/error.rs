@@ -12,7 +12,8 @@ use http::StatusCode;
 /// when the session ended while the request was changing it or an
 /// [`update`](crate::Session::update) ran out of retries, `422` for an
 /// [`increment`](crate::Session::increment) of a value that is not an integer or that would
-/// overflow, `500` otherwise. Configuration
+/// overflow, `413` for a session over a size limit, `501` for what the
+/// [`CookieStore`](crate::CookieStore) cannot do, `500` otherwise. Configuration
 /// errors are not here: a bad key is a [`KeyError`](crate::KeyError) at start-up.
 #[derive(Debug)]
 #[non_exhaustive]

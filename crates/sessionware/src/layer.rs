@@ -69,7 +69,9 @@ impl SessionLayer {
     /// [`with_update_retries`](Self::with_update_retries).
     pub const DEFAULT_UPDATE_RETRIES: u32 = 16;
 
-    /// A layer that keeps sessions in `store`, with the defaults above.
+    /// A layer that keeps sessions in `store`, with the defaults above. With a
+    /// [`CookieStore`](crate::CookieStore) the sessions live in the client's cookie instead,
+    /// sealed with a key derived from this layer's key.
     pub fn new(store: impl SessionStore) -> Self {
         // Without randomness there is no key: then nothing verifies and nothing is signed
         // (a write-back logs an error and issues no token) until `with_signing_key` sets one.

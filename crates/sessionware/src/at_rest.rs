@@ -18,7 +18,8 @@
 //!
 //! Increments cannot run on ciphertext. The wrapper turns each into a read of the current value
 //! and a compare-and-set of the sum, retried on contention: no count is lost, at the cost of one
-//! more round trip per write that increments.
+//! more round trip per write that increments. After [`INCREMENT_ROUNDS`] it reports the
+//! conflict, which the layer answers `409`.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -169,10 +170,28 @@ fn aad(id: &SessionId, key: &str) -> Vec<u8> {
     aad
 }
 
+/// Locks that queue one instance's increments of one session (by a byte of its id).
+const STRIPES: usize = 256;
+
 /// The layer's store with every value sealed on the way in and opened on the way out.
 pub(crate) struct AtRest {
-    pub(crate) inner: Arc<dyn DynSessionStore>,
-    pub(crate) keys: AtRestKeys,
+    inner: Arc<dyn DynSessionStore>,
+    keys: AtRestKeys,
+    /// Increments of one session from this instance wait their turn here instead of racing
+    /// each other's compare-and-set in the store, where all but one would lose each round
+    /// (64 connections on one session lost 4% of their increments to exhausted rounds).
+    /// Only other instances' writes are left to conflict.
+    stripes: Arc<[tokio::sync::Mutex<()>]>,
+}
+
+impl AtRest {
+    pub(crate) fn new(inner: Arc<dyn DynSessionStore>, keys: AtRestKeys) -> Self {
+        Self {
+            inner,
+            keys,
+            stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
+        }
+    }
 }
 
 /// A guard the wrapper put on a key of the change set it sends.
@@ -235,6 +254,12 @@ impl AtRest {
             guards.push((key.to_owned(), Guard::Caller(expected.cloned())));
         }
         let increments = guards.iter().any(|(_, g)| matches!(g, Guard::Increment(_)));
+        let stripe = &self.stripes[usize::from(id.as_bytes()[0]) % STRIPES];
+        let _turn = if increments {
+            Some(stripe.lock().await)
+        } else {
+            None
+        };
         if increments {
             let Some(record) = self.inner.load(id, now).await? else {
                 return Ok(false);
@@ -246,11 +271,13 @@ impl AtRest {
                 }
             }
         }
+        let mut contended = Vec::new();
         for round in 0..INCREMENT_ROUNDS {
             let current = match self.inner.apply(id, &out, now).await {
                 Err(Error::Conflict { current }) => current,
                 other => return other,
             };
+            contended.clear();
             let mut refused = Vec::new();
             for (key, stored) in current {
                 let plain = stored
@@ -260,6 +287,7 @@ impl AtRest {
                 match guards.iter().find(|(k, _)| *k == key).map(|(_, g)| g) {
                     Some(Guard::Increment(by)) => {
                         self.plan_increment(id, &mut out, &key, *by, stored.as_ref(), false)?;
+                        contended.push((key, plain));
                     }
                     // The same value sealed by a previous key: compare against what is there.
                     Some(Guard::Caller(expected)) if *expected == plain => {
@@ -275,9 +303,9 @@ impl AtRest {
                 tokio::time::sleep(crate::atomic::backoff(round - 1)).await;
             }
         }
-        Err(Error::backend(
-            "increments of encrypted values kept conflicting with concurrent writes",
-        ))
+        // Contention, not an outage: the layer answers a conflict on a key it did not guard
+        // with `409` (`UpdateConflict`), as for an `update` out of retries.
+        Err(Error::Conflict { current: contended })
     }
 
     /// Sets `key` to its stored value (sealed, `stored`) plus `by`, guarded by that value.
@@ -522,10 +550,10 @@ mod tests {
     #[tokio::test]
     async fn the_wrapped_store_passes_the_conformance_suite() {
         let inner = sessionware_memory::MemoryStore::new();
-        let store = Conformant(AtRest {
-            inner: Arc::new(inner.clone()),
-            keys: AtRestKeys::new(&[key(1)], true),
-        });
+        let store = Conformant(AtRest::new(
+            Arc::new(inner.clone()),
+            AtRestKeys::new(&[key(1)], true),
+        ));
         sessionware_core::testing::run(&store, |id| {
             inner.corrupt(&id);
             async {}

@@ -88,10 +88,10 @@ impl Shared {
     /// Sets `store` after the keys or the encryption setting changed.
     pub(crate) fn rebuild_store(&mut self) {
         self.store = if self.at_rest && self.cookie_store.is_none() {
-            Arc::new(crate::at_rest::AtRest {
-                inner: self.raw_store.clone(),
-                keys: self.keys.at_rest.clone(),
-            })
+            Arc::new(crate::at_rest::AtRest::new(
+                self.raw_store.clone(),
+                self.keys.at_rest.clone(),
+            ))
         } else {
             self.raw_store.clone()
         };

@@ -153,6 +153,8 @@ impl SessionLayer {
     /// [`Session::increment`](crate::Session::increment) cannot add inside ciphertext: with
     /// encryption on, each write that increments reads the current value first and stores the
     /// sum with a compare-and-set, retried on contention (one more round trip; no count lost).
+    /// Under heavy contention on one key a write may give up after 64 rounds with
+    /// [`Error::UpdateConflict`] (`409`), storing nothing.
     ///
     /// Values stored in clear before this is turned on do not decrypt: those sessions read as
     /// unreadable and their clients start fresh ones. It has no effect with the

@@ -447,11 +447,11 @@ fn replay(
     key: String,
     value: Option<Value>,
 ) -> Result<(), Error> {
-    // A store names only keys the change set guards, and those are all in `updates`.
+    // A store names only keys the change set guards, and those are all in `updates`; but a
+    // store that guards keys itself (encryption at rest turns increments into
+    // compare-and-sets) reports one it gave up on after its own retries: contention, `409`.
     let Some((_, op)) = updates.iter_mut().find(|(k, _)| *k == key) else {
-        return Err(Error::Store(StoreError::backend(
-            "the store reported a conflict on a key the write did not guard",
-        )));
+        return Err(Error::UpdateConflict { keys: vec![key] });
     };
     let next = op.replay(&key, value.clone())?;
     changes.expect(key.clone(), value).set(key, next);

@@ -67,7 +67,8 @@ use crate::{Error, StoreError};
 ///   browser stores wins, increments included.
 ///
 /// The [`SessionStore`] methods of this type are never called by the layer, which recognizes
-/// it; called directly, they fail with [`StoreError::Backend`].
+/// it (also as an `Arc<CookieStore>`); called directly, they fail with
+/// [`StoreError::Backend`].
 #[derive(Debug, Clone)]
 pub struct CookieStore {
     max_cookie_size: usize,

@@ -79,8 +79,10 @@ impl SessionLayer {
         let cookie = CookieConfig::default();
         // The cookie store is a store to the application (one line to switch) and a mode to
         // the layer, which then never calls it.
-        let cookie_store = (&store as &dyn std::any::Any)
+        let any = &store as &dyn std::any::Any;
+        let cookie_store = any
             .downcast_ref::<crate::CookieStore>()
+            .or_else(|| any.downcast_ref::<Arc<crate::CookieStore>>().map(|s| &**s))
             .cloned();
         let store: Arc<dyn crate::dyn_store::DynSessionStore> = Arc::new(store);
         Self {

@@ -441,3 +441,16 @@ async fn what_needs_a_server_is_a_typed_error() {
     assert_eq!(r.status, 501, "the per-user cap cannot be kept");
     assert!(r.set_cookies.is_empty());
 }
+
+#[tokio::test]
+async fn a_shared_cookie_store_is_recognized_too() {
+    let store = std::sync::Arc::new(CookieStore::new());
+    let addr = app(SessionLayer::new(store).with_signing_key(key(1))).await;
+    let mut c = Client::new(addr);
+    assert_eq!(c.get("/inc").await.body, "1");
+    assert_eq!(
+        c.get("/inc").await.body,
+        "2",
+        "not a store that fails every call"
+    );
+}

@@ -24,6 +24,9 @@ pub(crate) enum System {
     SessionwareRedisAtRest,
     TowerSessionsMemory,
     TowerSessionsRedis,
+    TowerSessionsPostgres,
+    TowerSessionsSqlite,
+    TowerSessionsMysql,
 }
 
 impl System {
@@ -39,6 +42,9 @@ impl System {
         System::SessionwareRedisAtRest,
         System::TowerSessionsMemory,
         System::TowerSessionsRedis,
+        System::TowerSessionsPostgres,
+        System::TowerSessionsSqlite,
+        System::TowerSessionsMysql,
     ];
 
     pub(crate) fn name(self) -> &'static str {
@@ -54,6 +60,9 @@ impl System {
             System::SessionwareRedisAtRest => "sessionware redis, encrypted at rest",
             System::TowerSessionsMemory => "tower-sessions memory",
             System::TowerSessionsRedis => "tower-sessions redis",
+            System::TowerSessionsPostgres => "tower-sessions postgres",
+            System::TowerSessionsSqlite => "tower-sessions sqlite",
+            System::TowerSessionsMysql => "tower-sessions mariadb",
         }
     }
 
@@ -70,6 +79,9 @@ impl System {
             System::SessionwareRedisAtRest => "sessionware-redis-at-rest",
             System::TowerSessionsMemory => "tower-sessions-memory",
             System::TowerSessionsRedis => "tower-sessions-redis",
+            System::TowerSessionsPostgres => "tower-sessions-postgres",
+            System::TowerSessionsSqlite => "tower-sessions-sqlite",
+            System::TowerSessionsMysql => "tower-sessions-mariadb",
         }
     }
 
@@ -86,6 +98,9 @@ impl System {
             System::SessionwareRedis | System::SessionwareRedisAtRest => {
                 Some(System::TowerSessionsRedis)
             }
+            System::SessionwarePostgres => Some(System::TowerSessionsPostgres),
+            System::SessionwareSqlite => Some(System::TowerSessionsSqlite),
+            System::SessionwareMariadb => Some(System::TowerSessionsMysql),
             _ => None,
         }
     }
@@ -112,13 +127,20 @@ impl System {
         self != System::Bare
     }
 
+    fn is_peer(self) -> bool {
+        matches!(
+            self,
+            System::TowerSessionsMemory
+                | System::TowerSessionsRedis
+                | System::TowerSessionsPostgres
+                | System::TowerSessionsSqlite
+                | System::TowerSessionsMysql
+        )
+    }
+
     /// Whether the system has `GET /increment`.
     pub(crate) fn has_increment(self) -> bool {
-        self.has_sessions()
-            && !matches!(
-                self,
-                System::TowerSessionsMemory | System::TowerSessionsRedis
-            )
+        self.has_sessions() && !self.is_peer()
     }
 
     pub(crate) async fn app(self, urls: &Urls) -> Result<Router, String> {
@@ -166,6 +188,40 @@ impl System {
                 pool.init().await.map_err(|e| e.to_string())?;
                 tower_sessions_app(tower_sessions_redis_store::RedisStore::new(pool))
             }
+            // The peer's SQL stores as their README sets them up: the default sqlx pool and
+            // the store's own `migrate()`.
+            System::TowerSessionsPostgres => {
+                let pool = sqlx::PgPool::connect(&urls.postgres)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let store = tower_sessions_sqlx_store::PostgresStore::new(pool);
+                store.migrate().await.map_err(|e| e.to_string())?;
+                tower_sessions_app(store)
+            }
+            System::TowerSessionsMysql => {
+                let pool = sqlx::MySqlPool::connect(&urls.mariadb)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let store = tower_sessions_sqlx_store::MySqlStore::new(pool);
+                store.migrate().await.map_err(|e| e.to_string())?;
+                tower_sessions_app(store)
+            }
+            System::TowerSessionsSqlite => {
+                // Its own file next to ours, in WAL mode as ours is, so neither waits for the
+                // other's writer and both readers run beside their writer.
+                let options: sqlx::sqlite::SqliteConnectOptions = peer_sqlite_url(&urls.sqlite)
+                    .parse()
+                    .map_err(|e: sqlx::Error| e.to_string())?;
+                let options = options
+                    .create_if_missing(true)
+                    .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal);
+                let pool = sqlx::SqlitePool::connect_with(options)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let store = tower_sessions_sqlx_store::SqliteStore::new(pool);
+                store.migrate().await.map_err(|e| e.to_string())?;
+                tower_sessions_app(store)
+            }
         })
     }
 }
@@ -177,6 +233,14 @@ pub(crate) struct Urls {
     pub(crate) postgres: String,
     pub(crate) sqlite: String,
     pub(crate) mariadb: String,
+}
+
+/// The peer's SQLite file: ours with `-peer` before the extension.
+fn peer_sqlite_url(url: &str) -> String {
+    match url.strip_suffix(".db") {
+        Some(stem) => format!("{stem}-peer.db"),
+        None => format!("{url}-peer"),
+    }
 }
 
 /// A migrated SQL store in a table of the benchmark's own.

@@ -209,7 +209,11 @@ fn plan(state: &mut State, shared: &Shared, now: &dyn Fn() -> OffsetDateTime) ->
         };
     }
     if state.cleared || !state.dirty.is_empty() {
-        let deadline = policy.deadline(state.created_at, now());
+        // A write moves the deadline as a read does, once it has fallen a refresh interval
+        // behind: most writes then leave it as it is, and with it the store's expiry index
+        // entry (SQL) or key TTL (Redis), which costs the store more than the data change.
+        let refreshed = policy.refreshed_deadline(state.created_at, state.expires_at, now());
+        let deadline = refreshed.unwrap_or(state.expires_at);
         let mut changes = ChangeSet::new(deadline);
         changes.loaded_by(state.user.clone());
         if state.cleared {
@@ -231,12 +235,11 @@ fn plan(state: &mut State, shared: &Shared, now: &dyn Fn() -> OffsetDateTime) ->
                 None => changes.remove(key),
             };
         }
-        let moved = deadline - state.expires_at;
         return Plan::Apply {
             id,
             changes,
             updates,
-            resend: resends && (state.refreshed || moved >= policy.refresh_interval()),
+            resend: resends && (state.refreshed || refreshed.is_some()),
         };
     }
     if state.refreshed && resends {
@@ -606,6 +609,34 @@ mod tests {
             "the deadline moves with the write"
         );
         assert!(state.dirty.is_empty(), "planning drains the dirty keys");
+    }
+
+    #[test]
+    fn a_write_moves_the_deadline_only_once_a_refresh_is_due() {
+        // Default policy: 24 h idle, refreshed once it is 2.4 h behind.
+        let fresh = || {
+            let mut state = loaded();
+            state.expires_at = at(24 * 60);
+            state.data.insert("count".into(), json!(2));
+            state.dirty.insert("count".into());
+            state
+        };
+        let Plan::Apply {
+            changes, resend, ..
+        } = plan_at(&mut fresh(), 60)
+        else {
+            panic!("a change to a stored session is applied");
+        };
+        assert_eq!(changes.expires_at(), at(24 * 60), "an hour in: kept");
+        assert!(!resend, "nor is the cookie sent again");
+        let Plan::Apply {
+            changes, resend, ..
+        } = plan_at(&mut fresh(), 3 * 60)
+        else {
+            panic!("a change to a stored session is applied");
+        };
+        assert_eq!(changes.expires_at(), at(27 * 60), "three hours in: moved");
+        assert!(resend, "with the cookie's Max-Age");
     }
 
     #[test]

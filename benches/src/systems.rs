@@ -16,6 +16,12 @@ pub(crate) enum System {
     SessionwarePostgres,
     SessionwareSqlite,
     SessionwareMariadb,
+    /// The encrypted cookie store: no server-side store at all.
+    SessionwareCookie,
+    /// The memory store with every value encrypted at rest.
+    SessionwareMemoryAtRest,
+    /// The Redis store with every value encrypted at rest.
+    SessionwareRedisAtRest,
     TowerSessionsMemory,
     TowerSessionsRedis,
     TowerSessionsPostgres,
@@ -31,6 +37,9 @@ impl System {
         System::SessionwarePostgres,
         System::SessionwareSqlite,
         System::SessionwareMariadb,
+        System::SessionwareCookie,
+        System::SessionwareMemoryAtRest,
+        System::SessionwareRedisAtRest,
         System::TowerSessionsMemory,
         System::TowerSessionsRedis,
         System::TowerSessionsPostgres,
@@ -46,6 +55,9 @@ impl System {
             System::SessionwarePostgres => "sessionware postgres",
             System::SessionwareSqlite => "sessionware sqlite",
             System::SessionwareMariadb => "sessionware mariadb",
+            System::SessionwareCookie => "sessionware cookie store",
+            System::SessionwareMemoryAtRest => "sessionware memory, encrypted at rest",
+            System::SessionwareRedisAtRest => "sessionware redis, encrypted at rest",
             System::TowerSessionsMemory => "tower-sessions memory",
             System::TowerSessionsRedis => "tower-sessions redis",
             System::TowerSessionsPostgres => "tower-sessions postgres",
@@ -62,6 +74,9 @@ impl System {
             System::SessionwarePostgres => "sessionware-postgres",
             System::SessionwareSqlite => "sessionware-sqlite",
             System::SessionwareMariadb => "sessionware-mariadb",
+            System::SessionwareCookie => "sessionware-cookie",
+            System::SessionwareMemoryAtRest => "sessionware-memory-at-rest",
+            System::SessionwareRedisAtRest => "sessionware-redis-at-rest",
             System::TowerSessionsMemory => "tower-sessions-memory",
             System::TowerSessionsRedis => "tower-sessions-redis",
             System::TowerSessionsPostgres => "tower-sessions-postgres",
@@ -77,8 +92,12 @@ impl System {
     /// The system ours is compared with, for the ratio column.
     pub(crate) fn peer(self) -> Option<System> {
         match self {
-            System::SessionwareMemory => Some(System::TowerSessionsMemory),
-            System::SessionwareRedis => Some(System::TowerSessionsRedis),
+            System::SessionwareMemory | System::SessionwareMemoryAtRest => {
+                Some(System::TowerSessionsMemory)
+            }
+            System::SessionwareRedis | System::SessionwareRedisAtRest => {
+                Some(System::TowerSessionsRedis)
+            }
             System::SessionwarePostgres => Some(System::TowerSessionsPostgres),
             System::SessionwareSqlite => Some(System::TowerSessionsSqlite),
             System::SessionwareMariadb => Some(System::TowerSessionsMysql),
@@ -87,14 +106,17 @@ impl System {
     }
 
     pub(crate) fn uses_redis(self) -> bool {
-        matches!(self, System::TowerSessionsRedis | System::SessionwareRedis)
+        matches!(
+            self,
+            System::TowerSessionsRedis | System::SessionwareRedis | System::SessionwareRedisAtRest
+        )
     }
 
     /// The commands this system sends to Redis itself; the others Redis counts ran inside its
     /// scripts. `None`: it runs no scripts, every command counted was sent.
     pub(crate) fn redis_top_level(self) -> Option<&'static [&'static str]> {
         match self {
-            System::SessionwareRedis => {
+            System::SessionwareRedis | System::SessionwareRedisAtRest => {
                 Some(&["hgetall", "evalsha", "eval", "del", "smembers", "srem"])
             }
             _ => None,
@@ -141,6 +163,21 @@ impl System {
             }
             System::SessionwareSqlite => sessionware(SessionLayer::new(sql(&urls.sqlite).await?)),
             System::SessionwareMariadb => sessionware(SessionLayer::new(sql(&urls.mariadb).await?)),
+            System::SessionwareCookie => {
+                sessionware(SessionLayer::new(sessionware::CookieStore::new()))
+            }
+            System::SessionwareMemoryAtRest => sessionware(
+                SessionLayer::new(sessionware_memory::MemoryStore::new())
+                    .with_encryption_at_rest(true),
+            ),
+            System::SessionwareRedisAtRest => {
+                let store = sessionware_redis::RedisStore::builder(redis_url)
+                    .prefix("bench:session-at-rest:")
+                    .connect()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                sessionware(SessionLayer::new(store).with_encryption_at_rest(true))
+            }
             System::TowerSessionsMemory => {
                 tower_sessions_app(tower_sessions::MemoryStore::default())
             }

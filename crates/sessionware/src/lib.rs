@@ -7,9 +7,11 @@
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod __fuzz;
+mod at_rest;
 mod atomic;
 mod config;
 mod cookie;
+mod cookie_store;
 mod csrf;
 mod dyn_store;
 mod error;
@@ -18,6 +20,7 @@ mod header;
 mod key;
 mod layer;
 mod log_id;
+mod sealed;
 mod service;
 mod session;
 #[cfg(feature = "testing")]
@@ -27,6 +30,7 @@ mod users;
 mod write_back;
 
 pub use ::cookie::SameSite;
+pub use cookie_store::CookieStore;
 pub use error::{Error, SessionRejection};
 pub use key::{Key, KeyError};
 pub use layer::SessionLayer;

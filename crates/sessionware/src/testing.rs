@@ -25,7 +25,9 @@ use tokio::sync::Notify;
 
 use crate::{DeviceId, Error, Key, Session, SessionLayer};
 
+mod at_rest;
 mod atomic;
+pub use at_rest::at_rest_over_http;
 pub use atomic::{AtomicReport, atomic_over_http};
 
 /// Serves `app` on a free loopback port until the test's runtime ends.

@@ -21,10 +21,13 @@ use crate::systems::{System, Urls};
 
 const ROUNDS: u32 = 9;
 
-/// By default the systems that need no server: the in-process floor and both memory stores.
+/// By default the systems that need no server: the in-process floor, both memory stores, the
+/// memory store encrypted at rest and the cookie store.
 const SYSTEMS: &[System] = &[
     System::Bare,
     System::SessionwareMemory,
+    System::SessionwareMemoryAtRest,
+    System::SessionwareCookie,
     System::TowerSessionsMemory,
 ];
 

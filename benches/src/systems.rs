@@ -16,8 +16,17 @@ pub(crate) enum System {
     SessionwarePostgres,
     SessionwareSqlite,
     SessionwareMariadb,
+    /// The encrypted cookie store: no server-side store at all.
+    SessionwareCookie,
+    /// The memory store with every value encrypted at rest.
+    SessionwareMemoryAtRest,
+    /// The Redis store with every value encrypted at rest.
+    SessionwareRedisAtRest,
     TowerSessionsMemory,
     TowerSessionsRedis,
+    TowerSessionsPostgres,
+    TowerSessionsSqlite,
+    TowerSessionsMysql,
 }
 
 impl System {
@@ -28,8 +37,14 @@ impl System {
         System::SessionwarePostgres,
         System::SessionwareSqlite,
         System::SessionwareMariadb,
+        System::SessionwareCookie,
+        System::SessionwareMemoryAtRest,
+        System::SessionwareRedisAtRest,
         System::TowerSessionsMemory,
         System::TowerSessionsRedis,
+        System::TowerSessionsPostgres,
+        System::TowerSessionsSqlite,
+        System::TowerSessionsMysql,
     ];
 
     pub(crate) fn name(self) -> &'static str {
@@ -40,8 +55,14 @@ impl System {
             System::SessionwarePostgres => "sessionware postgres",
             System::SessionwareSqlite => "sessionware sqlite",
             System::SessionwareMariadb => "sessionware mariadb",
+            System::SessionwareCookie => "sessionware cookie store",
+            System::SessionwareMemoryAtRest => "sessionware memory, encrypted at rest",
+            System::SessionwareRedisAtRest => "sessionware redis, encrypted at rest",
             System::TowerSessionsMemory => "tower-sessions memory",
             System::TowerSessionsRedis => "tower-sessions redis",
+            System::TowerSessionsPostgres => "tower-sessions postgres",
+            System::TowerSessionsSqlite => "tower-sessions sqlite",
+            System::TowerSessionsMysql => "tower-sessions mariadb",
         }
     }
 
@@ -53,8 +74,14 @@ impl System {
             System::SessionwarePostgres => "sessionware-postgres",
             System::SessionwareSqlite => "sessionware-sqlite",
             System::SessionwareMariadb => "sessionware-mariadb",
+            System::SessionwareCookie => "sessionware-cookie",
+            System::SessionwareMemoryAtRest => "sessionware-memory-at-rest",
+            System::SessionwareRedisAtRest => "sessionware-redis-at-rest",
             System::TowerSessionsMemory => "tower-sessions-memory",
             System::TowerSessionsRedis => "tower-sessions-redis",
+            System::TowerSessionsPostgres => "tower-sessions-postgres",
+            System::TowerSessionsSqlite => "tower-sessions-sqlite",
+            System::TowerSessionsMysql => "tower-sessions-mariadb",
         }
     }
 
@@ -65,21 +92,31 @@ impl System {
     /// The system ours is compared with, for the ratio column.
     pub(crate) fn peer(self) -> Option<System> {
         match self {
-            System::SessionwareMemory => Some(System::TowerSessionsMemory),
-            System::SessionwareRedis => Some(System::TowerSessionsRedis),
+            System::SessionwareMemory | System::SessionwareMemoryAtRest => {
+                Some(System::TowerSessionsMemory)
+            }
+            System::SessionwareRedis | System::SessionwareRedisAtRest => {
+                Some(System::TowerSessionsRedis)
+            }
+            System::SessionwarePostgres => Some(System::TowerSessionsPostgres),
+            System::SessionwareSqlite => Some(System::TowerSessionsSqlite),
+            System::SessionwareMariadb => Some(System::TowerSessionsMysql),
             _ => None,
         }
     }
 
     pub(crate) fn uses_redis(self) -> bool {
-        matches!(self, System::TowerSessionsRedis | System::SessionwareRedis)
+        matches!(
+            self,
+            System::TowerSessionsRedis | System::SessionwareRedis | System::SessionwareRedisAtRest
+        )
     }
 
     /// The commands this system sends to Redis itself; the others Redis counts ran inside its
     /// scripts. `None`: it runs no scripts, every command counted was sent.
     pub(crate) fn redis_top_level(self) -> Option<&'static [&'static str]> {
         match self {
-            System::SessionwareRedis => {
+            System::SessionwareRedis | System::SessionwareRedisAtRest => {
                 Some(&["hgetall", "evalsha", "eval", "del", "smembers", "srem"])
             }
             _ => None,
@@ -90,13 +127,20 @@ impl System {
         self != System::Bare
     }
 
+    fn is_peer(self) -> bool {
+        matches!(
+            self,
+            System::TowerSessionsMemory
+                | System::TowerSessionsRedis
+                | System::TowerSessionsPostgres
+                | System::TowerSessionsSqlite
+                | System::TowerSessionsMysql
+        )
+    }
+
     /// Whether the system has `GET /increment`.
     pub(crate) fn has_increment(self) -> bool {
-        self.has_sessions()
-            && !matches!(
-                self,
-                System::TowerSessionsMemory | System::TowerSessionsRedis
-            )
+        self.has_sessions() && !self.is_peer()
     }
 
     pub(crate) async fn app(self, urls: &Urls) -> Result<Router, String> {
@@ -119,6 +163,21 @@ impl System {
             }
             System::SessionwareSqlite => sessionware(SessionLayer::new(sql(&urls.sqlite).await?)),
             System::SessionwareMariadb => sessionware(SessionLayer::new(sql(&urls.mariadb).await?)),
+            System::SessionwareCookie => {
+                sessionware(SessionLayer::new(sessionware::CookieStore::new()))
+            }
+            System::SessionwareMemoryAtRest => sessionware(
+                SessionLayer::new(sessionware_memory::MemoryStore::new())
+                    .with_encryption_at_rest(true),
+            ),
+            System::SessionwareRedisAtRest => {
+                let store = sessionware_redis::RedisStore::builder(redis_url)
+                    .prefix("bench:session-at-rest:")
+                    .connect()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                sessionware(SessionLayer::new(store).with_encryption_at_rest(true))
+            }
             System::TowerSessionsMemory => {
                 tower_sessions_app(tower_sessions::MemoryStore::default())
             }
@@ -128,6 +187,40 @@ impl System {
                 let pool = Pool::new(config, None, None, None, 4).map_err(|e| e.to_string())?;
                 pool.init().await.map_err(|e| e.to_string())?;
                 tower_sessions_app(tower_sessions_redis_store::RedisStore::new(pool))
+            }
+            // The peer's SQL stores as their README sets them up: the default sqlx pool and
+            // the store's own `migrate()`.
+            System::TowerSessionsPostgres => {
+                let pool = sqlx::PgPool::connect(&urls.postgres)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let store = tower_sessions_sqlx_store::PostgresStore::new(pool);
+                store.migrate().await.map_err(|e| e.to_string())?;
+                tower_sessions_app(store)
+            }
+            System::TowerSessionsMysql => {
+                let pool = sqlx::MySqlPool::connect(&urls.mariadb)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let store = tower_sessions_sqlx_store::MySqlStore::new(pool);
+                store.migrate().await.map_err(|e| e.to_string())?;
+                tower_sessions_app(store)
+            }
+            System::TowerSessionsSqlite => {
+                // Its own file next to ours, in WAL mode as ours is, so neither waits for the
+                // other's writer and both readers run beside their writer.
+                let options: sqlx::sqlite::SqliteConnectOptions = peer_sqlite_url(&urls.sqlite)
+                    .parse()
+                    .map_err(|e: sqlx::Error| e.to_string())?;
+                let options = options
+                    .create_if_missing(true)
+                    .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal);
+                let pool = sqlx::SqlitePool::connect_with(options)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let store = tower_sessions_sqlx_store::SqliteStore::new(pool);
+                store.migrate().await.map_err(|e| e.to_string())?;
+                tower_sessions_app(store)
             }
         })
     }
@@ -140,6 +233,14 @@ pub(crate) struct Urls {
     pub(crate) postgres: String,
     pub(crate) sqlite: String,
     pub(crate) mariadb: String,
+}
+
+/// The peer's SQLite file: ours with `-peer` before the extension.
+fn peer_sqlite_url(url: &str) -> String {
+    match url.strip_suffix(".db") {
+        Some(stem) => format!("{stem}-peer.db"),
+        None => format!("{url}-peer"),
+    }
 }
 
 /// A migrated SQL store in a table of the benchmark's own.

@@ -1,19 +1,12 @@
 //! Between the model and the columns: times as whole milliseconds since the Unix epoch, data
 //! as JSON text.
 
-use sessionware_core::time::{Duration, OffsetDateTime};
-use sessionware_core::{Data, Error, ExpiryPolicy, Record, SessionId, from_unix_ms, to_unix_ms};
+use sessionware_core::time::OffsetDateTime;
+use sessionware_core::{Data, Error, Record, SessionId, from_unix_ms, to_unix_ms};
 
 /// A time as whole milliseconds since the Unix epoch (deadlines are whole milliseconds).
 pub(crate) fn ms(t: OffsetDateTime) -> i64 {
     clamp(i128::from(to_unix_ms(t)))
-}
-
-/// A duration in whole milliseconds, rounded up when `up` (so a threshold is never lowered).
-pub(crate) fn duration_ms(d: Duration, up: bool) -> i64 {
-    let whole = d.whole_milliseconds();
-    let rest = d.subsec_nanoseconds() % 1_000_000;
-    clamp(if up && rest > 0 { whole + 1 } else { whole })
 }
 
 fn clamp(v: i128) -> i64 {
@@ -106,27 +99,6 @@ pub(crate) fn readable(v: &serde_json::Value) -> Result<(), Error> {
     Ok(())
 }
 
-/// An expiry policy as numbers SQL can compute [`ExpiryPolicy::refreshed_deadline`] with.
-pub(crate) struct PolicyMs {
-    pub(crate) idle: i64,
-    pub(crate) absolute: Option<i64>,
-    pub(crate) interval: i64,
-}
-
-impl PolicyMs {
-    pub(crate) fn new(policy: &ExpiryPolicy) -> Self {
-        Self {
-            idle: duration_ms(
-                policy.idle_timeout().unwrap_or(ExpiryPolicy::MAX_IDLE),
-                false,
-            ),
-            absolute: policy.absolute_lifetime().map(|d| duration_ms(d, false)),
-            // Rounded up: `moved >= interval` on whole milliseconds then agrees with the model.
-            interval: duration_ms(policy.refresh_interval(), true),
-        }
-    }
-}
-
 /// Whether `key` can be named in a JSON path (`$."key"`) by both MariaDB/MySQL and SQLite.
 ///
 /// Neither engine unescapes a quoted path key the way JSON does, so keys with quotes,
@@ -166,6 +138,7 @@ pub(crate) fn why_refused(
 pub(crate) const CONDITIONAL_TRIES: usize = 4;
 
 /// A parameter of a statement built per shape.
+#[derive(Clone)]
 pub(crate) enum Param {
     Text(String),
     Int(i64),
@@ -212,14 +185,6 @@ mod tests {
         assert_eq!(ms(t), 1_700_000_000_123);
         assert_eq!(time(ms(t), "t").unwrap(), t);
         assert!(matches!(time(i64::MAX, "t"), Err(Error::Corrupt { .. })));
-    }
-
-    #[test]
-    fn durations_round_as_asked() {
-        let d = Duration::microseconds(1500);
-        assert_eq!(duration_ms(d, false), 1);
-        assert_eq!(duration_ms(d, true), 2);
-        assert_eq!(duration_ms(Duration::MAX, false), 1 << 53);
     }
 
     #[test]

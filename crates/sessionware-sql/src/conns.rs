@@ -4,57 +4,96 @@
 //! MySQL), which would add a round trip to every query, and it offers no switch for that. So
 //! a connection that finished its work cleanly stays here for the next query instead of going
 //! back. One that failed, or whose query was cancelled (a layer timeout dropped the future),
-//! does go back to the pool, whose ping then tests it and closes it if it is broken. The pool
-//! still opens connections and bounds their number; a task waiting for a connection takes
-//! whichever comes first, one the pool opens or one another query hands back here.
+//! does go back to the pool, whose ping then tests it and closes it if it is broken.
+//!
+//! How many the store holds is counted by a semaphore, one permit a connection, which also
+//! queues the queries waiting for one in arrival order. An earlier version raced a pool
+//! `acquire` against a hand-back here and dropped the loser: when the pool was not yet full
+//! that dropped connections half opened, again and again, and a PostgreSQL store of 16
+//! connections ran at a third of the rate of one of 10 (issue 14).
 
 use std::ops::{Deref, DerefMut};
 use std::sync::Mutex;
 
 use sqlx::pool::PoolConnection;
 use sqlx::{Database, Pool};
-use tokio::sync::Notify;
+use tokio::sync::{Mutex as AsyncMutex, MutexGuard as AsyncMutexGuard, Semaphore, SemaphorePermit};
 
 #[derive(Debug)]
 pub(crate) struct Conns<DB: Database> {
     pool: Pool<DB>,
     idle: Mutex<Vec<PoolConnection<DB>>>,
-    /// How many connections `idle` may hold: half the pool, so an application that shares
-    /// its pool with the store keeps the other half (and a one-connection pool is never
-    /// held here at all).
-    keep: usize,
-    /// Signalled when a connection is handed back to `idle`.
-    returned: Notify,
+    /// One permit per connection the store may hold, leased or in `idle`: every one of a pool
+    /// the store opened; half of an application's pool, so the application keeps the other
+    /// half. `None` for a pool too small to share (one connection): each query then borrows
+    /// from the pool and hands back.
+    slots: Option<Semaphore>,
+    /// SQLite runs one writer at a time. Writers of this process queue here, in arrival
+    /// order, for the one connection they write with, instead of in SQLite's busy handler,
+    /// which sleeps and polls (up to 100 ms a sleep), and without waiting among readers for
+    /// a connection while holding the turn. Other processes writing the same file still meet
+    /// the busy timeout.
+    writer: Option<AsyncMutex<Option<PoolConnection<DB>>>>,
 }
 
 impl<DB: Database> Conns<DB> {
-    pub(crate) fn new(pool: Pool<DB>) -> Self {
+    /// `owned`: the store opened `pool` and is its only user, so it keeps every connection.
+    pub(crate) fn new(pool: Pool<DB>, owned: bool) -> Self {
+        let max = pool.options().get_max_connections() as usize;
+        let keep = if owned { max } else { max / 2 };
         Self {
-            keep: pool.options().get_max_connections() as usize / 2,
             pool,
             idle: Mutex::new(Vec::new()),
-            returned: Notify::new(),
+            slots: (keep > 0).then(|| Semaphore::new(keep)),
+            writer: None,
         }
     }
 
-    /// A connection: the one used last (its statements are prepared), or one from the pool.
-    pub(crate) async fn get(&self) -> Result<Lease<'_, DB>, sqlx::Error> {
-        loop {
-            // Registered before looking, so a hand-back between the look and the wait is not
-            // missed.
-            let returned = self.returned.notified();
-            tokio::pin!(returned);
-            returned.as_mut().enable();
-            if let Some(conn) = self.pop() {
-                return Ok(self.lease(conn));
-            }
-            // When every connection the pool may open sits here or in use, only a hand-back
-            // can serve this task: the pool's own queue would wait until its timeout.
-            tokio::select! {
-                conn = self.pool.acquire() => return Ok(self.lease(conn?)),
-                () = &mut returned => {}
-            }
+    /// For an engine that runs one writer at a time: [`Conns::writer`] queues writers.
+    pub(crate) fn with_one_writer(pool: Pool<DB>, owned: bool) -> Self {
+        let mut conns = Self::new(pool, owned);
+        // The writers' connection is one of those kept. Too small a share to keep two has
+        // none: the pool itself then queues writers with everyone else.
+        if let Some(slots) = &conns.slots
+            && slots.available_permits() >= 2
+        {
+            slots.forget_permits(1);
+            conns.writer = Some(AsyncMutex::new(None));
         }
+        conns
+    }
+
+    /// A connection for a statement that writes: where the engine takes one writer at a time,
+    /// the writers' own connection, after the writers queued before this one.
+    pub(crate) async fn writer(&self) -> Result<Lease<'_, DB>, sqlx::Error> {
+        let Some(writer) = &self.writer else {
+            return self.get().await;
+        };
+        let mut turn = writer.lock().await;
+        let conn = match turn.take() {
+            Some(conn) => conn,
+            // Its permit was set aside for it: readers never hold this one.
+            None => self.pool.acquire().await?,
+        };
+        let mut lease = self.lease(conn, None);
+        lease.turn = Some(turn);
+        Ok(lease)
+    }
+
+    /// A connection: one kept from an earlier query (its statements are prepared), or one from
+    /// the pool, after the queries that asked before this one.
+    pub(crate) async fn get(&self) -> Result<Lease<'_, DB>, sqlx::Error> {
+        let Some(slots) = &self.slots else {
+            return Ok(self.lease(self.pool.acquire().await?, None));
+        };
+        // Never closed, so `acquire` cannot fail; without a permit the query would still run,
+        // on a connection from the pool.
+        let permit = slots.acquire().await.ok();
+        let conn = match self.pop() {
+            Some(conn) => conn,
+            None => self.pool.acquire().await?,
+        };
+        Ok(self.lease(conn, permit))
     }
 
     fn pop(&self) -> Option<PoolConnection<DB>> {
@@ -64,22 +103,29 @@ impl<DB: Database> Conns<DB> {
             .pop()
     }
 
-    fn lease(&self, conn: PoolConnection<DB>) -> Lease<'_, DB> {
+    fn lease<'a>(
+        &'a self,
+        conn: PoolConnection<DB>,
+        permit: Option<SemaphorePermit<'a>>,
+    ) -> Lease<'a, DB> {
         Lease {
             conns: self,
             conn: Some(conn),
             clean: false,
+            permit,
+            turn: None,
         }
     }
 }
 
 impl<DB: Database> Drop for Conns<DB> {
     fn drop(&mut self) {
-        let idle = std::mem::take(
+        let mut idle = std::mem::take(
             self.idle
                 .get_mut()
                 .unwrap_or_else(|poisoned| poisoned.into_inner()),
         );
+        idle.extend(self.writer.as_mut().and_then(|w| w.get_mut().take()));
         // Handing a connection back to the pool spawns a task. Outside a runtime (the store
         // dropped after its runtime) give it a throwaway one: the tasks are dropped with it,
         // closing the connections.
@@ -101,6 +147,10 @@ pub(crate) struct Lease<'a, DB: Database> {
     conns: &'a Conns<DB>,
     conn: Option<PoolConnection<DB>>,
     clean: bool,
+    /// The slot the connection takes; released after the connection is put back.
+    permit: Option<SemaphorePermit<'a>>,
+    /// A writer's turn, where its connection goes back when the lease is done.
+    turn: Option<AsyncMutexGuard<'a, Option<PoolConnection<DB>>>>,
 }
 
 impl<DB: Database> Lease<'_, DB> {
@@ -135,15 +185,15 @@ impl<DB: Database> Drop for Lease<'_, DB> {
         if !self.clean {
             return; // dropped: back to the pool, which tests it
         }
-        let mut idle = self
-            .conns
-            .idle
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if idle.len() < self.conns.keep {
-            idle.push(conn);
-            drop(idle);
-            self.conns.returned.notify_one();
+        if let Some(turn) = &mut self.turn {
+            **turn = Some(conn);
+        } else if self.permit.is_some() {
+            self.conns
+                .idle
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .push(conn);
         }
+        // Without a slot (a pool too small to share) it goes back to the pool.
     }
 }

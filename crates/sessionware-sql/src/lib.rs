@@ -29,7 +29,7 @@ mod store;
 
 pub use cleanup::CleanupTask;
 pub use error::SqlError;
-pub use store::{EnginePool, SqlStore};
+pub use store::{DEFAULT_MAX_CONNECTIONS, EnginePool, SqlStore, SqlStoreBuilder};
 
 /// Rows a cleanup statement deletes at once, so it never holds locks on a huge set.
 const BATCH: u32 = 1000;

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use sessionware_core::time::OffsetDateTime;
 use sessionware_core::{ChangeSet, Error, Record, SessionId};
-use sqlx::{MySqlPool, Row as _};
+use sqlx::Row as _;
 
 use crate::codec::{self, columns};
 use crate::conns::Conns;
@@ -50,8 +50,8 @@ impl My {
     /// wait or deadlock likewise, and the second pass finds nothing.)
     const DELETE_USER_PASSES: usize = 2;
 
-    pub(crate) fn new(pool: MySqlPool, table: Table) -> Self {
-        Self::with_conns(Arc::new(Conns::new(pool)), table)
+    pub(crate) fn new(conns: Conns<sqlx::MySql>, table: Table) -> Self {
+        Self::with_conns(Arc::new(conns), table)
     }
 
     fn with_conns(conns: Arc<Conns<sqlx::MySql>>, table: Table) -> Self {
@@ -121,7 +121,7 @@ impl My {
     pub(crate) async fn create(&self, record: &Record) -> Result<SessionId, Error> {
         let data = codec::encode(&record.data)?;
         let mut id = record.id;
-        let mut conn = self.conns.get().await.map_err(backend)?;
+        let mut conn = self.conns.writer().await.map_err(backend)?;
         for _ in 0..MAX_CREATE_TRIES {
             // A plain INSERT: `INSERT IGNORE` would also turn real errors into warnings.
             let done = sqlx::query(&self.sql.insert)

@@ -1,13 +1,12 @@
-//! PostgreSQL: `jsonb` data edited in place with `-` and `||`, and a read that refreshes its
-//! deadline in the same statement.
+//! PostgreSQL: `jsonb` data edited in place with `-` and `||`.
 
 use std::sync::Arc;
 
 use sessionware_core::time::OffsetDateTime;
-use sessionware_core::{ChangeSet, Error, ExpiryPolicy, Loaded, Record, SessionId};
-use sqlx::{PgPool, Row as _};
+use sessionware_core::{ChangeSet, Error, Record, SessionId};
+use sqlx::Row as _;
 
-use crate::codec::{self, PolicyMs, columns};
+use crate::codec::{self, columns};
 use crate::conns::Conns;
 use crate::error::backend;
 use crate::names::Table;
@@ -24,7 +23,6 @@ pub(crate) struct Pg {
 struct Sql {
     insert: String,
     load: String,
-    load_refreshed: String,
     apply: String,
     touch: String,
     rekey: String,
@@ -44,8 +42,8 @@ impl Pg {
     /// the session under its new id (if it is still the user's), however many times it moved.
     const DELETE_USER_PASSES: usize = 1;
 
-    pub(crate) fn new(pool: PgPool, table: Table) -> Self {
-        Self::with_conns(Arc::new(Conns::new(pool)), table)
+    pub(crate) fn new(conns: Conns<sqlx::Postgres>, table: Table) -> Self {
+        Self::with_conns(Arc::new(conns), table)
     }
 
     fn with_conns(conns: Arc<Conns<sqlx::Postgres>>, table: Table) -> Self {
@@ -56,23 +54,6 @@ impl Pg {
                  VALUES ($1, $2::jsonb, $3, $4, $5) ON CONFLICT (id) DO NOTHING"
             ),
             load: format!("SELECT {COLUMNS} FROM {t} WHERE id = $1 AND expires_ms > $2"),
-            // One statement: the select and the throttled deadline update share a snapshot.
-            // The update re-checks the row it locks, so it never shortens a deadline another
-            // request has just moved further, and never touches an expired or deleted row.
-            load_refreshed: format!(
-                "WITH cur AS (\
-                   SELECT {COLUMNS}, LEAST($2 + $3, COALESCE(created_ms + $4, $2 + $3)) AS next \
-                   FROM {t} WHERE id = $1 AND expires_ms > $2\
-                 ), up AS (\
-                   UPDATE {t} AS s SET expires_ms = cur.next FROM cur \
-                   WHERE s.id = $1 AND s.expires_ms > $2 \
-                     AND cur.next > s.expires_ms AND cur.next - s.expires_ms >= $5 \
-                   RETURNING s.expires_ms\
-                 ) \
-                 SELECT cur.data, cur.user_id, cur.created_ms, cur.expires_ms, \
-                        up.expires_ms AS refreshed_ms \
-                 FROM cur LEFT JOIN up ON TRUE"
-            ),
             // `$2` (clear) empties the object first; `-` drops the removed keys, `||` sets the
             // others at top level only (a nested object is replaced, not merged). All of it
             // runs against the row as it is when the update locks it.
@@ -170,36 +151,6 @@ impl Pg {
         Ok(())
     }
 
-    pub(crate) async fn load_refreshed(
-        &self,
-        id: &SessionId,
-        policy: &ExpiryPolicy,
-        now: OffsetDateTime,
-    ) -> Result<Option<Loaded>, Error> {
-        let mut conn = self.conns.get().await.map_err(backend)?;
-        let p = PolicyMs::new(policy);
-        let row = sqlx::query(&self.sql.load_refreshed)
-            .bind(id.to_string())
-            .bind(codec::ms(now))
-            .bind(p.idle)
-            .bind(p.absolute)
-            .bind(p.interval)
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(backend)?;
-        conn.done();
-        let Some(row) = row else { return Ok(None) };
-        let refreshed: Option<i64> = row.try_get(4).map_err(backend)?;
-        let mut columns = columns(&row, 0)?;
-        if let Some(ms) = refreshed {
-            columns.expires_ms = ms;
-        }
-        Ok(Some(Loaded {
-            record: columns.into_record(*id)?,
-            refreshed: refreshed.is_some(),
-        }))
-    }
-
     crate::shared::conditional_apply!();
 
     async fn apply_once(
@@ -208,7 +159,7 @@ impl Pg {
         changes: &ChangeSet,
         now: OffsetDateTime,
     ) -> Result<bool, Error> {
-        let mut conn = self.conns.get().await.map_err(backend)?;
+        let mut conn = self.conns.writer().await.map_err(backend)?;
         let removals: Vec<&str> = changes.removals().collect();
         let sets: serde_json::Map<String, serde_json::Value> = changes
             .sets()

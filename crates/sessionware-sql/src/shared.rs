@@ -31,7 +31,7 @@ macro_rules! shared_statements {
             expires_at: OffsetDateTime,
             now: OffsetDateTime,
         ) -> Result<bool, Error> {
-            let mut conn = self.conns.get().await.map_err(backend)?;
+            let mut conn = self.conns.writer().await.map_err(backend)?;
             let done = sqlx::query(&self.sql.touch)
                 .bind(codec::ms(expires_at))
                 .bind(id.to_string())
@@ -44,7 +44,7 @@ macro_rules! shared_statements {
         }
 
         pub(crate) async fn delete(&self, id: &SessionId) -> Result<(), Error> {
-            let mut conn = self.conns.get().await.map_err(backend)?;
+            let mut conn = self.conns.writer().await.map_err(backend)?;
             sqlx::query(&self.sql.delete)
                 .bind(id.to_string())
                 .execute(&mut *conn)
@@ -77,7 +77,7 @@ macro_rules! shared_statements {
                 record.id
             };
             let (mut draws, mut conflicts) = (1, 0);
-            let mut conn = self.conns.get().await.map_err(backend)?;
+            let mut conn = self.conns.writer().await.map_err(backend)?;
             loop {
                 let done = sqlx::query(&self.sql.rekey)
                     .bind(id.to_string())
@@ -114,7 +114,7 @@ macro_rules! shared_statements {
         }
 
         pub(crate) async fn delete_expired_batch(&self, now: OffsetDateTime) -> Result<u64, Error> {
-            let mut conn = self.conns.get().await.map_err(backend)?;
+            let mut conn = self.conns.writer().await.map_err(backend)?;
             let done = sqlx::query(&self.sql.delete_expired)
                 .bind(codec::ms(now))
                 .execute(&mut *conn)
@@ -154,7 +154,7 @@ macro_rules! shared_statements {
             keep: Option<&SessionId>,
             now: OffsetDateTime,
         ) -> Result<u64, Error> {
-            let mut conn = self.conns.get().await.map_err(backend)?;
+            let mut conn = self.conns.writer().await.map_err(backend)?;
             // No id is empty, so "" keeps nothing.
             let keep = keep.map(SessionId::to_string).unwrap_or_default();
             let (mut ended, mut passes, mut conflicts) = (0, 0, 0);
@@ -195,7 +195,7 @@ macro_rules! create_on_conflict {
         pub(crate) async fn create(&self, record: &Record) -> Result<SessionId, Error> {
             let data = codec::encode(&record.data)?;
             let mut id = record.id;
-            let mut conn = self.conns.get().await.map_err(backend)?;
+            let mut conn = self.conns.writer().await.map_err(backend)?;
             for _ in 0..MAX_CREATE_TRIES {
                 let done = sqlx::query(&self.sql.insert)
                     .bind(id.to_string())
@@ -272,7 +272,7 @@ macro_rules! apply_by_path {
             if !changes.keys().all(|(k, _)| codec::path_safe(k)) {
                 return self.apply_in_transaction(id, changes, now).await;
             }
-            let mut conn = self.conns.get().await.map_err(backend)?;
+            let mut conn = self.conns.writer().await.map_err(backend)?;
             // Built per shape (how many keys set and removed); sqlx keeps each shape prepared.
             let mut data = if changes.is_clear() {
                 $empty.to_owned()
@@ -345,21 +345,35 @@ macro_rules! apply_by_path {
                  WHERE id = ? AND expires_ms > ?{conditions}",
                 self.t,
             );
-            let mut query = sqlx::query(&sql);
-            for p in params {
-                query = p.bind(query);
-            }
-            query = query
-                .bind(codec::ms(changes.expires_at()))
-                .bind(id.to_string())
-                .bind(codec::ms(now));
-            for p in condition_params {
-                query = p.bind(query);
-            }
+            // InnoDB can pick one of several concurrent updates of a row as a deadlock victim
+            // and roll it back whole, so running it again applies it once.
+            let mut conflicts = 0;
+            let done = loop {
+                let mut query = sqlx::query(&sql);
+                for p in params.iter().cloned() {
+                    query = p.bind(query);
+                }
+                query = query
+                    .bind(codec::ms(changes.expires_at()))
+                    .bind(id.to_string())
+                    .bind(codec::ms(now));
+                for p in condition_params.iter().cloned() {
+                    query = p.bind(query);
+                }
+                match query.execute(&mut *conn).await {
+                    Ok(done) => break done,
+                    Err(e)
+                        if crate::error::is_conflict(&e)
+                            && conflicts < crate::error::CONFLICT_RETRIES =>
+                    {
+                        conflicts += 1;
+                    }
+                    Err(e) => return Err(backend(e)),
+                }
+            };
+            conn.done();
             // MySQL: sqlx connects with CLIENT_FOUND_ROWS, so a row that matched counts even when
             // the update left it as it was.
-            let done = query.execute(&mut *conn).await.map_err(backend)?;
-            conn.done();
             Ok(done.rows_affected() > 0)
         }
     };
@@ -379,7 +393,7 @@ macro_rules! apply_locked {
             changes: &ChangeSet,
             now: OffsetDateTime,
         ) -> Result<bool, Error> {
-            let mut conn = self.conns.get().await.map_err(backend)?;
+            let mut conn = self.conns.writer().await.map_err(backend)?;
             let mut tx = sqlx::Connection::begin_with(&mut *conn, $begin)
                 .await
                 .map_err(backend)?;

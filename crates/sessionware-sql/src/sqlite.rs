@@ -40,8 +40,8 @@ impl Lite {
     /// the DELETE, which then ends the session under its new id or finds it gone.
     const DELETE_USER_PASSES: usize = 1;
 
-    pub(crate) fn new(pool: SqlitePool, table: Table) -> Self {
-        Self::with_conns(Arc::new(Conns::new(pool)), table)
+    pub(crate) fn new(conns: Conns<sqlx::Sqlite>, table: Table) -> Self {
+        Self::with_conns(Arc::new(conns), table)
     }
 
     fn with_conns(conns: Arc<Conns<sqlx::Sqlite>>, table: Table) -> Self {
@@ -83,7 +83,7 @@ impl Lite {
     }
 
     pub(crate) async fn migrate(&self) -> Result<(), SqlError> {
-        let mut conn = self.conns.get().await.map_err(SqlError::Migrate)?;
+        let mut conn = self.conns.writer().await.map_err(SqlError::Migrate)?;
         let t = &self.t;
         let expires = self.table.index('"', "expires_idx");
         let user = self.table.index('"', "user_idx");
@@ -125,16 +125,25 @@ impl Lite {
 }
 
 /// A pool for a SQLite URL, tuned for sessions.
-pub(crate) async fn pool(url: &str) -> Result<SqlitePool, SqlError> {
-    use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
+pub(crate) async fn pool(url: &str, max_connections: u32) -> Result<SqlitePool, SqlError> {
+    use sqlx::sqlite::{
+        SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+    };
     use std::str::FromStr as _;
 
     let options = SqliteConnectOptions::from_str(url)
         .map_err(SqlError::Connect)?
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
-        .busy_timeout(std::time::Duration::from_secs(5));
-    let pool = SqlitePoolOptions::new().test_before_acquire(false);
+        .busy_timeout(std::time::Duration::from_secs(5))
+        // WAL with NORMAL: a commit is safe from an application crash at once and from a
+        // power loss at the next checkpoint, and costs no fsync of its own. FULL (sqlx's
+        // default) made every write wait for one: a fifth of the write rate. An application
+        // that wants FULL passes its own pool to `SqlStore::from_pool`.
+        .synchronous(SqliteSynchronous::Normal);
+    let pool = SqlitePoolOptions::new()
+        .test_before_acquire(false)
+        .max_connections(max_connections);
     // An in-memory database lives as long as one of its connections: keep exactly one, for
     // good (one connection also rules out shared-cache table locks).
     let pool = if url.contains(":memory:") || url.contains("mode=memory") {

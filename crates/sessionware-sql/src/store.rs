@@ -3,9 +3,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sessionware_core::time::OffsetDateTime;
-use sessionware_core::{
-    ChangeSet, Clock, Error, ExpiryPolicy, Loaded, Record, SessionId, SessionStore, SystemClock,
-};
+use sessionware_core::{ChangeSet, Clock, Error, Record, SessionId, SessionStore, SystemClock};
 
 use crate::names::{Ident, Table};
 use crate::{BATCH, CleanupTask, SqlError};
@@ -13,8 +11,9 @@ use crate::{BATCH, CleanupTask, SqlError};
 /// A sqlx pool of an engine this build supports, for [`SqlStore::from_pool`]. Sealed: the
 /// engines are the crate's to add.
 pub trait EnginePool: sealed::Sealed {
+    /// The store on this pool; `owned`: the store opened the pool and is its only user.
     #[doc(hidden)]
-    fn into_store(self) -> SqlStore;
+    fn into_store(self, owned: bool) -> SqlStore;
 }
 
 mod sealed {
@@ -25,8 +24,9 @@ mod sealed {
 impl sealed::Sealed for sqlx::PgPool {}
 #[cfg(feature = "postgres")]
 impl EnginePool for sqlx::PgPool {
-    fn into_store(self) -> SqlStore {
-        SqlStore::with_engine(Engine::Postgres(crate::pg::Pg::new(self, default_table())))
+    fn into_store(self, owned: bool) -> SqlStore {
+        let conns = crate::conns::Conns::new(self, owned);
+        SqlStore::with_engine(Engine::Postgres(crate::pg::Pg::new(conns, default_table())))
     }
 }
 
@@ -34,8 +34,9 @@ impl EnginePool for sqlx::PgPool {
 impl sealed::Sealed for sqlx::MySqlPool {}
 #[cfg(feature = "mysql")]
 impl EnginePool for sqlx::MySqlPool {
-    fn into_store(self) -> SqlStore {
-        SqlStore::with_engine(Engine::MySql(crate::mysql::My::new(self, default_table())))
+    fn into_store(self, owned: bool) -> SqlStore {
+        let conns = crate::conns::Conns::new(self, owned);
+        SqlStore::with_engine(Engine::MySql(crate::mysql::My::new(conns, default_table())))
     }
 }
 
@@ -43,9 +44,10 @@ impl EnginePool for sqlx::MySqlPool {
 impl sealed::Sealed for sqlx::SqlitePool {}
 #[cfg(feature = "sqlite")]
 impl EnginePool for sqlx::SqlitePool {
-    fn into_store(self) -> SqlStore {
+    fn into_store(self, owned: bool) -> SqlStore {
+        let conns = crate::conns::Conns::with_one_writer(self, owned);
         SqlStore::with_engine(Engine::Sqlite(crate::sqlite::Lite::new(
-            self,
+            conns,
             default_table(),
         )))
     }
@@ -109,25 +111,57 @@ fn default_table() -> Table {
     }
 }
 
-impl SqlStore {
-    /// Connects to the database at `url` and builds a pool for it:
-    /// `postgres://…`, `mysql://…` (or `mariadb://…`), `sqlite:path` / `sqlite://path`
-    /// (the file is created if missing) or `sqlite::memory:`.
+/// How many connections a store that opens its own pool keeps, unless told otherwise
+/// ([`SqlStoreBuilder::max_connections`]). Writes wait for their commit to reach the disk, and
+/// the server flushes the commits in flight together, so writes gain from more connections than
+/// the cores (sqlx's default is 10); six instances of 16 fit PostgreSQL's default limit of 100.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 16;
+
+/// A store that opens its own pool, with the pool's size chosen: [`SqlStore::builder`].
+///
+/// ```no_run
+/// # async fn f() -> Result<(), sessionware_sql::SqlError> {
+/// let store = sessionware_sql::SqlStore::builder("postgres://app@db/app")
+///     .max_connections(20)
+///     .connect()
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct SqlStoreBuilder {
+    url: String,
+    max_connections: u32,
+}
+
+impl SqlStoreBuilder {
+    /// The most connections the store opens, and so the most of its queries in flight at once
+    /// (default [`DEFAULT_MAX_CONNECTIONS`]; 0 counts as 1). The store keeps every one of
+    /// them open between its queries. An in-memory SQLite database always has exactly one.
     ///
-    /// The pool never pings a connection before handing it out (a dead one fails its query
-    /// and is replaced), so a request pays only for its own queries. SQLite files use WAL
-    /// journaling, so readers do not wait for the writer.
-    pub async fn connect(url: &str) -> Result<Self, SqlError> {
+    /// Each instance of the application opens its own, so the instances together need that
+    /// many times their count of the server's `max_connections` (PostgreSQL's default is 100,
+    /// MariaDB's 151), beside what the application itself uses. More connections than the
+    /// server has cores rarely speed up reads; writes wait for their commit to reach the
+    /// disk, and more of them in flight let the server commit several with one flush.
+    pub fn max_connections(mut self, max: u32) -> Self {
+        self.max_connections = max.max(1);
+        self
+    }
+
+    /// Opens the pool and connects to the database (see [`SqlStore::connect`]).
+    pub async fn connect(self) -> Result<SqlStore, SqlError> {
+        let url = self.url.as_str();
         let scheme = url.split(':').next().unwrap_or(url);
         match scheme {
             #[cfg(feature = "postgres")]
             "postgres" | "postgresql" => {
                 let pool = sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(self.max_connections)
                     .test_before_acquire(false)
                     .connect(url)
                     .await
                     .map_err(SqlError::Connect)?;
-                Ok(Self::from_pool(pool))
+                Ok(pool.into_store(true))
             }
             #[cfg(feature = "mysql")]
             "mysql" | "mariadb" => {
@@ -136,17 +170,44 @@ impl SqlStore {
                     None => url.to_owned(),
                 };
                 let pool = sqlx::mysql::MySqlPoolOptions::new()
+                    .max_connections(self.max_connections)
                     .test_before_acquire(false)
                     .connect(&url)
                     .await
                     .map_err(SqlError::Connect)?;
-                Ok(Self::from_pool(pool))
+                Ok(pool.into_store(true))
             }
             #[cfg(feature = "sqlite")]
-            "sqlite" => Ok(Self::from_pool(crate::sqlite::pool(url).await?)),
+            "sqlite" => Ok(crate::sqlite::pool(url, self.max_connections)
+                .await?
+                .into_store(true)),
             _ => Err(SqlError::UnsupportedUrl {
                 scheme: scheme.to_owned(),
             }),
+        }
+    }
+}
+
+impl SqlStore {
+    /// Connects to the database at `url` and builds a pool for it:
+    /// `postgres://…`, `mysql://…` (or `mariadb://…`), `sqlite:path` / `sqlite://path`
+    /// (the file is created if missing) or `sqlite::memory:`.
+    ///
+    /// The pool has [`DEFAULT_MAX_CONNECTIONS`] connections ([`builder`](Self::builder)
+    /// chooses another size), which the store keeps open between its queries and never pings
+    /// before or after one (a dead one fails its query and is replaced), so a request pays
+    /// only for its own queries. SQLite files use WAL journaling, so readers do not wait for
+    /// the writer.
+    pub async fn connect(url: &str) -> Result<Self, SqlError> {
+        Self::builder(url).connect().await
+    }
+
+    /// A store that opens its own pool, as [`connect`](Self::connect) does, with the pool's
+    /// size chosen ([`SqlStoreBuilder::max_connections`]).
+    pub fn builder(url: &str) -> SqlStoreBuilder {
+        SqlStoreBuilder {
+            url: url.to_owned(),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
         }
     }
 
@@ -163,7 +224,7 @@ impl SqlStore {
     /// # Ok(()) }
     /// ```
     pub fn from_pool(pool: impl EnginePool) -> Self {
-        pool.into_store()
+        pool.into_store(false)
     }
 
     fn with_engine(engine: Engine) -> Self {
@@ -318,21 +379,6 @@ impl SessionStore for SqlStore {
 
     async fn load(&self, id: &SessionId, now: OffsetDateTime) -> Result<Option<Record>, Error> {
         dispatch!(&self.inner.engine, e => e.load(id, now).await)
-    }
-
-    async fn load_refreshed(
-        &self,
-        id: &SessionId,
-        policy: &ExpiryPolicy,
-        now: OffsetDateTime,
-    ) -> Result<Option<Loaded>, Error> {
-        #[cfg(feature = "postgres")]
-        if let Engine::Postgres(e) = &self.inner.engine {
-            return e.load_refreshed(id, policy, now).await;
-        }
-        // MySQL and SQLite cannot update and return in one statement: the read, then
-        // (throttled) a deadline-only update.
-        sessionware_core::load_then_touch(self, id, policy, now).await
     }
 
     async fn apply(

@@ -615,3 +615,95 @@ async fn reads_refresh_exactly_as_the_policy_says() {
         e.drop_table().await;
     }
 }
+
+/// SQLite takes one writer at a time; the store queues its own writers for their turn rather
+/// than leaving them to SQLite's busy handler. With no busy timeout at all (an application's
+/// pool set so), concurrent writes on several connections would fail with "database is
+/// locked"; queued, every one lands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_writers_of_one_store_take_turns() {
+    let db = TempDb::new("writers");
+    let options: sqlx::sqlite::SqliteConnectOptions = db.url().parse().unwrap();
+    let pool = sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(8)
+        .connect_with(
+            options
+                .create_if_missing(true)
+                .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+                .busy_timeout(StdDuration::ZERO),
+        )
+        .await
+        .unwrap();
+    let store = SqlStore::from_pool(pool);
+    store.migrate().await.unwrap();
+    let now = OffsetDateTime::now_utc();
+    let mut ids = Vec::new();
+    for i in 0..8 {
+        let r = record(now, Duration::hours(1), json!({ "n": i }));
+        ids.push(store.create(&r).await.unwrap());
+    }
+    let mut writes = tokio::task::JoinSet::new();
+    for round in 0..25 {
+        for id in &ids {
+            let (store, id) = (store.clone(), *id);
+            writes.spawn(async move {
+                let mut changes = ChangeSet::new(now + Duration::hours(1));
+                changes.set(format!("k{round}"), json!(round));
+                // A read beside every write, as a request does, so connections are busy both ways.
+                store.load(&id, now).await?;
+                store.apply(&id, &changes, now).await
+            });
+        }
+    }
+    let mut failed = Vec::new();
+    while let Some(done) = writes.join_next().await {
+        match done.unwrap() {
+            Ok(true) => {}
+            other => failed.push(format!("{other:?}")),
+        }
+    }
+    assert!(failed.is_empty(), "every write lands: {failed:?}");
+    for id in &ids {
+        let data = store.load(id, now).await.unwrap().unwrap().data;
+        assert_eq!(data.len(), 26, "each of the 25 keys and n");
+    }
+}
+
+/// `SqlStore::builder(url).max_connections(n)`: however many queries are in flight, the store
+/// has at most `n` connections open, counted by the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_opens_at_most_max_connections_and_keeps_them() {
+    let Some(url) = pg_url().await else { return };
+    let name = unique_table("pool_size");
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let store = SqlStore::builder(&format!("{url}{sep}application_name={name}"))
+        .max_connections(3)
+        .connect()
+        .await
+        .unwrap()
+        .with_table(&name)
+        .unwrap();
+    store.migrate().await.unwrap();
+    let now = OffsetDateTime::now_utc();
+    let id = store
+        .create(&record(now, Duration::hours(1), json!({})))
+        .await
+        .unwrap();
+    let mut loads = tokio::task::JoinSet::new();
+    for _ in 0..60 {
+        let store = store.clone();
+        loads.spawn(async move { store.load(&id, now).await.map(|r| r.is_some()) });
+    }
+    while let Some(done) = loads.join_next().await {
+        assert!(done.unwrap().unwrap(), "every load finds the session");
+    }
+    let admin = sqlx::PgPool::connect(&url).await.unwrap();
+    let open: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1")
+            .bind(&name)
+            .fetch_one(&admin)
+            .await
+            .unwrap();
+    assert!((1..=3).contains(&open), "at most 3 connections: {open}");
+    drop_pg(&admin, &name).await;
+}

@@ -271,7 +271,7 @@ async fn postgres_round_trips() {
     let proxy = Proxy::start("127.0.0.1:5432".parse().unwrap()).await;
     let via = url.replace("127.0.0.1:5432", &proxy.addr.to_string());
     assert_ne!(via, url, "the test expects the default server address");
-    check("postgres", &via, &proxy, 1).await;
+    check("postgres", &via, &proxy, 2).await;
     check_rekey("postgres", &via, &proxy).await;
 }
 

@@ -87,3 +87,46 @@ impl Keys {
             .map(Into::into)
     }
 }
+
+/// The cookie store's keys: the first seals, every one opens.
+#[derive(Debug, Clone)]
+pub struct SealKeys(crate::sealed::SealKeys);
+
+impl SealKeys {
+    /// The cookie-store keys of a layer configured with `sealing` and then `opening` keys.
+    pub fn new(sealing: Key, opening: &[Key]) -> Self {
+        let mut keys = vec![sealing];
+        keys.extend_from_slice(opening);
+        Self(crate::sealed::SealKeys::new(&keys, true))
+    }
+
+    /// The cookie the layer issues for `record` under the cookie name `context`.
+    pub fn seal(&self, context: &str, record: &sessionware_core::Record) -> Option<String> {
+        self.0.seal(Transport::Cookie, context, record).ok()
+    }
+
+    /// The session sealed in the cookie value `text` for `context`, if it opens; and whether a
+    /// key other than the first sealed it.
+    pub fn open(&self, context: &str, text: &str) -> Option<(sessionware_core::Record, bool)> {
+        self.0
+            .open(Transport::Cookie, context, text)
+            .map(|o| (o.record, o.old_key))
+    }
+
+    /// What the `Cookie` headers present for the cookie `name` to a cookie-store layer.
+    pub fn read_cookie(&self, name: &str, headers: &HeaderMap) -> Option<sessionware_core::Record> {
+        let keys = token::Keys::new(None);
+        let read = CookieConfig::default().read_with(
+            name,
+            &format!("{name}-csrf"),
+            &keys,
+            headers,
+            |t| self.0.open(Transport::Cookie, name, t),
+            |o| o.record.id,
+        );
+        match read.presented {
+            cookie::Presented::Valid(opened) => Some(opened.record),
+            _ => None,
+        }
+    }
+}

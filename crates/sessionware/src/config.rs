@@ -53,7 +53,14 @@ pub(crate) fn device_facts(
 /// What every request of one layer shares.
 #[derive(Clone)]
 pub(crate) struct Shared {
+    /// The store every call goes to: `raw_store`, or it wrapped in encryption at rest.
     pub(crate) store: Arc<dyn DynSessionStore>,
+    /// The store the application configured.
+    pub(crate) raw_store: Arc<dyn DynSessionStore>,
+    /// Data values are encrypted before they reach the store.
+    pub(crate) at_rest: bool,
+    /// The layer keeps sessions in the client's cookie: `store` is never called.
+    pub(crate) cookie_store: Option<crate::CookieStore>,
     pub(crate) keys: Keys,
     pub(crate) cookie: CookieConfig,
     /// The cookie's name on the wire, computed once.
@@ -83,6 +90,26 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// Sets `store` after the keys or the encryption setting changed.
+    pub(crate) fn rebuild_store(&mut self) {
+        self.store = if self.at_rest && self.cookie_store.is_none() {
+            Arc::new(crate::at_rest::AtRest::new(
+                self.raw_store.clone(),
+                self.keys.at_rest.clone(),
+            ))
+        } else {
+            self.raw_store.clone()
+        };
+    }
+
+    /// [`Error::NeedsServerStore`] when sessions live in the client's cookie.
+    pub(crate) fn server_store(&self, operation: &'static str) -> Result<(), Error> {
+        match self.cookie_store {
+            Some(_) => Err(Error::NeedsServerStore { operation }),
+            None => Ok(()),
+        }
+    }
+
     /// Runs the store call `call`, operation `op` on the session `id` (if it names one),
     /// under the layer's timeout; in a `session_store` span and timed for the metrics when
     /// anyone listens.

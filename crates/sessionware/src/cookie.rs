@@ -30,21 +30,22 @@ pub(crate) fn encode_nonce(nonce: &[u8; NONCE_BYTES]) -> String {
 
 /// What the `Cookie` headers carry for the layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Read {
-    pub(crate) presented: Presented,
+pub(crate) struct Read<T = SessionId> {
+    pub(crate) presented: Presented<T>,
     /// The CSRF nonce cookie, when it holds a well-formed nonce.
     pub(crate) csrf_nonce: Option<[u8; NONCE_BYTES]>,
 }
 
-/// What the client presented, by cookie or header.
+/// What the client presented, by cookie or header: a signed id, or with the cookie store, a
+/// whole sealed session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Presented {
+pub(crate) enum Presented<T = SessionId> {
     /// No session token.
     Nothing,
     /// A token that does not verify.
     Invalid,
-    /// A verified id (the store may still not know it).
-    Valid(SessionId),
+    /// A verified id (the store may still not know it), or an opened session.
+    Valid(T),
 }
 
 #[derive(Debug, Clone)]
@@ -107,22 +108,40 @@ impl CookieConfig {
         keys: &Keys,
         headers: &HeaderMap,
     ) -> Read {
+        let verify = |token: &str| keys.verify(Transport::Cookie, name, token);
+        self.read_with(name, csrf_name, keys, headers, verify, |id| *id)
+    }
+
+    /// [`read`](Self::read) with `open` judging each candidate cookie value (checking the
+    /// signature of an id, or opening a sealed session); `id` names the session a value
+    /// presents, to tell two cookies of one session from cookies of two.
+    pub(crate) fn read_with<T>(
+        &self,
+        name: &str,
+        csrf_name: &str,
+        keys: &Keys,
+        headers: &HeaderMap,
+        open: impl Fn(&str) -> Option<T>,
+        id: impl Fn(&T) -> SessionId,
+    ) -> Read<T> {
         let mut csrf_nonce = None;
-        let presented = self.read_session(name, csrf_name, keys, headers, &mut csrf_nonce);
+        let presented =
+            Self::read_session(name, csrf_name, keys, headers, &mut csrf_nonce, open, id);
         Read {
             presented,
             csrf_nonce,
         }
     }
 
-    fn read_session(
-        &self,
+    fn read_session<T>(
         name: &str,
         csrf_name: &str,
         keys: &Keys,
         headers: &HeaderMap,
         csrf_nonce: &mut Option<[u8; NONCE_BYTES]>,
-    ) -> Presented {
+        open: impl Fn(&str) -> Option<T>,
+        id: impl Fn(&T) -> SessionId,
+    ) -> Presented<T> {
         let mut found = None;
         let mut refused = None;
         let mut candidates = 0;
@@ -141,14 +160,17 @@ impl CookieConfig {
                 if candidates > MAX_CANDIDATES {
                     break 'headers;
                 }
-                match keys.verify(Transport::Cookie, name, cookie.value()) {
-                    Some(id) if found.is_some_and(|seen| seen != id) => {
+                match open(cookie.value()) {
+                    Some(value) if found.as_ref().is_some_and(|seen| id(seen) != id(&value)) => {
                         tracing::warn!(
                             "two valid session cookies name different sessions; neither is used"
                         );
                         return Presented::Nothing;
                     }
-                    Some(id) => found = Some(id),
+                    // The first of two copies of one session: a sealed one may be an older
+                    // copy, and the browser sends the most specific cookie first.
+                    Some(value) if found.is_none() => found = Some(value),
+                    Some(_) => {}
                     None if refused.is_none() => {
                         refused = Some(keys.log_id_presented(cookie.value()));
                     }

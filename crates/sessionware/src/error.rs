@@ -12,7 +12,8 @@ use http::StatusCode;
 /// when the session ended while the request was changing it or an
 /// [`update`](crate::Session::update) ran out of retries, `422` for an
 /// [`increment`](crate::Session::increment) of a value that is not an integer or that would
-/// overflow, `500` otherwise. Configuration
+/// overflow, `413` for a session over a size limit, `501` for what the
+/// [`CookieStore`](crate::CookieStore) cannot do, `500` otherwise. Configuration
 /// errors are not here: a bad key is a [`KeyError`](crate::KeyError) at start-up.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -85,6 +86,24 @@ pub enum Error {
         /// The session key.
         key: String,
     },
+    /// With the [`CookieStore`](crate::CookieStore): the session would make the cookie
+    /// (name, `=` and value) larger than the limit
+    /// ([`CookieStore::with_max_cookie_size`](crate::CookieStore::with_max_cookie_size)).
+    /// Refused at the `insert` that would cross it (nothing changed), or at write-back (the
+    /// response is this error, and no cookie is sent). `413`.
+    CookieTooLarge {
+        /// The cookie's size, in bytes (an upper bound when refused at the `insert`).
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// With the [`CookieStore`](crate::CookieStore): an operation that needs sessions kept on
+    /// the server (listing or revoking a user's devices, the per-user cap). Nothing was
+    /// done. `501`.
+    NeedsServerStore {
+        /// The operation, as its method is named.
+        operation: &'static str,
+    },
 }
 
 impl Error {
@@ -96,7 +115,8 @@ impl Error {
             Self::NotAnInteger { .. } | Self::Overflow { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::CsrfMismatch => StatusCode::FORBIDDEN,
             Self::SignInRequired => StatusCode::UNAUTHORIZED,
-            Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::TooLarge { .. } | Self::CookieTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::NeedsServerStore { .. } => StatusCode::NOT_IMPLEMENTED,
             Self::TooDeep { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -131,6 +151,16 @@ impl fmt::Display for Error {
                     "session value {key:?} nests more than {limit} levels of arrays and objects"
                 )
             }
+            Self::CookieTooLarge { size, limit } => {
+                write!(
+                    f,
+                    "the session cookie would be {size} bytes, over the limit of {limit}"
+                )
+            }
+            Self::NeedsServerStore { operation } => write!(
+                f,
+                "{operation} needs sessions kept on the server; the cookie store keeps none"
+            ),
             Self::TooLarge { size, limit } => {
                 write!(
                     f,
@@ -169,6 +199,7 @@ impl IntoResponse for Error {
             StatusCode::SERVICE_UNAVAILABLE => "session store unavailable\n",
             StatusCode::FORBIDDEN => "CSRF token missing or wrong\n",
             StatusCode::PAYLOAD_TOO_LARGE => "session too large\n",
+            StatusCode::NOT_IMPLEMENTED => "not available with the cookie session store\n",
             _ => match self {
                 Self::SessionGone => "session ended\n",
                 Self::SignInRequired => "recent sign-in required\n",

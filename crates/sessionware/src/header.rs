@@ -38,6 +38,19 @@ impl HeaderConfig {
     /// otherwise what it carries. A request that sends the header with anything that does not
     /// verify (`Bearer new` on first contact, say) is a header client with no session yet.
     pub(crate) fn read(&self, name: &str, keys: &Keys, headers: &HeaderMap) -> Option<Presented> {
+        self.read_with(keys, headers, |token| {
+            keys.verify(Transport::Header, name, token)
+        })
+    }
+
+    /// [`read`](Self::read) with `open` judging the token (checking an id's signature, or
+    /// opening a sealed session).
+    pub(crate) fn read_with<T>(
+        &self,
+        keys: &Keys,
+        headers: &HeaderMap,
+        open: impl FnOnce(&str) -> Option<T>,
+    ) -> Option<Presented<T>> {
         let value = headers.get(&self.request)?;
         let text = value.to_str().ok().map(str::trim);
         let token = match (self.bearer, text) {
@@ -53,8 +66,8 @@ impl HeaderConfig {
             return None;
         }
         let token = token.unwrap_or_default();
-        Some(match keys.verify(Transport::Header, name, token) {
-            Some(id) => Presented::Valid(id),
+        Some(match open(token) {
+            Some(value) => Presented::Valid(value),
             None => {
                 tracing::debug!(
                     session = %keys.log_id_presented(token),

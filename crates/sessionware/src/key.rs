@@ -1,7 +1,7 @@
 use std::fmt;
 
-use ring::hmac;
 use ring::rand::{SecureRandom as _, SystemRandom};
+use ring::{hkdf, hmac};
 
 /// A secret key that signs and verifies session tokens (HMAC-SHA256).
 ///
@@ -16,7 +16,25 @@ use ring::rand::{SecureRandom as _, SystemRandom};
 /// # Ok::<(), sessionware::KeyError>(())
 /// ```
 #[derive(Clone)]
-pub struct Key(hmac::Key);
+pub struct Key {
+    mac: hmac::Key,
+    /// The HKDF pseudo-random key every secret of another purpose is expanded from
+    /// ([`Key::derive`]), so no two purposes ever share a secret.
+    prk: hkdf::Prk,
+}
+
+/// The HKDF salt: fixed, as the input is already a uniformly random secret (RFC 5869, 3.1);
+/// it only sets this library's derivations apart from any other use of the same key.
+const HKDF_SALT: &[u8] = b"sessionware key derivation v1";
+
+/// Asks HKDF for exactly 32 bytes.
+struct Len32;
+
+impl hkdf::KeyType for Len32 {
+    fn len(&self) -> usize {
+        32
+    }
+}
 
 /// Why a [`Key`] could not be made: a configuration error, reported at start-up, never by a
 /// request. Its text says what is wrong and never holds the key.
@@ -45,7 +63,10 @@ impl Key {
         if bytes.iter().all(|b| *b == bytes[0]) {
             return Err(KeyError("a signing key may not be one byte repeated"));
         }
-        Ok(Self(hmac::Key::new(hmac::HMAC_SHA256, bytes)))
+        Ok(Self {
+            mac: hmac::Key::new(hmac::HMAC_SHA256, bytes),
+            prk: hkdf::Salt::new(hkdf::HKDF_SHA256, HKDF_SALT).extract(bytes),
+        })
     }
 
     /// A key from hexadecimal text (64 hex digits or more, upper or lower case; surrounding
@@ -81,7 +102,18 @@ impl Key {
     }
 
     pub(crate) fn hmac(&self) -> &hmac::Key {
-        &self.0
+        &self.mac
+    }
+
+    /// The 32-byte secret of one purpose (`label`: cookie-store encryption, encryption at
+    /// rest), by HKDF-SHA256. `None` only if ring refused a 32-byte expansion, which it does
+    /// for lengths above 8160 bytes.
+    pub(crate) fn derive(&self, label: &'static [u8]) -> Option<[u8; 32]> {
+        let info = [label];
+        let okm = self.prk.expand(&info, Len32).ok()?;
+        let mut secret = [0u8; 32];
+        okm.fill(&mut secret).ok()?;
+        Some(secret)
     }
 }
 
@@ -121,5 +153,15 @@ mod tests {
         assert!(Key::from_hex(&"zz".repeat(32)).is_err());
         assert!(Key::from_hex(&"é".repeat(64)).is_err());
         assert_eq!(format!("{:?}", Key::generate().unwrap()), "Key(<secret>)");
+    }
+
+    #[test]
+    fn derived_secrets_are_per_purpose_and_per_key() {
+        let a = Key::from_hex(&"0123456789abcdef".repeat(4)).unwrap();
+        let b = Key::from_hex(&"fedcba9876543210".repeat(4)).unwrap();
+        let one = a.derive(b"one").unwrap();
+        assert_eq!(one, a.clone().derive(b"one").unwrap(), "stable");
+        assert_ne!(one, a.derive(b"two").unwrap());
+        assert_ne!(one, b.derive(b"one").unwrap());
     }
 }

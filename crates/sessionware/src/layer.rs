@@ -69,17 +69,31 @@ impl SessionLayer {
     /// [`with_update_retries`](Self::with_update_retries).
     pub const DEFAULT_UPDATE_RETRIES: u32 = 16;
 
-    /// A layer that keeps sessions in `store`, with the defaults above.
+    /// A layer that keeps sessions in `store`, with the defaults above. With a
+    /// [`CookieStore`](crate::CookieStore) the sessions live in the client's cookie instead,
+    /// sealed with a key derived from this layer's key.
     pub fn new(store: impl SessionStore) -> Self {
         // Without randomness there is no key: then nothing verifies and nothing is signed
         // (a write-back logs an error and issues no token) until `with_signing_key` sets one.
         let key = Key::generate().ok();
         let cookie = CookieConfig::default();
-        let metrics = crate::observe::Metrics::new(store.name());
+        let store_name = store.name();
+        // The cookie store is a store to the application (one line to switch) and a mode to
+        // the layer, which then never calls it.
+        let any = &store as &dyn std::any::Any;
+        let cookie_store = any
+            .downcast_ref::<crate::CookieStore>()
+            .or_else(|| any.downcast_ref::<Arc<crate::CookieStore>>().map(|s| &**s))
+            .cloned();
+        let store: Arc<dyn crate::dyn_store::DynSessionStore> = Arc::new(store);
+        let metrics = crate::observe::Metrics::new(store_name);
         Self {
             shared: Arc::new(Shared {
                 metrics,
-                store: Arc::new(store),
+                store: store.clone(),
+                raw_store: store,
+                at_rest: false,
+                cookie_store,
                 keys: Keys::new(key),
                 cookie_name: cookie.full_name(),
                 csrf_cookie_name: format!("{}-csrf", cookie.full_name()),
@@ -121,13 +135,40 @@ impl SessionLayer {
         let shared = self.shared_mut();
         shared.keys.set_signing(key);
         shared.generated_key = false;
+        shared.rebuild_store();
         self
     }
 
     /// A key that verifies tokens but signs none: the previous key, during a rotation. Keep it
     /// until the sessions it signed have expired (the absolute lifetime), then drop it.
     pub fn with_verifying_key(mut self, key: Key) -> Self {
-        self.shared_mut().keys.add_verifying(key);
+        let shared = self.shared_mut();
+        shared.keys.add_verifying(key);
+        shared.rebuild_store();
+        self
+    }
+
+    /// Encrypts every data value before it reaches the store (off by default), with
+    /// AES-256-GCM under a key derived from the layer's key, the session id and the value's
+    /// key name as associated data: whoever reads the store (a backup, a replica, a shared
+    /// Redis) reads no session data, and a value copied to another session or key is refused
+    /// as corrupt. Rotation works as for signing: the first key encrypts, every key decrypts.
+    ///
+    /// What stays readable in the store: session ids, key names, creation times, deadlines
+    /// and the user a session is bound to (the per-user index needs it).
+    /// [`Session::increment`](crate::Session::increment) cannot add inside ciphertext: with
+    /// encryption on, each write that increments reads the current value first and stores the
+    /// sum with a compare-and-set, retried on contention (one more round trip; no count lost).
+    /// Under heavy contention on one key a write may give up after 64 rounds with
+    /// [`Error::UpdateConflict`] (`409`), storing nothing.
+    ///
+    /// Values stored in clear before this is turned on do not decrypt: those sessions read as
+    /// unreadable and their clients start fresh ones. It has no effect with the
+    /// [`CookieStore`](crate::CookieStore), whose cookies are encrypted anyway.
+    pub fn with_encryption_at_rest(mut self, enabled: bool) -> Self {
+        let shared = self.shared_mut();
+        shared.at_rest = enabled;
+        shared.rebuild_store();
         self
     }
 

@@ -7,9 +7,11 @@
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod __fuzz;
+mod at_rest;
 mod atomic;
 mod config;
 mod cookie;
+mod cookie_store;
 mod csrf;
 mod dyn_store;
 mod error;
@@ -20,6 +22,7 @@ mod key;
 mod layer;
 mod log_id;
 mod observe;
+mod sealed;
 mod service;
 mod session;
 mod sign_in;
@@ -30,6 +33,7 @@ mod users;
 mod write_back;
 
 pub use ::cookie::SameSite;
+pub use cookie_store::CookieStore;
 pub use error::{Error, SessionRejection};
 pub use events::{RevokedBy, SessionEvent, SessionEventKind};
 pub use key::{Key, KeyError};

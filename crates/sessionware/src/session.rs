@@ -237,6 +237,11 @@ impl Session {
                 let now = shared.clock.now();
                 // The deadline a new session would get is worked out only if there is none.
                 let mut state = State::new(now, now);
+                if shared.cookie_store.is_some() {
+                    crate::cookie_store::load(shared, parts, &mut state, now);
+                    *self.state() = state;
+                    return Ok(());
+                }
                 let name = &shared.cookie_name;
                 let by_header = shared
                     .header
@@ -440,11 +445,16 @@ impl Session {
 
     /// Sets `key` locally and marks it changed, within the size limit.
     fn put(&self, state: &mut State, key: String, value: Value) -> Result<(), Error> {
-        if let Some(limit) = self.0.shared.max_size {
+        let shared = &self.0.shared;
+        if shared.max_size.is_some() || shared.cookie_store.is_some() {
             let old = state.data.get(&key).map_or(0, |v| entry_size(&key, v));
             let size = state.size() - old + entry_size(&key, &value);
-            if size > limit {
+            if let Some(limit) = shared.max_size.filter(|limit| size > *limit) {
                 return Err(Error::TooLarge { size, limit });
+            }
+            if let Some(store) = &shared.cookie_store {
+                let user = state.user.as_ref().map(String::len);
+                store.check_fits(&shared.cookie_name, size, user)?;
             }
             state.size = Some(size);
         }

@@ -25,10 +25,12 @@ use tokio::sync::Notify;
 
 use crate::{DeviceId, Error, Key, Session, SessionLayer};
 
+mod at_rest;
 mod atomic;
 mod events;
 mod metrics;
 mod sign_in;
+pub use at_rest::at_rest_over_http;
 pub use atomic::{AtomicReport, atomic_over_http};
 pub use events::events_over_http;
 pub use metrics::{TestRecorder, metrics_over_http};

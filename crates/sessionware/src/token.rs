@@ -10,7 +10,9 @@ use ring::hmac;
 use sessionware_core::SessionId;
 
 use crate::Key;
+use crate::at_rest::AtRestKeys;
 use crate::log_id::LogId;
+use crate::sealed::SealKeys;
 
 const TAG_BYTES: usize = 32;
 const TAG_LEN: usize = 43;
@@ -44,6 +46,10 @@ pub(crate) struct Keys {
     log: ring::hmac::Key,
     /// One CSRF key derived from each key, in the same order: the first signs, all verify.
     csrf: Vec<hmac::Key>,
+    /// The cookie store's encryption keys, derived the same way.
+    pub(crate) sealed: SealKeys,
+    /// The encryption-at-rest keys, derived the same way.
+    pub(crate) at_rest: AtRestKeys,
 }
 
 /// Keeps the CSRF keys apart from the signing keys they come from.
@@ -64,12 +70,24 @@ impl Keys {
     /// `None` leaves the set without a signing key until one is set.
     pub(crate) fn new(signing: Option<Key>) -> Self {
         let keys: Vec<Key> = signing.into_iter().collect();
-        Self {
+        let mut this = Self {
             signing: !keys.is_empty(),
             log: LogId::key(keys.first()),
-            csrf: csrf_keys(&keys),
+            csrf: Vec::new(),
+            sealed: SealKeys::new(&[], false),
+            at_rest: AtRestKeys::new(&[], false),
             keys,
-        }
+        };
+        this.derive();
+        this
+    }
+
+    /// Derives every purpose's keys again after the set changed.
+    fn derive(&mut self) {
+        self.log = LogId::key(self.keys.first());
+        self.csrf = csrf_keys(&self.keys);
+        self.sealed = SealKeys::new(&self.keys, self.signing);
+        self.at_rest = AtRestKeys::new(&self.keys, self.signing);
     }
 
     pub(crate) fn set_signing(&mut self, key: Key) {
@@ -79,14 +97,12 @@ impl Keys {
             self.keys.insert(0, key);
             self.signing = true;
         }
-        self.log = LogId::key(self.keys.first());
-        self.csrf = csrf_keys(&self.keys);
+        self.derive();
     }
 
     pub(crate) fn add_verifying(&mut self, key: Key) {
         self.keys.push(key);
-        self.log = LogId::key(self.keys.first());
-        self.csrf = csrf_keys(&self.keys);
+        self.derive();
     }
 
     /// The CSRF tag of `message`; `None` when there is no signing key.

@@ -176,11 +176,13 @@ impl UserSessions {
 
     /// The live sessions of `user`.
     pub async fn list(&self, user: &str) -> Result<Vec<Device>, Error> {
+        self.shared.server_store("UserSessions::list")?;
         list(&self.shared, user, None).await
     }
 
     /// Ends the session `device` of `user`; `false` if there is no such live session.
     pub async fn revoke(&self, user: &str, device: &DeviceId) -> Result<bool, Error> {
+        self.shared.server_store("UserSessions::revoke")?;
         match find(&self.shared, user, device).await? {
             Some(id) => {
                 self.shared
@@ -195,6 +197,7 @@ impl UserSessions {
 
     /// Ends every session of `user`; returns how many.
     pub async fn revoke_all(&self, user: &str) -> Result<usize, Error> {
+        self.shared.server_store("UserSessions::revoke_all")?;
         let now = self.shared.clock.now();
         let ended = self
             .shared
@@ -262,6 +265,7 @@ impl Session {
     /// The live sessions of the signed-in user, newest use first, with the current one marked;
     /// empty when no user is signed in. One store call.
     pub async fn devices(&self) -> Result<Vec<Device>, Error> {
+        self.shared().server_store("Session::devices")?;
         let (user, id) = {
             let state = self.state();
             (state.user.clone(), state.id)
@@ -275,6 +279,7 @@ impl Session {
     /// Ends one of the signed-in user's sessions; `false` if it is not one of theirs. Revoking
     /// the current session is [`logout`](Self::logout).
     pub async fn revoke(&self, device: &DeviceId) -> Result<bool, Error> {
+        self.shared().server_store("Session::revoke")?;
         let (Some(user), current) = ({
             let state = self.state();
             (state.user.clone(), state.id)
@@ -298,6 +303,7 @@ impl Session {
     /// Ends every session of the signed-in user, this one included ("log out everywhere");
     /// returns how many. This response removes the cookie.
     pub async fn revoke_all(&self) -> Result<usize, Error> {
+        self.shared().server_store("Session::revoke_all")?;
         let Some(user) = self.user() else {
             return Ok(0);
         };
@@ -318,6 +324,7 @@ impl Session {
     /// Ends every other session of the signed-in user, keeping this one (after a password
     /// change, say); returns how many.
     pub async fn revoke_others(&self) -> Result<usize, Error> {
+        self.shared().server_store("Session::revoke_others")?;
         let (Some(user), current) = ({
             let state = self.state();
             (state.user.clone(), state.id)

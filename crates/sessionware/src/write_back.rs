@@ -78,6 +78,8 @@ impl Plan {
 enum CookieOut {
     Keep,
     Set(SessionId, OffsetDateTime),
+    /// A session sealed whole for the cookie store.
+    Sealed(String, OffsetDateTime),
     Remove,
 }
 
@@ -158,11 +160,15 @@ pub(crate) async fn write_back(pending: Pending, mut response: Response) -> Resp
     }) {
         response.headers_mut().append(header::SET_COOKIE, value);
     }
-    match execute(shared, plan, ended_user, now).await {
+    let executed = match &shared.cookie_store {
+        Some(store) => execute_sealed(&session, shared, store, plan, transport),
+        None => execute(shared, plan, ended_user, now).await,
+    };
+    match executed {
         Ok(cookie) => {
             // Clear-Site-Data would also drop the anonymous session this response starts (a
             // "signed out" flash set after `logout`), so it goes only with a plain sign-out.
-            let starts_session = matches!(cookie, CookieOut::Set(..));
+            let starts_session = matches!(cookie, CookieOut::Set(..) | CookieOut::Sealed(..));
             set_cookie(shared, &mut response, cookie, now, transport, persistent);
             if logout && shared.clear_site_data && !starts_session {
                 response
@@ -192,9 +198,11 @@ pub(crate) async fn write_back(pending: Pending, mut response: Response) -> Resp
 fn plan(state: &mut State, shared: &Shared, now: &dyn Fn() -> OffsetDateTime) -> Plan {
     // A remembered session ("remember me") has an idle timeout of its own.
     let policy = &shared.policy_for(state.own_idle());
-    // A cookie's Max-Age must follow the deadline; a header token carries no expiry.
-    let resends = state.transport == Transport::Cookie
-        && (!shared.cookie.browser_session || state.own_idle().is_some());
+    // A cookie's Max-Age must follow the deadline; a header token carries no expiry, unless
+    // the token is the sealed session, which carries its deadline inside.
+    let resends = shared.cookie_store.is_some()
+        || (state.transport == Transport::Cookie
+            && (!shared.cookie.browser_session || state.own_idle().is_some()));
     let destroyed = state.destroyed.take();
     let Some(id) = state.id else {
         if !state.data.is_empty() {
@@ -223,7 +231,11 @@ fn plan(state: &mut State, shared: &Shared, now: &dyn Fn() -> OffsetDateTime) ->
         };
     }
     if state.cleared || !state.dirty.is_empty() {
-        let deadline = policy.deadline(state.created_at, now());
+        // A write moves the deadline as a read does, once it has fallen a refresh interval
+        // behind: most writes then leave it as it is, and with it the store's expiry index
+        // entry (SQL) or key TTL (Redis), which costs the store more than the data change.
+        let refreshed = policy.refreshed_deadline(state.created_at, state.expires_at, now());
+        let deadline = refreshed.unwrap_or(state.expires_at);
         let mut changes = ChangeSet::new(deadline);
         changes.loaded_by(state.user.clone());
         if state.cleared {
@@ -245,12 +257,11 @@ fn plan(state: &mut State, shared: &Shared, now: &dyn Fn() -> OffsetDateTime) ->
                 None => changes.remove(key),
             };
         }
-        let moved = deadline - state.expires_at;
         return Plan::Apply {
             id,
             changes,
             updates,
-            resend: resends && (state.refreshed || moved >= policy.refresh_interval()),
+            resend: resends && (state.refreshed || refreshed.is_some()),
         };
     }
     if state.refreshed && resends {
@@ -394,6 +405,58 @@ async fn execute(
     }
 }
 
+/// Carries out `plan` for the cookie store: there is no store to call, only the session to
+/// seal as the plan leaves it.
+fn execute_sealed(
+    session: &Session,
+    shared: &Shared,
+    store: &crate::CookieStore,
+    plan: Plan,
+    transport: Transport,
+) -> Result<CookieOut, Error> {
+    let issue = |record: &Record| {
+        let token = crate::cookie_store::seal(shared, store, transport, record)?;
+        Ok(CookieOut::Sealed(token, record.expires_at))
+    };
+    // The data of a plan that changes a loaded session is still in the state.
+    let loaded = |id: SessionId, expires_at: OffsetDateTime| {
+        let state = session.state();
+        Record {
+            id,
+            data: state.data.clone(),
+            user: state.user.clone(),
+            created_at: state.created_at,
+            expires_at,
+        }
+    };
+    match plan {
+        Plan::Nothing => Ok(CookieOut::Keep),
+        Plan::Create {
+            mut record,
+            id,
+            login,
+            ..
+        }
+        | Plan::Rekey {
+            mut record,
+            id,
+            login,
+            ..
+        } => {
+            if login && shared.max_per_user.is_some() {
+                return Err(Error::NeedsServerStore {
+                    operation: "with_max_sessions_per_user",
+                });
+            }
+            record.id = id.map_or_else(SessionId::generate, Ok)?;
+            issue(&record)
+        }
+        Plan::Apply { id, changes, .. } => issue(&loaded(id, changes.expires_at())),
+        Plan::Resend { id, expires_at } => issue(&loaded(id, expires_at)),
+        Plan::Remove { .. } => Ok(CookieOut::Remove),
+    }
+}
+
 /// `apply`, and while the store refuses a compare-and-set and retries are left, the refused
 /// keys' steps replayed on the values the refusal returned. Returns the change set written.
 async fn apply(
@@ -455,11 +518,11 @@ fn replay(
     key: String,
     value: Option<Value>,
 ) -> Result<(), Error> {
-    // A store names only keys the change set guards, and those are all in `updates`.
+    // A store names only keys the change set guards, and those are all in `updates`; but a
+    // store that guards keys itself (encryption at rest turns increments into
+    // compare-and-sets) reports one it gave up on after its own retries: contention, `409`.
     let Some((_, op)) = updates.iter_mut().find(|(k, _)| *k == key) else {
-        return Err(Error::Store(StoreError::backend(
-            "the store reported a conflict on a key the write did not guard",
-        )));
+        return Err(Error::UpdateConflict { keys: vec![key] });
     };
     let next = op.replay(&key, value.clone())?;
     changes.expect(key.clone(), value).set(key, next);
@@ -516,6 +579,7 @@ fn set_cookie(
                 return;
             }
         },
+        CookieOut::Sealed(token, expires_at) => Some((token, expires_at)),
         CookieOut::Remove => None,
     };
     let headers = response.headers_mut();
@@ -625,6 +689,34 @@ mod tests {
             "the deadline moves with the write"
         );
         assert!(state.dirty.is_empty(), "planning drains the dirty keys");
+    }
+
+    #[test]
+    fn a_write_moves_the_deadline_only_once_a_refresh_is_due() {
+        // Default policy: 24 h idle, refreshed once it is 2.4 h behind.
+        let fresh = || {
+            let mut state = loaded();
+            state.expires_at = at(24 * 60);
+            state.data.insert("count".into(), json!(2));
+            state.dirty.insert("count".into());
+            state
+        };
+        let Plan::Apply {
+            changes, resend, ..
+        } = plan_at(&mut fresh(), 60)
+        else {
+            panic!("a change to a stored session is applied");
+        };
+        assert_eq!(changes.expires_at(), at(24 * 60), "an hour in: kept");
+        assert!(!resend, "nor is the cookie sent again");
+        let Plan::Apply {
+            changes, resend, ..
+        } = plan_at(&mut fresh(), 3 * 60)
+        else {
+            panic!("a change to a stored session is applied");
+        };
+        assert_eq!(changes.expires_at(), at(27 * 60), "three hours in: moved");
+        assert!(resend, "with the cookie's Max-Age");
     }
 
     #[test]

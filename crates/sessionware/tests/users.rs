@@ -82,3 +82,8 @@ async fn remember_me_makes_a_browser_session_cookie_persistent() {
         "persistent for 30 days: {remembered}"
     );
 }
+
+#[tokio::test]
+async fn remember_me_and_recent_sign_in_on_the_cookie_store() {
+    sessionware::testing::sign_in_over_http(sessionware::CookieStore::new()).await;
+}

@@ -213,8 +213,9 @@ impl SqlStore {
 
     /// A store on a pool the application already has: a `PgPool`, `MySqlPool` or
     /// `SqlitePool`, whichever engines this build has (features `postgres`, `mysql`,
-    /// `sqlite`). The store parks at most half of the pool's connections between its own
-    /// queries, so the application keeps the rest.
+    /// `sqlite`). The store holds at most half of the pool's connections, in its queries and
+    /// kept between them, so the application always has the rest; on a pool of one
+    /// connection it borrows that one for each query.
     ///
     /// ```no_run
     /// # async fn f() -> Result<(), Box<dyn std::error::Error>> {

@@ -31,6 +31,7 @@ struct Sql {
     delete_expired: String,
     user_sessions: String,
     delete_user: String,
+    count: String,
 }
 
 // Converted to a non-binary collation on the way out: sqlx reads `*_bin` columns (and MySQL's
@@ -78,6 +79,7 @@ impl My {
             delete_user: format!(
                 "DELETE FROM {t} WHERE user_id = ? AND id <> ? AND expires_ms > ?"
             ),
+            count: format!("SELECT COUNT(*) FROM {t} WHERE expires_ms > ?"),
         };
         Self {
             conns,
@@ -161,19 +163,4 @@ impl My {
         sum: "CAST(COALESCE(JSON_EXTRACT(data, ?), '0') AS SIGNED) + ?"
     );
     crate::shared::apply_locked!("BEGIN");
-}
-
-impl My {
-    /// Live sessions: an exact count over the deadline index, proportional to the live rows.
-    pub(crate) async fn count(&self, now: OffsetDateTime) -> Result<u64, Error> {
-        let sql = format!("SELECT COUNT(*) FROM {} WHERE expires_ms > ?", self.t);
-        let mut conn = self.conns.get().await.map_err(backend)?;
-        let n: i64 = sqlx::query_scalar(&sql)
-            .bind(codec::ms(now))
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(backend)?;
-        conn.done();
-        Ok(u64::try_from(n).unwrap_or(0))
-    }
 }

@@ -30,6 +30,7 @@ struct Sql {
     delete_expired: String,
     user_sessions: String,
     delete_user: String,
+    count: String,
 }
 
 const COLUMNS: &str = "data::text, user_id, created_ms, expires_ms";
@@ -103,6 +104,7 @@ impl Pg {
             delete_user: format!(
                 "DELETE FROM {t} WHERE user_id = $1 AND id <> $2 AND expires_ms > $3"
             ),
+            count: format!("SELECT COUNT(*) FROM {t} WHERE expires_ms > $1"),
         };
         Self { conns, table, sql }
     }
@@ -198,22 +200,4 @@ impl Pg {
 
     crate::shared::shared_statements!();
     crate::shared::create_on_conflict!();
-}
-
-impl Pg {
-    /// Live sessions: an exact count over the deadline index, proportional to the live rows.
-    pub(crate) async fn count(&self, now: OffsetDateTime) -> Result<u64, Error> {
-        let sql = format!(
-            "SELECT COUNT(*) FROM {} WHERE expires_ms > $1",
-            self.table.qualified('"')
-        );
-        let mut conn = self.conns.get().await.map_err(backend)?;
-        let n: i64 = sqlx::query_scalar(&sql)
-            .bind(codec::ms(now))
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(backend)?;
-        conn.done();
-        Ok(u64::try_from(n).unwrap_or(0))
-    }
 }

@@ -1,7 +1,7 @@
 //! The statements every engine runs the same way, written once. sqlx's engines are distinct
 //! types with no common trait that is pleasant to bound on, so this is a macro each engine's
 //! `impl` invokes; it expects `self.conns`, `self.sql` (with `load`, `touch`, `rekey`,
-//! `delete`, `delete_expired`, `user_sessions`, `delete_user`), `Self::DELETE_USER_PASSES` and
+//! `delete`, `delete_expired`, `user_sessions`, `delete_user`, `count`), `Self::DELETE_USER_PASSES` and
 //! `codec::columns` in scope.
 
 macro_rules! shared_statements {
@@ -41,6 +41,19 @@ macro_rules! shared_statements {
                 .map_err(backend)?;
             conn.done();
             Ok(done.rows_affected() > 0)
+        }
+
+        /// Live sessions: an exact count over the deadline index, proportional to the live
+        /// rows.
+        pub(crate) async fn count(&self, now: OffsetDateTime) -> Result<u64, Error> {
+            let mut conn = self.conns.get().await.map_err(backend)?;
+            let n: i64 = sqlx::query_scalar(&self.sql.count)
+                .bind(codec::ms(now))
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(backend)?;
+            conn.done();
+            Ok(u64::try_from(n).unwrap_or(0))
         }
 
         pub(crate) async fn delete(&self, id: &SessionId) -> Result<(), Error> {

@@ -31,6 +31,7 @@ struct Sql {
     delete_expired: String,
     user_sessions: String,
     delete_user: String,
+    count: String,
 }
 
 const COLUMNS: &str = "data, user_id, created_ms, expires_ms";
@@ -69,6 +70,7 @@ impl Lite {
             delete_user: format!(
                 "DELETE FROM {t} WHERE user_id = ? AND id <> ? AND expires_ms > ?"
             ),
+            count: format!("SELECT COUNT(*) FROM {t} WHERE expires_ms > ?"),
         };
         Self {
             conns,
@@ -155,19 +157,4 @@ pub(crate) async fn pool(url: &str, max_connections: u32) -> Result<SqlitePool, 
         pool
     };
     pool.connect_with(options).await.map_err(SqlError::Connect)
-}
-
-impl Lite {
-    /// Live sessions: an exact count over the deadline index, proportional to the live rows.
-    pub(crate) async fn count(&self, now: OffsetDateTime) -> Result<u64, Error> {
-        let sql = format!("SELECT COUNT(*) FROM {} WHERE expires_ms > ?", self.t);
-        let mut conn = self.conns.get().await.map_err(backend)?;
-        let n: i64 = sqlx::query_scalar(&sql)
-            .bind(codec::ms(now))
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(backend)?;
-        conn.done();
-        Ok(u64::try_from(n).unwrap_or(0))
-    }
 }

@@ -203,29 +203,13 @@ pub(crate) fn load(shared: &Shared, parts: &Parts, state: &mut State, now: Offse
 fn open_presented(shared: &Shared, parts: &Parts, state: &mut State, now: OffsetDateTime) {
     let name = &shared.cookie_name;
     let sealed = &shared.keys.sealed;
-    let by_header = shared.header.as_ref().and_then(|h| {
-        h.read_with(&shared.keys, &parts.headers, |token| {
-            sealed.open(Transport::Header, name, token)
-        })
-    });
-    let presented = match by_header {
-        Some(presented) => {
-            state.transport = Transport::Header;
-            presented
-        }
-        None => {
-            let read = shared.cookie.read_with(
-                name,
-                &shared.csrf_cookie_name,
-                &shared.keys,
-                &parts.headers,
-                |token| sealed.open(Transport::Cookie, name, token),
-                |opened: &Opened| opened.record.id,
-            );
-            state.csrf_nonce = read.csrf_nonce;
-            read.presented
-        }
-    };
+    let presented = crate::session::presented(
+        shared,
+        &parts.headers,
+        state,
+        |transport, token| sealed.open(transport, name, token),
+        |opened: &Opened| opened.record.id,
+    );
     let Opened { record, old_key } = match presented {
         Presented::Nothing => return,
         Presented::Invalid => {

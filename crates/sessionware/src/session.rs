@@ -243,26 +243,13 @@ impl Session {
                     return Ok(());
                 }
                 let name = &shared.cookie_name;
-                let by_header = shared
-                    .header
-                    .as_ref()
-                    .and_then(|h| h.read(name, &shared.keys, &parts.headers));
-                let presented = match by_header {
-                    Some(presented) => {
-                        state.transport = Transport::Header;
-                        presented
-                    }
-                    None => {
-                        let read = shared.cookie.read(
-                            name,
-                            &shared.csrf_cookie_name,
-                            &shared.keys,
-                            &parts.headers,
-                        );
-                        state.csrf_nonce = read.csrf_nonce;
-                        read.presented
-                    }
-                };
+                let presented = presented(
+                    shared,
+                    &parts.headers,
+                    &mut state,
+                    |transport, token| shared.keys.verify(transport, name, token),
+                    |id| *id,
+                );
                 state.user_agent = parts.headers.get(http::header::USER_AGENT).cloned();
                 if shared.record_address {
                     state.address = parts
@@ -814,4 +801,37 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for Session {
         let stored = session.state().id.is_some();
         Ok(stored.then_some(session))
     }
+}
+
+/// What a request presents: the header's token first (API clients), else the session cookies;
+/// `state` learns the transport and the CSRF nonce that came with them. `open` judges a token
+/// for its transport (an id's signature, or a sealed session), `id` names the session a
+/// judged token presents.
+pub(crate) fn presented<T>(
+    shared: &Shared,
+    headers: &http::HeaderMap,
+    state: &mut State,
+    open: impl Fn(Transport, &str) -> Option<T>,
+    id: impl Fn(&T) -> SessionId,
+) -> Presented<T> {
+    let name = &shared.cookie_name;
+    let by_header = shared.header.as_ref().and_then(|h| {
+        h.read_with(&shared.keys, headers, |token| {
+            open(Transport::Header, token)
+        })
+    });
+    if let Some(presented) = by_header {
+        state.transport = Transport::Header;
+        return presented;
+    }
+    let read = shared.cookie.read_with(
+        name,
+        &shared.csrf_cookie_name,
+        &shared.keys,
+        headers,
+        |token| open(Transport::Cookie, token),
+        id,
+    );
+    state.csrf_nonce = read.csrf_nonce;
+    read.presented
 }

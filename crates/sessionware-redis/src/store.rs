@@ -5,8 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fred::clients::{Client, Pool, WithOptions};
-use fred::interfaces::{ClientLike as _, KeysInterface as _, SetsInterface as _};
-use fred::types::config::Options;
+use fred::interfaces::{
+    ClientLike as _, ClusterInterface as _, KeysInterface as _, SetsInterface as _,
+};
+use fred::types::config::{Options, Server};
 use fred::types::scripts::Script;
 use fred::types::{ClusterHash, CustomCommand, Key, Resp3Frame as Frame, Value};
 use sessionware_core::time::OffsetDateTime;
@@ -110,6 +112,40 @@ impl RedisStore {
     /// pool's default, or the options') is the only timer the store sets per command.
     fn client(&self) -> WithOptions<Client> {
         self.inner.pool.next().with_options(&self.inner.options)
+    }
+
+    /// Session keys on `node` (the one server when `None`), by `SCAN` of at most `budget`
+    /// keys, then estimated from `DBSIZE`.
+    async fn count_on(&self, node: Option<Server>, budget: u64) -> Result<u64, Error> {
+        let mut options = self.inner.options.clone();
+        options.cluster_node = node;
+        let client = self.inner.pool.next().with_options(&options);
+        let index = format!("{}user:", self.inner.prefix);
+        let scan = CustomCommand::new_static("SCAN", ClusterHash::Random, false);
+        let (mut cursor, mut examined, mut sessions) = (String::from("0"), 0u64, 0u64);
+        loop {
+            let args = vec![Value::from(cursor.as_str()), "COUNT".into(), 1000.into()];
+            let (next, keys): (String, Vec<String>) =
+                client.custom(scan.clone(), args).await.map_err(from_fred)?;
+            examined += keys.len() as u64;
+            sessions += keys
+                .iter()
+                .filter(|k| k.starts_with(&self.inner.prefix) && !k.starts_with(&index))
+                .count() as u64;
+            if next == "0" {
+                return Ok(sessions);
+            }
+            if examined >= budget {
+                let dbsize = CustomCommand::new_static("DBSIZE", ClusterHash::Random, false);
+                let total: u64 = client
+                    .custom(dbsize, Vec::<Value>::new())
+                    .await
+                    .map_err(from_fred)?;
+                let share = sessions as f64 / examined as f64;
+                return Ok((share * total as f64).round() as u64);
+            }
+            cursor = next;
+        }
     }
 
     /// The client for commands on session `id`: with the near cache, always the same one,
@@ -490,41 +526,30 @@ impl SessionStore for RedisStore {
         "redis"
     }
 
-    /// Session keys under the prefix, by `SCAN` of at most [`RedisStore::COUNT_BUDGET`] keys: exact when
-    /// the whole keyspace fits in the budget, otherwise an estimate (the share of session keys
-    /// among the keys scanned, times `DBSIZE`). Redis expires keys at their deadline itself, so
-    /// a key it still holds is a live session. `None` on a Cluster (not counted yet).
+    /// Session keys under the prefix, by `SCAN` of at most [`RedisStore::COUNT_BUDGET`] keys
+    /// (on a Cluster, on each primary in turn, the budget shared among them): exact when the
+    /// whole keyspace fits in the budget, otherwise an estimate (the share of session keys
+    /// among the keys scanned, times `DBSIZE`, per node). Redis expires keys at their deadline
+    /// itself, so a key it still holds is a live session.
     async fn count(&self, _now: OffsetDateTime) -> Result<Option<u64>, Error> {
-        if self.inner.clustered {
-            return Ok(None);
-        }
-        let client = self.client();
-        let index = format!("{}user:", self.inner.prefix);
-        let scan = CustomCommand::new_static("SCAN", ClusterHash::Random, false);
-        let (mut cursor, mut examined, mut sessions) = (String::from("0"), 0u64, 0u64);
-        loop {
-            let args = vec![Value::from(cursor.as_str()), "COUNT".into(), 1000.into()];
-            let (next, keys): (String, Vec<String>) =
-                client.custom(scan.clone(), args).await.map_err(from_fred)?;
-            examined += keys.len() as u64;
-            sessions += keys
-                .iter()
-                .filter(|k| k.starts_with(&self.inner.prefix) && !k.starts_with(&index))
-                .count() as u64;
-            if next == "0" {
-                return Ok(Some(sessions));
+        let nodes = if self.inner.clustered {
+            let routing = self.inner.pool.next().cached_cluster_state();
+            let primaries = routing
+                .map(|r| r.unique_primary_nodes())
+                .unwrap_or_default();
+            if primaries.is_empty() {
+                return Err(Error::backend("the cluster's primaries are not known yet"));
             }
-            if examined >= Self::COUNT_BUDGET {
-                let dbsize = CustomCommand::new_static("DBSIZE", ClusterHash::Random, false);
-                let total: u64 = client
-                    .custom(dbsize, Vec::<Value>::new())
-                    .await
-                    .map_err(from_fred)?;
-                let share = sessions as f64 / examined as f64;
-                return Ok(Some((share * total as f64).round() as u64));
-            }
-            cursor = next;
+            primaries.into_iter().map(Some).collect()
+        } else {
+            vec![None]
+        };
+        let budget = (Self::COUNT_BUDGET / nodes.len() as u64).max(1);
+        let mut sessions = 0;
+        for node in nodes {
+            sessions += self.count_on(node, budget).await?;
         }
+        Ok(Some(sessions))
     }
 
     async fn create(&self, record: &Record) -> Result<SessionId, Error> {

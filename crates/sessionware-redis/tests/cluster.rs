@@ -13,8 +13,9 @@ async fn passes_the_conformance_suite_on_a_three_master_cluster() {
         return;
     }
     let cluster = servers::Cluster::start();
+    let prefix = common::unique_prefix("cluster");
     let store = RedisStore::builder(cluster.url())
-        .prefix(common::unique_prefix("cluster"))
+        .prefix(prefix.clone())
         .connect()
         .await
         .expect("connect to the cluster");
@@ -41,6 +42,26 @@ async fn passes_the_conformance_suite_on_a_three_master_cluster() {
         let keys: u64 = node.cli(&["dbsize"]).parse().unwrap();
         assert!(keys > 0, "node {} holds some sessions", node.port);
     }
+    // Counted on every primary, not on one.
+    let on_nodes: u64 = cluster
+        .nodes
+        .iter()
+        .map(|node| {
+            let keys = node.cli(&["keys", &format!("{prefix}*")]);
+            keys.lines()
+                .filter(|k| !k.is_empty() && !k.contains("user:"))
+                .count() as u64
+        })
+        .sum();
+    assert!(on_nodes >= 30, "{on_nodes}");
+    let now = sessionware_core::time::OffsetDateTime::now_utc();
+    assert_eq!(
+        sessionware_core::SessionStore::count(&store, now)
+            .await
+            .unwrap(),
+        Some(on_nodes),
+        "count on the cluster"
+    );
     for id in &ids {
         sessionware_core::SessionStore::delete(&store, id)
             .await

@@ -14,7 +14,7 @@ use crate::token::{self, Transport};
 pub enum Presented {
     /// No session token.
     Nothing,
-    /// A token that does not verify.
+    /// A token that does not verify, or two that name different sessions.
     Invalid,
     /// A verified id.
     Valid(SessionId),
@@ -24,7 +24,7 @@ impl From<cookie::Presented> for Presented {
     fn from(presented: cookie::Presented) -> Self {
         match presented {
             cookie::Presented::Nothing => Self::Nothing,
-            cookie::Presented::Invalid => Self::Invalid,
+            cookie::Presented::Invalid(_) | cookie::Presented::Conflicting(..) => Self::Invalid,
             cookie::Presented::Valid(id) => Self::Valid(id),
         }
     }

@@ -7,6 +7,7 @@ use http::{HeaderMap, HeaderValue, header};
 use sessionware_core::SessionId;
 use sessionware_core::time::Duration;
 
+use crate::LogId;
 use crate::token::{Keys, Transport};
 
 /// The most cookies bearing our name that a request gets verified: a browser sends one, two
@@ -42,8 +43,12 @@ pub(crate) struct Read<T = SessionId> {
 pub(crate) enum Presented<T = SessionId> {
     /// No session token.
     Nothing,
-    /// A token that does not verify.
-    Invalid,
+    /// A token that does not verify, named as the log lines name it (by its id part, so a
+    /// real id with a bad tag lines up with that session's other lines).
+    Invalid(LogId),
+    /// Two tokens that verify but name different sessions (one planted beside ours, say):
+    /// neither is used.
+    Conflicting(LogId, LogId),
     /// A verified id (the store may still not know it), or an opened session.
     Valid(T),
 }
@@ -160,21 +165,24 @@ impl CookieConfig {
                 if candidates > MAX_CANDIDATES {
                     break 'headers;
                 }
-                match open(cookie.value()) {
-                    Some(value) if found.as_ref().is_some_and(|seen| id(seen) != id(&value)) => {
+                match (open(cookie.value()), &found) {
+                    (Some(value), Some(seen)) if id(seen) != id(&value) => {
+                        let (first, second) = (keys.log_id(&id(seen)), keys.log_id(&id(&value)));
                         tracing::warn!(
+                            session = %first,
+                            other = %second,
                             "two valid session cookies name different sessions; neither is used"
                         );
-                        return Presented::Nothing;
+                        return Presented::Conflicting(first, second);
                     }
                     // The first of two copies of one session: a sealed one may be an older
                     // copy, and the browser sends the most specific cookie first.
-                    Some(value) if found.is_none() => found = Some(value),
-                    Some(_) => {}
-                    None if refused.is_none() => {
+                    (Some(value), None) => found = Some(value),
+                    (Some(_), Some(_)) => {}
+                    (None, _) if refused.is_none() => {
                         refused = Some(keys.log_id_presented(cookie.value()));
                     }
-                    None => {}
+                    (None, _) => {}
                 }
             }
         }
@@ -188,7 +196,7 @@ impl CookieConfig {
             session = %refused,
             "session cookie failed verification; starting a fresh session"
         );
-        Presented::Invalid
+        Presented::Invalid(refused)
     }
 
     /// A `Set-Cookie` carrying `token`; `max_age` is ignored for browser-session cookies
@@ -321,14 +329,15 @@ mod properties {
         let planted = SessionId::from_bytes([5; SessionId::BYTES]);
         let t = |id| keys.sign(Transport::Cookie, "session", &id).unwrap();
         let both = format!("session={}; session={}", t(planted), t(ours));
-        assert_eq!(read(&keys, &[both.as_bytes()]), Presented::Nothing);
+        let named = Presented::Conflicting(keys.log_id(&planted), keys.log_id(&ours));
+        assert_eq!(read(&keys, &[both.as_bytes()]), named);
         let split = [
             format!("session={}", t(ours)),
             format!("session={}", t(planted)),
         ];
         assert_eq!(
             read(&keys, &[split[0].as_bytes(), split[1].as_bytes()]),
-            Presented::Nothing
+            Presented::Conflicting(keys.log_id(&ours), keys.log_id(&planted))
         );
         // The same session twice (a stale copy) and a bad cookie beside a good one are fine.
         let twice = format!("session={}; session=bogus; session={}", t(ours), t(ours));
@@ -342,7 +351,8 @@ mod properties {
         let token = keys.sign(Transport::Cookie, "session", &id).unwrap();
         let junk = "session=AAAAAAAAAAAAAAAAAAAAAA.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA; ";
         let late = format!("{}session={token}", junk.repeat(MAX_CANDIDATES));
-        assert_eq!(read(&keys, &[late.as_bytes()]), Presented::Invalid);
+        let junk_id = keys.log_id_presented(junk.trim_start_matches("session="));
+        assert_eq!(read(&keys, &[late.as_bytes()]), Presented::Invalid(junk_id));
         let early = format!("{}session={token}", junk.repeat(MAX_CANDIDATES - 1));
         assert_eq!(read(&keys, &[early.as_bytes()]), Presented::Valid(id));
     }

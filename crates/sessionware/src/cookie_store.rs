@@ -8,7 +8,6 @@ use sessionware_core::time::OffsetDateTime;
 use sessionware_core::{ChangeSet, Record, SessionId, SessionStore};
 
 use crate::config::Shared;
-use crate::cookie::Presented;
 use crate::sealed::{Opened, SealError, SealKeys};
 use crate::session::{State, Transport};
 use crate::{Error, StoreError};
@@ -210,13 +209,8 @@ fn open_presented(shared: &Shared, parts: &Parts, state: &mut State, now: Offset
         |transport, token| sealed.open(transport, name, token),
         |opened: &Opened| opened.record.id,
     );
-    let Opened { record, old_key } = match presented {
-        Presented::Nothing => return,
-        Presented::Invalid => {
-            state.stale_cookie = true;
-            return;
-        }
-        Presented::Valid(opened) => opened,
+    let Some(Opened { record, old_key }) = crate::session::usable(shared, state, presented) else {
+        return;
     };
     // A signed-in session may have chosen its own idle timeout ("remember me").
     let own_idle = record

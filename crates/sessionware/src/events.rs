@@ -62,8 +62,20 @@ pub enum SessionEventKind {
     /// know yet. Stores answer alike for all of those, so the layer cannot tell them apart.
     Expired,
     /// A token that failed verification (a bad signature, a key no longer configured, a
-    /// cookie token sent as a bearer token): a fresh session is started instead.
+    /// cookie token sent as a bearer token, a sealed cookie that does not open): a fresh
+    /// session is started instead. `session` names what the token claims to be, as the
+    /// layer's log line does: for a signed id, the name that session has in every other event
+    /// and log line, so a real id presented with a forged or retired tag lines up with its
+    /// session's history. The claim is unverified, so it proves nothing about who sent it.
     TokenRefused,
+    /// Two cookies of the session cookie's name both verified but named different sessions,
+    /// as when a sibling subdomain plants its own cookie beside ours ("cookie tossing"):
+    /// neither is used, and the request goes on without a session. `session` names the first
+    /// the browser sent.
+    ConflictingCookies {
+        /// The other session named.
+        other: LogId,
+    },
 }
 
 /// Who revoked a session ([`SessionEventKind::Revoked`]).

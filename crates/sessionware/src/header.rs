@@ -69,11 +69,12 @@ impl HeaderConfig {
         Some(match open(token) {
             Some(value) => Presented::Valid(value),
             None => {
+                let refused = keys.log_id_presented(token);
                 tracing::debug!(
-                    session = %keys.log_id_presented(token),
+                    session = %refused,
                     "session token failed verification; starting a fresh session"
                 );
-                Presented::Invalid
+                Presented::Invalid(refused)
             }
         })
     }

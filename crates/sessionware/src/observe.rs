@@ -87,7 +87,10 @@ pub(crate) struct Metrics {
     pub(crate) touched: Counter,
     pub(crate) destroyed: Counter,
     pub(crate) expired: Counter,
+    /// Tokens that failed verification (`reason="invalid"`).
     pub(crate) refused: Counter,
+    /// Pairs of valid cookies naming different sessions (`reason="conflicting"`).
+    pub(crate) conflicting: Counter,
     /// Set by `SessionLayer::count_sessions`.
     pub(crate) live: Gauge,
     revoked: [Counter; 3],
@@ -112,7 +115,8 @@ impl Metrics {
             touched: count(names::TOUCHED),
             destroyed: count(names::DESTROYED),
             expired: count(names::EXPIRED),
-            refused: count(names::REFUSED),
+            refused: counter!(names::REFUSED, "store" => store, "reason" => "invalid"),
+            conflicting: counter!(names::REFUSED, "store" => store, "reason" => "conflicting"),
             live: gauge!(names::LIVE, "store" => store),
             revoked: [RevokedBy::User, RevokedBy::Admin, RevokedBy::Cap]
                 .map(|by| counter!(names::REVOKED, "store" => store, "by" => by.as_str())),
@@ -246,7 +250,7 @@ fn describe() {
     describe_counter!(
         names::REFUSED,
         Unit::Count,
-        "Tokens that failed verification."
+        "Session tokens not used, by reason: invalid (failed verification), conflicting (two valid cookies naming different sessions)."
     );
     describe_counter!(
         names::FAILURES,

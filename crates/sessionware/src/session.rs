@@ -257,14 +257,9 @@ impl Session {
                         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
                         .map(|info| info.0);
                 }
-                match presented {
-                    Presented::Nothing => {}
-                    Presented::Invalid => {
-                        state.stale_cookie = true;
-                        shared.metrics.refused.increment(1);
-                        shared.emit(|| (SessionEventKind::TokenRefused, None, None));
-                    }
-                    Presented::Valid(id) => {
+                match usable(shared, &mut state, presented) {
+                    None => {}
+                    Some(id) => {
                         let mut unreadable = false;
                         let loaded = shared
                             .call(
@@ -800,6 +795,30 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for Session {
         let session = <Session as FromRequestParts<S>>::from_request_parts(parts, state).await?;
         let stored = session.state().id.is_some();
         Ok(stored.then_some(session))
+    }
+}
+
+/// The session a request's token names, if the layer may use it. A refused token is counted,
+/// announced and its cookie removed; a conflicting pair is counted and announced, and its
+/// cookies are left alone: removing ours would leave the planted one the only valid cookie.
+pub(crate) fn usable<T>(shared: &Shared, state: &mut State, presented: Presented<T>) -> Option<T> {
+    match presented {
+        Presented::Nothing => None,
+        Presented::Valid(value) => Some(value),
+        Presented::Invalid(claimed) => {
+            state.stale_cookie = true;
+            shared.metrics.refused.increment(1);
+            shared.emit(|| (SessionEventKind::TokenRefused, Some(claimed), None));
+            None
+        }
+        Presented::Conflicting(first, other) => {
+            shared.metrics.conflicting.increment(1);
+            shared.emit(|| {
+                let kind = SessionEventKind::ConflictingCookies { other };
+                (kind, Some(first), None)
+            });
+            None
+        }
     }
 }
 

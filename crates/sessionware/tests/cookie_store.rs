@@ -454,3 +454,41 @@ async fn a_shared_cookie_store_is_recognized_too() {
         "not a store that fails every call"
     );
 }
+
+#[tokio::test]
+async fn refused_and_conflicting_cookies_are_announced() {
+    use sessionware::{SessionEvent, SessionEventKind};
+    use std::sync::{Arc, Mutex};
+
+    let events: Arc<Mutex<Vec<SessionEvent>>> = Arc::default();
+    let sink = events.clone();
+    let layer = layer().with_event_handler(move |e| sink.lock().unwrap().push(e.clone()));
+    let addr = app(layer).await;
+    let (mut a, mut b) = (Client::new(addr), Client::new(addr));
+    a.get("/inc").await;
+    b.get("/inc").await;
+    let (a_value, b_value) = (a.jar.clone().unwrap(), b.jar.clone().unwrap());
+    let take = || std::mem::take(&mut *events.lock().unwrap());
+    take();
+
+    let mut raw = decode(&a_value);
+    raw[20] ^= 1;
+    let tampered = format!("{NAME}={}", URL_SAFE_NO_PAD.encode(&raw));
+    let r = a.get_with_cookie_header("/peek", &tampered).await;
+    assert_eq!(r.body, "0");
+    let seen = take();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].kind, SessionEventKind::TokenRefused);
+    assert!(seen[0].session.is_some(), "the refused cookie is named");
+
+    let both = format!("{NAME}={a_value}; {NAME}={b_value}");
+    let r = a.get_with_cookie_header("/peek", &both).await;
+    assert_eq!(r.body, "0", "neither session is used");
+    assert!(r.cookie(NAME).is_none(), "and neither cookie is removed");
+    let seen = take();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert!(
+        matches!(seen[0].kind, SessionEventKind::ConflictingCookies { other } if Some(other) != seen[0].session),
+        "{seen:?}"
+    );
+}

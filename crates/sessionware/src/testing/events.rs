@@ -24,7 +24,7 @@ fn extra(layer: SessionLayer) -> Router {
         .layer(layer)
 }
 
-/// Audit events on `store`, over real loopback HTTP: a refused token, sign-ins, id renewals
+/// Audit events on `store`, over real loopback HTTP: refused tokens, conflicting cookies, sign-ins, id renewals
 /// (plain and confirmed), a revocation by the per-user cap, the revoked session seen ended at
 /// its next load, a revocation by the user and one by an admin, a sign-out; in that order,
 /// each naming the session it concerns by the log id handlers see. Panics, naming the step,
@@ -56,11 +56,41 @@ pub async fn events_over_http(store: impl SessionStore + Clone) {
         [SessionEventKind::TokenRefused],
         "refused token"
     );
-    assert_eq!((seen[0].session, &seen[0].user), (None, &None));
+    assert!(seen[0].session.is_some(), "a refused token is named");
+    assert_eq!(seen[0].user, None);
 
     // Sign-in from an anonymous stored session, then two renewals.
     first.get("/inc").await;
     let anonymous = first.get("/log-id").await.body;
+
+    // A real id with a forged tag is named as its session is; two valid cookies of different
+    // sessions are neither used, and both are named.
+    let mut tosser = Client::new(addr, "tosser", false);
+    tosser.get("/inc").await;
+    let planted = tosser.get("/log-id").await.body;
+    take();
+    let token = first.token.clone().unwrap();
+    let (id_part, _) = token.split_once('.').unwrap();
+    let mut forger = Client::new(addr, "forger", false);
+    forger.token = Some(format!("{id_part}.{}", "B".repeat(43)));
+    forger.get("/whoami").await;
+    let planted_token = tosser.token.clone().unwrap();
+    tosser.token = Some(format!("{planted_token}; __Host-session={token}"));
+    let r = tosser.get("/log-id").await;
+    let seen = take();
+    assert_eq!(seen.len(), 2, "one refused, one conflicting pair: {seen:?}");
+    assert_eq!(seen[0].kind, SessionEventKind::TokenRefused);
+    assert_eq!(
+        seen[0].session.map(|l| l.to_string()),
+        Some(anonymous.clone()),
+        "a forged tag on a real id names that session"
+    );
+    assert!(
+        matches!(&seen[1].kind, SessionEventKind::ConflictingCookies { other } if other.to_string() == anonymous),
+        "conflicting cookies name the other session: {seen:?}"
+    );
+    assert_eq!(seen[1].session.map(|l| l.to_string()), Some(planted));
+    assert_eq!(r.body, "", "neither session was used");
     first.get(&format!("/login/{user}")).await;
     let signed_in = first.get("/log-id").await.body;
     first.get("/cycle").await;

@@ -213,7 +213,7 @@ impl<S: SessionStore> SessionStore for Probe<S> {
 /// The counts the layer reports over `store`, through [`TestRecorder`] installed as the
 /// global recorder, after a known sequence of requests over real loopback HTTP: sessions
 /// created, loaded, written, touched, destroyed, revoked (by an admin and by the per-user
-/// cap), found ended, refused tokens; `409` and `503` answers by cause; one store-call
+/// cap), found ended, refused tokens and conflicting cookies; `409` and `503` answers by cause; one store-call
 /// duration per call, by operation. Returns the recorder, for a store's own metrics (the Redis
 /// near cache's). Panics, naming the step, on the first failure.
 pub async fn metrics_over_http(store: impl SessionStore + Clone) -> &'static TestRecorder {
@@ -276,12 +276,21 @@ pub async fn metrics_over_http(store: impl SessionStore + Clone) -> &'static Tes
     clock.advance(Duration::seconds(1));
     a.get("/whoami").await; // load that moves the deadline
     a.get(&format!("/login/{user}")).await; // load, rekey, cap's listing
+    let a_token = a.token.clone().unwrap();
     let mut b = Client::new(addr, "b", false);
     b.get(&format!("/login/{user}")).await; // create, cap's listing, cap deletes a
     a.get("/whoami").await; // a was ended by the cap: expired
     let mut forged = Client::new(addr, "forged", false);
     forged.token = Some(format!("{}.{}", "A".repeat(22), "B".repeat(43)));
     forged.get("/whoami").await; // refused
+    // Two validly signed cookies naming different sessions (a's ended one, b's): neither is
+    // loaded.
+    let mut tossed = Client::new(addr, "tossed", false);
+    tossed.token = Some(format!(
+        "{}; __Host-session={a_token}",
+        b.token.clone().unwrap()
+    ));
+    tossed.get("/whoami").await;
     assert_eq!(b.get("/logout").await.status, 200); // load, delete
 
     let mut c = Client::new(addr, "c", false);
@@ -307,11 +316,21 @@ pub async fn metrics_over_http(store: impl SessionStore + Clone) -> &'static Tes
         ("sessionware_sessions_touched_total", 1),
         ("sessionware_sessions_destroyed_total", 1), // b's logout
         ("sessionware_sessions_expired_total", 1),   // a after the cap
-        ("sessionware_tokens_refused_total", 1),
     ];
     for (name, want) in expected {
         assert_eq!(count(name), want, "{name}");
     }
+    let refused = |reason: &str| {
+        recorder.counter(
+            "sessionware_tokens_refused_total",
+            &[("store", label), ("reason", reason)],
+        )
+    };
+    assert_eq!(
+        (refused("invalid"), refused("conflicting")),
+        (1, 1),
+        "tokens refused: the forged one; the conflicting pair"
+    );
     let revoked = |by: &str| {
         recorder.counter(
             "sessionware_sessions_revoked_total",

@@ -10,7 +10,7 @@ use sessionware_core::{ChangeSet, Record, SessionId, SessionStore};
 use crate::config::Shared;
 use crate::sealed::{Opened, SealError, SealKeys};
 use crate::session::{State, Transport};
-use crate::{Error, StoreError};
+use crate::{Error, SessionEventKind, StoreError};
 
 /// Keeps each session in the client's cookie (or bearer token), encrypted and authenticated
 /// with AES-256-GCM under a key derived from the layer's key: no server-side store, nothing to
@@ -129,6 +129,9 @@ fn not_a_server_store() -> StoreError {
 }
 
 impl SessionStore for CookieStore {
+    fn name(&self) -> &'static str {
+        "cookie"
+    }
     fn create(&self, _: &Record) -> impl Future<Output = Result<SessionId, StoreError>> + Send {
         std::future::ready(Err(not_a_server_store()))
     }
@@ -227,14 +230,21 @@ fn open_presented(shared: &Shared, parts: &Parts, state: &mut State, now: Offset
         .absolute_lifetime()
         .is_some_and(|life| record.created_at + life <= now);
     if deadline <= now || lifetime_over {
+        let name = shared.keys.log_id(&record.id);
         tracing::debug!(
-            session = %shared.keys.log_id(&record.id),
+            session = %name,
             "sealed session expired; starting a fresh session"
         );
         state.stale_cookie = true;
+        shared.metrics.expired.increment(1);
+        shared.emit(|| (SessionEventKind::Expired, Some(name), record.user));
         return;
     }
     let refreshed = policy.refreshed_deadline(record.created_at, record.expires_at, now);
+    shared.metrics.loaded.increment(1);
+    if refreshed.is_some() {
+        shared.metrics.touched.increment(1);
+    }
     state.own_idle = own_idle;
     state.id = Some(record.id);
     state.data = record.data;

@@ -161,7 +161,7 @@ pub(crate) async fn write_back(pending: Pending, mut response: Response) -> Resp
         response.headers_mut().append(header::SET_COOKIE, value);
     }
     let executed = match &shared.cookie_store {
-        Some(store) => execute_sealed(&session, shared, store, plan, transport),
+        Some(store) => execute_sealed(&session, shared, store, plan, ended_user, transport),
         None => execute(shared, plan, ended_user, now).await,
     };
     match executed {
@@ -312,26 +312,16 @@ async fn execute(
             let id = shared
                 .call(Op::Create, None, shared.store.create(&record))
                 .await?;
-            shared.metrics.created.increment(1);
             // Only now that the new record is safe is the destroyed one dropped: a failure in
             // between leaves it to be dropped by the next sign-out rather than the new lost.
             if let Some(old) = replaces {
                 shared
                     .call(Op::Delete, Some(&old), shared.store.delete(&old))
                     .await?;
-                shared.metrics.destroyed.increment(1);
-                shared.emit(|| (Kind::Logout, Some(shared.keys.log_id(&old)), ended_user));
+                report_removal(shared, &old, ended_user);
             }
-            tracing::debug!(
-                session = %shared.keys.log_id(&id),
-                replaces = replaces.map(|old| display(shared.keys.log_id(&old))),
-                "session created"
-            );
+            report_creation(shared, &id, replaces.as_ref(), login, &record.user);
             if login {
-                shared.emit(|| {
-                    let kind = Kind::Login { previous: None };
-                    (kind, Some(shared.keys.log_id(&id)), record.user.clone())
-                });
                 enforce_cap(shared, &record, &id, now).await?;
             }
             Ok(CookieOut::Set(id, record.expires_at))
@@ -351,26 +341,7 @@ async fn execute(
             let Some(id) = shared.call(Op::Rekey, Some(&old), rekey).await? else {
                 return Err(Error::SessionGone);
             };
-            shared.metrics.written.increment(1);
-            tracing::debug!(
-                session = %shared.keys.log_id(&id),
-                replaces = %shared.keys.log_id(&old),
-                "session id renewed"
-            );
-            shared.emit(|| {
-                let previous = shared.keys.log_id(&old);
-                let kind = if login {
-                    Kind::Login {
-                        previous: Some(previous),
-                    }
-                } else {
-                    Kind::IdRenewed {
-                        previous,
-                        sign_in_confirmed: confirmed,
-                    }
-                };
-                (kind, Some(shared.keys.log_id(&id)), record.user.clone())
-            });
+            report_renewal(shared, &old, &id, login, confirmed, &record.user);
             if login {
                 enforce_cap(shared, &record, &id, now).await?;
             }
@@ -396,22 +367,82 @@ async fn execute(
                 shared
                     .call(Op::Delete, Some(&id), shared.store.delete(&id))
                     .await?;
-                tracing::debug!(session = %shared.keys.log_id(&id), "session destroyed");
-                shared.metrics.destroyed.increment(1);
-                shared.emit(|| (Kind::Logout, Some(shared.keys.log_id(&id)), ended_user));
+                report_removal(shared, &id, ended_user);
             }
             Ok(CookieOut::Remove)
         }
     }
 }
 
+/// What a stored new session reports, on both paths: counted, logged and, for a sign-in,
+/// announced.
+fn report_creation(
+    shared: &Shared,
+    id: &SessionId,
+    replaces: Option<&SessionId>,
+    login: bool,
+    user: &Option<String>,
+) {
+    shared.metrics.created.increment(1);
+    tracing::debug!(
+        session = %shared.keys.log_id(id),
+        replaces = replaces.map(|old| display(shared.keys.log_id(old))),
+        "session created"
+    );
+    if login {
+        shared.emit(|| {
+            let kind = Kind::Login { previous: None };
+            (kind, Some(shared.keys.log_id(id)), user.clone())
+        });
+    }
+}
+
+/// What a stored id renewal (a sign-in's, `cycle_id`'s, `confirm_sign_in`'s) reports.
+fn report_renewal(
+    shared: &Shared,
+    old: &SessionId,
+    id: &SessionId,
+    login: bool,
+    confirmed: bool,
+    user: &Option<String>,
+) {
+    shared.metrics.written.increment(1);
+    tracing::debug!(
+        session = %shared.keys.log_id(id),
+        replaces = %shared.keys.log_id(old),
+        "session id renewed"
+    );
+    shared.emit(|| {
+        let previous = shared.keys.log_id(old);
+        let kind = if login {
+            Kind::Login {
+                previous: Some(previous),
+            }
+        } else {
+            Kind::IdRenewed {
+                previous,
+                sign_in_confirmed: confirmed,
+            }
+        };
+        (kind, Some(shared.keys.log_id(id)), user.clone())
+    });
+}
+
+/// What an ended session reports.
+fn report_removal(shared: &Shared, id: &SessionId, ended_user: Option<String>) {
+    tracing::debug!(session = %shared.keys.log_id(id), "session destroyed");
+    shared.metrics.destroyed.increment(1);
+    shared.emit(|| (Kind::Logout, Some(shared.keys.log_id(id)), ended_user));
+}
+
 /// Carries out `plan` for the cookie store: there is no store to call, only the session to
-/// seal as the plan leaves it.
+/// seal as the plan leaves it; what it did is reported as the server-side path reports it.
 fn execute_sealed(
     session: &Session,
     shared: &Shared,
     store: &crate::CookieStore,
     plan: Plan,
+    ended_user: Option<String>,
     transport: Transport,
 ) -> Result<CookieOut, Error> {
     let issue = |record: &Record| {
@@ -429,31 +460,57 @@ fn execute_sealed(
             expires_at,
         }
     };
+    let capped = |login: bool| {
+        if login && shared.max_per_user.is_some() {
+            return Err(Error::NeedsServerStore {
+                operation: "with_max_sessions_per_user",
+            });
+        }
+        Ok(())
+    };
     match plan {
         Plan::Nothing => Ok(CookieOut::Keep),
         Plan::Create {
             mut record,
             id,
             login,
-            ..
+            replaces,
+        } => {
+            capped(login)?;
+            record.id = id.map_or_else(SessionId::generate, Ok)?;
+            let cookie = issue(&record)?;
+            if let Some(old) = replaces {
+                report_removal(shared, &old, ended_user);
+            }
+            report_creation(shared, &record.id, replaces.as_ref(), login, &record.user);
+            Ok(cookie)
         }
-        | Plan::Rekey {
+        Plan::Rekey {
             mut record,
             id,
             login,
+            old,
+            confirmed,
             ..
         } => {
-            if login && shared.max_per_user.is_some() {
-                return Err(Error::NeedsServerStore {
-                    operation: "with_max_sessions_per_user",
-                });
-            }
+            capped(login)?;
             record.id = id.map_or_else(SessionId::generate, Ok)?;
-            issue(&record)
+            let cookie = issue(&record)?;
+            report_renewal(shared, &old, &record.id, login, confirmed, &record.user);
+            Ok(cookie)
         }
-        Plan::Apply { id, changes, .. } => issue(&loaded(id, changes.expires_at())),
+        Plan::Apply { id, changes, .. } => {
+            let cookie = issue(&loaded(id, changes.expires_at()))?;
+            shared.metrics.written.increment(1);
+            Ok(cookie)
+        }
         Plan::Resend { id, expires_at } => issue(&loaded(id, expires_at)),
-        Plan::Remove { .. } => Ok(CookieOut::Remove),
+        Plan::Remove { delete } => {
+            if let Some(id) = delete {
+                report_removal(shared, &id, ended_user);
+            }
+            Ok(CookieOut::Remove)
+        }
     }
 }
 

@@ -492,3 +492,83 @@ async fn refused_and_conflicting_cookies_are_announced() {
         "{seen:?}"
     );
 }
+
+#[tokio::test]
+async fn lifecycle_events_arrive_in_order() {
+    use sessionware::{SessionEvent, SessionEventKind};
+    use std::sync::{Arc, Mutex};
+
+    let events: Arc<Mutex<Vec<SessionEvent>>> = Arc::default();
+    let sink = events.clone();
+    let clock = ManualClock::new();
+    let layer = layer()
+        .with_clock(clock.clone())
+        .with_expiry(ExpiryPolicy::new().with_idle_timeout(Some(Duration::minutes(30))))
+        .with_event_handler(move |e| sink.lock().unwrap().push(e.clone()));
+    let addr = app(layer).await;
+    let take = || std::mem::take(&mut *events.lock().unwrap());
+    let kinds = |seen: &[SessionEvent]| seen.iter().map(|e| e.kind.clone()).collect::<Vec<_>>();
+
+    let mut c = Client::new(addr);
+    c.get("/inc").await;
+    assert_eq!(take(), [], "an anonymous session announces nothing");
+    c.get("/login/ana").await;
+    c.get("/cycle").await;
+    let seen = take();
+    assert!(
+        matches!(
+            &seen[..],
+            [
+                SessionEvent {
+                    kind: SessionEventKind::Login { previous: Some(_) },
+                    ..
+                },
+                SessionEvent {
+                    kind: SessionEventKind::IdRenewed {
+                        sign_in_confirmed: false,
+                        ..
+                    },
+                    ..
+                },
+            ]
+        ),
+        "{seen:?}"
+    );
+    assert_eq!(seen[0].user.as_deref(), Some("ana"));
+    let SessionEventKind::IdRenewed { previous, .. } = &seen[1].kind else {
+        unreachable!()
+    };
+    assert_eq!(
+        Some(*previous),
+        seen[0].session,
+        "the renewal names the signed-in session"
+    );
+    let renewed = seen[1].session;
+
+    // Held past its deadline: seen expired, by the session's own name.
+    let stale = c.jar.clone().unwrap();
+    clock.advance(Duration::minutes(31));
+    c.get_with_cookie_header("/peek", &format!("{NAME}={stale}"))
+        .await;
+    let seen = take();
+    assert_eq!(kinds(&seen), [SessionEventKind::Expired]);
+    assert_eq!(seen[0].session, renewed);
+    assert_eq!(seen[0].user.as_deref(), Some("ana"));
+
+    let mut d = Client::new(addr);
+    d.get("/login/bo").await;
+    d.get("/logout").await;
+    let seen = take();
+    assert_eq!(
+        kinds(&seen),
+        [
+            SessionEventKind::Login { previous: None },
+            SessionEventKind::Logout
+        ]
+    );
+    assert_eq!(
+        seen[0].session, seen[1].session,
+        "the sign-out names the session"
+    );
+    assert_eq!(seen[1].user.as_deref(), Some("bo"));
+}

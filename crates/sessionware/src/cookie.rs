@@ -8,7 +8,7 @@ use sessionware_core::SessionId;
 use sessionware_core::time::Duration;
 
 use crate::LogId;
-use crate::token::{Keys, Transport};
+use crate::token::Keys;
 
 /// The most cookies bearing our name that a request gets verified: a browser sends one, two
 /// when a parent domain set another. Beyond that someone is making every request cost an HMAC
@@ -103,9 +103,12 @@ impl CookieConfig {
 
     /// The id the cookies with our name present. One bad cookie does not hide a good one,
     /// nor does another cookie that is not even ASCII. Two that verify but name different
-    /// sessions are read as none: one of them was planted (a sibling subdomain can set a
-    /// cookie for the parent domain), and whichever came first is not a reason to trust it.
-    /// The CSRF nonce cookie, named `csrf_name`, is picked up on the same pass.
+    /// sessions are read as conflicting, and neither is used: one of them was planted (a
+    /// sibling subdomain can set a cookie for the parent domain), and whichever came first is
+    /// not a reason to trust it. The CSRF nonce cookie, named `csrf_name`, is picked up on the
+    /// same pass. The layer reads through [`read_with`](Self::read_with); this is its reading
+    /// of signed ids, for the tests and fuzz targets.
+    #[cfg(any(test, feature = "fuzzing"))]
     pub(crate) fn read(
         &self,
         name: &str,
@@ -113,7 +116,7 @@ impl CookieConfig {
         keys: &Keys,
         headers: &HeaderMap,
     ) -> Read {
-        let verify = |token: &str| keys.verify(Transport::Cookie, name, token);
+        let verify = |token: &str| keys.verify(crate::token::Transport::Cookie, name, token);
         self.read_with(name, csrf_name, keys, headers, verify, |id| *id)
     }
 
@@ -258,6 +261,7 @@ mod properties {
 
     use super::*;
     use crate::Key;
+    use crate::token::Transport;
 
     proptest! {
         /// Whatever a `Cookie` header holds, reading it does not panic, and only the exact

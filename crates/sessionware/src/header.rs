@@ -5,7 +5,7 @@
 use http::{HeaderMap, HeaderName, HeaderValue, header};
 
 use crate::cookie::Presented;
-use crate::token::{Keys, Transport};
+use crate::token::Keys;
 
 #[derive(Debug, Clone)]
 pub(crate) struct HeaderConfig {
@@ -37,9 +37,10 @@ impl HeaderConfig {
     /// `None` when the request does not use the header at all (then the cookie decides);
     /// otherwise what it carries. A request that sends the header with anything that does not
     /// verify (`Bearer new` on first contact, say) is a header client with no session yet.
+    #[cfg(feature = "fuzzing")]
     pub(crate) fn read(&self, name: &str, keys: &Keys, headers: &HeaderMap) -> Option<Presented> {
         self.read_with(keys, headers, |token| {
-            keys.verify(Transport::Header, name, token)
+            keys.verify(crate::token::Transport::Header, name, token)
         })
     }
 

@@ -14,6 +14,7 @@
 compile_error!("sessionware-sql needs at least one of the features `postgres`, `mysql`, `sqlite`");
 
 mod cleanup;
+mod coalesce;
 mod codec;
 mod conns;
 mod error;

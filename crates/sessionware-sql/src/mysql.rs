@@ -154,6 +154,7 @@ impl My {
     // The `CASE` keeps `CAST` away from a value that is not an integer, which strict mode
     // would turn from a warning into an error.
     crate::shared::apply_by_path!(
+        db: sqlx::MySql,
         empty: "JSON_OBJECT()", remove: "JSON_REMOVE", set: "JSON_SET", value: "JSON_EXTRACT(?, '$')",
         holds: "JSON_EQUALS(JSON_EXTRACT(data, ?), JSON_EXTRACT(?, '$')) = 1",
         absent: "JSON_CONTAINS_PATH(data, 'one', ?) = 0",
@@ -163,4 +164,5 @@ impl My {
         sum: "CAST(COALESCE(JSON_EXTRACT(data, ?), '0') AS SIGNED) + ?"
     );
     crate::shared::apply_locked!("BEGIN");
+    crate::shared::apply_grouped!("BEGIN");
 }

@@ -155,6 +155,11 @@ impl Pg {
 
     crate::shared::conditional_apply!();
 
+    /// Every change set runs as one statement, so any can join a group.
+    pub(crate) fn groupable(&self, _: &ChangeSet) -> bool {
+        true
+    }
+
     async fn apply_once(
         &self,
         id: &SessionId,
@@ -162,6 +167,23 @@ impl Pg {
         now: OffsetDateTime,
     ) -> Result<bool, Error> {
         let mut conn = self.conns.writer().await.map_err(backend)?;
+        let applied = self
+            .apply_on(&mut *conn, id, changes, now)
+            .await?
+            .map_err(backend)?;
+        conn.done();
+        Ok(applied)
+    }
+
+    /// The change set's one `UPDATE` on `conn`: whether it matched the row, or the engine's
+    /// error.
+    async fn apply_on(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        id: &SessionId,
+        changes: &ChangeSet,
+        now: OffsetDateTime,
+    ) -> Result<Result<bool, sqlx::Error>, Error> {
         let removals: Vec<&str> = changes.removals().collect();
         let sets: serde_json::Map<String, serde_json::Value> = changes
             .sets()
@@ -191,13 +213,12 @@ impl Pg {
             .bind(steps)
             .bind(expected)
             .bind(absent)
-            .execute(&mut *conn)
-            .await
-            .map_err(backend)?;
-        conn.done();
-        Ok(done.rows_affected() > 0)
+            .execute(conn)
+            .await;
+        Ok(done.map(|done| done.rows_affected() > 0))
     }
 
     crate::shared::shared_statements!();
     crate::shared::create_on_conflict!();
+    crate::shared::apply_grouped!("BEGIN");
 }

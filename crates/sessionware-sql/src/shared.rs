@@ -270,11 +270,18 @@ macro_rules! conditional_apply {
 #[allow(unused_macros)] // each serves only some engines; a build may enable one
 macro_rules! apply_by_path {
     (
+        db: $db:ty,
         empty: $empty:literal, remove: $remove:literal, set: $set:literal, value: $value:literal,
         holds: $holds:literal, absent: $absent:literal, integer: $integer:literal,
         sum: $sum:literal
     ) => {
         crate::shared::conditional_apply!();
+
+        /// Whether `changes` can run as one statement among others in a transaction: every
+        /// key must be one a JSON path can name.
+        pub(crate) fn groupable(&self, changes: &ChangeSet) -> bool {
+            changes.keys().all(|(k, _)| codec::path_safe(k))
+        }
 
         async fn apply_once(
             &self,
@@ -282,10 +289,38 @@ macro_rules! apply_by_path {
             changes: &ChangeSet,
             now: OffsetDateTime,
         ) -> Result<bool, Error> {
-            if !changes.keys().all(|(k, _)| codec::path_safe(k)) {
+            if !self.groupable(changes) {
                 return self.apply_in_transaction(id, changes, now).await;
             }
             let mut conn = self.conns.writer().await.map_err(backend)?;
+            // InnoDB can pick one of several concurrent updates of a row as a deadlock victim
+            // and roll it back whole, so running it again applies it once.
+            let mut conflicts = 0;
+            let applied = loop {
+                match self.apply_on(&mut *conn, id, changes, now).await? {
+                    Ok(applied) => break applied,
+                    Err(e)
+                        if crate::error::is_conflict(&e)
+                            && conflicts < crate::error::CONFLICT_RETRIES =>
+                    {
+                        conflicts += 1;
+                    }
+                    Err(e) => return Err(backend(e)),
+                }
+            };
+            conn.done();
+            Ok(applied)
+        }
+
+        /// The change set's one `UPDATE` on `conn`: whether it matched the row, or the
+        /// engine's error for the caller to judge (a deadlock victim runs again).
+        async fn apply_on(
+            &self,
+            conn: &mut <$db as sqlx::Database>::Connection,
+            id: &SessionId,
+            changes: &ChangeSet,
+            now: OffsetDateTime,
+        ) -> Result<Result<bool, sqlx::Error>, Error> {
             // Built per shape (how many keys set and removed); sqlx keeps each shape prepared.
             let mut data = if changes.is_clear() {
                 $empty.to_owned()
@@ -358,36 +393,23 @@ macro_rules! apply_by_path {
                  WHERE id = ? AND expires_ms > ?{conditions}",
                 self.t,
             );
-            // InnoDB can pick one of several concurrent updates of a row as a deadlock victim
-            // and roll it back whole, so running it again applies it once.
-            let mut conflicts = 0;
-            let done = loop {
-                let mut query = sqlx::query(&sql);
-                for p in params.iter().cloned() {
-                    query = p.bind(query);
-                }
-                query = query
-                    .bind(codec::ms(changes.expires_at()))
-                    .bind(id.to_string())
-                    .bind(codec::ms(now));
-                for p in condition_params.iter().cloned() {
-                    query = p.bind(query);
-                }
-                match query.execute(&mut *conn).await {
-                    Ok(done) => break done,
-                    Err(e)
-                        if crate::error::is_conflict(&e)
-                            && conflicts < crate::error::CONFLICT_RETRIES =>
-                    {
-                        conflicts += 1;
-                    }
-                    Err(e) => return Err(backend(e)),
-                }
-            };
-            conn.done();
+            let mut query = sqlx::query(&sql);
+            for p in params {
+                query = p.bind(query);
+            }
+            query = query
+                .bind(codec::ms(changes.expires_at()))
+                .bind(id.to_string())
+                .bind(codec::ms(now));
+            for p in condition_params {
+                query = p.bind(query);
+            }
             // MySQL: sqlx connects with CLIENT_FOUND_ROWS, so a row that matched counts even when
             // the update left it as it was.
-            Ok(done.rows_affected() > 0)
+            Ok(query
+                .execute(conn)
+                .await
+                .map(|done| done.rows_affected() > 0))
         }
     };
 }
@@ -439,7 +461,42 @@ macro_rules! apply_locked {
     };
 }
 
+/// Change sets of one session applied in one transaction (`$begin` opens it), each by the
+/// engine's `apply_on` in the order given: one commit for all of them, where each alone would
+/// wait for its own. Answers, per change set, whether its `UPDATE` matched the row; `None`
+/// when one of them failed, which rolled them all back (the caller then applies them one by
+/// one, each to its own answer). An error is one whose outcome is unknown (the commit's), or
+/// that no statement ran.
+#[allow(unused_macros)] // each serves only some engines; a build may enable one
+macro_rules! apply_grouped {
+    ($begin:literal) => {
+        pub(crate) async fn apply_group(
+            &self,
+            id: &SessionId,
+            group: &[(&ChangeSet, OffsetDateTime)],
+        ) -> Result<Option<Vec<bool>>, Error> {
+            let mut conn = self.conns.writer().await.map_err(backend)?;
+            let mut tx = sqlx::Connection::begin_with(&mut *conn, $begin)
+                .await
+                .map_err(backend)?;
+            let mut applied = Vec::with_capacity(group.len());
+            for &(changes, now) in group {
+                match self.apply_on(&mut *tx, id, changes, now).await {
+                    Ok(Ok(matched)) => applied.push(matched),
+                    // Dropping `tx` rolls back; the connection goes back to the pool to be
+                    // tested.
+                    Ok(Err(_)) | Err(_) => return Ok(None),
+                }
+            }
+            tx.commit().await.map_err(backend)?;
+            conn.done();
+            Ok(Some(applied))
+        }
+    };
+}
+
 #[allow(unused_imports)] // likewise
 pub(crate) use {
-    apply_by_path, apply_locked, conditional_apply, create_on_conflict, shared_statements,
+    apply_by_path, apply_grouped, apply_locked, conditional_apply, create_on_conflict,
+    shared_statements,
 };

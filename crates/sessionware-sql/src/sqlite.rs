@@ -114,6 +114,7 @@ impl Lite {
     // `->` gives a value's JSON text (NULL when absent), compared with the expected value as
     // `json()` minifies it: both are serde_json's compact text of the same value.
     crate::shared::apply_by_path!(
+        db: sqlx::Sqlite,
         empty: "json_object()", remove: "json_remove", set: "json_set", value: "json(?)",
         holds: "data -> ? IS json(?)",
         absent: "json_type(data, ?) IS NULL",
@@ -124,6 +125,7 @@ impl Lite {
     );
     crate::shared::create_on_conflict!();
     crate::shared::apply_locked!("BEGIN IMMEDIATE");
+    crate::shared::apply_grouped!("BEGIN IMMEDIATE");
 }
 
 /// A pool for a SQLite URL, tuned for sessions.

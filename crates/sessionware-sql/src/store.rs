@@ -5,6 +5,7 @@ use std::time::Duration;
 use sessionware_core::time::OffsetDateTime;
 use sessionware_core::{ChangeSet, Clock, Error, Record, SessionId, SessionStore, SystemClock};
 
+use crate::coalesce::{Turn, Waiting, Writes};
 use crate::names::{Ident, Table};
 use crate::{BATCH, CleanupTask, SqlError};
 
@@ -66,6 +67,8 @@ pub(crate) struct Inner {
     engine: Engine,
     table: Table,
     clock: Arc<dyn Clock>,
+    /// Writes queued behind a running write of their session.
+    writes: Writes,
 }
 
 #[derive(Debug, Clone)]
@@ -234,6 +237,7 @@ impl SqlStore {
                 engine,
                 table: default_table(),
                 clock: Arc::new(SystemClock),
+                writes: Writes::default(),
             }),
         }
     }
@@ -272,6 +276,7 @@ impl SqlStore {
                 engine: self.inner.engine.clone(),
                 table: self.inner.table.clone(),
                 clock: Arc::new(clock),
+                writes: Writes::default(),
             }),
         }
     }
@@ -298,6 +303,7 @@ impl SqlStore {
                 engine,
                 table,
                 clock: self.inner.clock.clone(),
+                writes: Writes::default(),
             }),
         }
     }
@@ -382,13 +388,24 @@ impl SessionStore for SqlStore {
         dispatch!(&self.inner.engine, e => e.load(id, now).await)
     }
 
+    /// A write that finds another of its session running waits for it, and then runs with
+    /// whatever else queued meanwhile, in one transaction (see `coalesce`).
     async fn apply(
         &self,
         id: &SessionId,
         changes: &ChangeSet,
         now: OffsetDateTime,
     ) -> Result<bool, Error> {
-        dispatch!(&self.inner.engine, e => e.apply(id, changes, now).await)
+        match self.inner.writes.enter(id, changes, now) {
+            Turn::Wait(answer) => answer.await.unwrap_or_else(|_| Err(abandoned())),
+            Turn::Lead => {
+                let _hand_over = HandOver {
+                    inner: self.inner.clone(),
+                    id: *id,
+                };
+                dispatch!(&self.inner.engine, e => e.apply(id, changes, now).await)
+            }
+        }
     }
 
     async fn touch(
@@ -412,6 +429,104 @@ impl SessionStore for SqlStore {
 
     async fn delete(&self, id: &SessionId) -> Result<(), Error> {
         dispatch!(&self.inner.engine, e => e.delete(id).await)
+    }
+}
+
+fn abandoned() -> Error {
+    Error::backend("the write queued behind another of its session was not run")
+}
+
+/// Dropped when a leading write is done or cancelled: what queued behind it goes to a task.
+struct HandOver {
+    inner: Arc<Inner>,
+    id: SessionId,
+}
+
+impl Drop for HandOver {
+    fn drop(&mut self) {
+        let queued = self.inner.writes.next(&self.id);
+        if queued.is_empty() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.inner.writes.abandon(&self.id);
+            return;
+        };
+        let runner = Runner {
+            inner: self.inner.clone(),
+            id: self.id,
+            finished: false,
+        };
+        runtime.spawn(runner.run(queued));
+    }
+}
+
+/// Runs a session's queued writes until none are left. Dropped before that (a panic, the
+/// runtime shutting down), it ends the session's turn, so later writes are not left queued
+/// behind a runner that is gone.
+struct Runner {
+    inner: Arc<Inner>,
+    id: SessionId,
+    /// The turn ended by itself: the next write may already lead a new one.
+    finished: bool,
+}
+
+impl Runner {
+    async fn run(mut self, mut queued: Vec<Waiting>) {
+        loop {
+            self.run_group(queued).await;
+            queued = self.inner.writes.next(&self.id);
+            if queued.is_empty() {
+                self.finished = true;
+                return;
+            }
+        }
+    }
+
+    /// Runs `queued` in arrival order: the change sets that can share a transaction in
+    /// groups, each other one alone. A refused compare-and-set, or a group the engine rolled
+    /// back, runs again alone, by the path that explains a refusal.
+    async fn run_group(&self, queued: Vec<Waiting>) {
+        let (inner, id) = (&self.inner, &self.id);
+        let mut rest = queued.into_iter().peekable();
+        while rest.peek().is_some() {
+            let mut group = Vec::new();
+            while let Some(w) =
+                rest.next_if(|w| dispatch!(&inner.engine, e => e.groupable(&w.changes)))
+            {
+                group.push(w);
+            }
+            if group.len() < 2 {
+                let Some(w) = group.pop().or_else(|| rest.next()) else {
+                    break;
+                };
+                let applied = dispatch!(&inner.engine, e => e.apply(id, &w.changes, w.now).await);
+                let _ = w.answer.send(applied);
+                continue;
+            }
+            let changes: Vec<(&ChangeSet, OffsetDateTime)> =
+                group.iter().map(|w| (&w.changes, w.now)).collect();
+            let applied = dispatch!(&inner.engine, e => e.apply_group(id, &changes).await);
+            for (i, w) in group.into_iter().enumerate() {
+                let answer = match &applied {
+                    Ok(Some(applied)) if applied[i] => Ok(true),
+                    Ok(Some(_)) if !crate::codec::is_conditional(&w.changes) => Ok(false),
+                    Ok(_) => dispatch!(&inner.engine, e => e.apply(id, &w.changes, w.now).await),
+                    // Committed or not, nobody knows: running them again could count an
+                    // increment twice.
+                    Err(error) => Err(Error::backend(format!("a grouped write failed: {error}"))),
+                };
+                let _ = w.answer.send(answer);
+            }
+        }
+    }
+}
+
+impl Drop for Runner {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.inner.writes.abandon(&self.id);
+        }
     }
 }
 

@@ -168,7 +168,7 @@ impl Pg {
     ) -> Result<bool, Error> {
         let mut conn = self.conns.writer().await.map_err(backend)?;
         let applied = self
-            .apply_on(&mut *conn, id, changes, now)
+            .apply_on(&mut conn, id, changes, now)
             .await?
             .map_err(backend)?;
         conn.done();

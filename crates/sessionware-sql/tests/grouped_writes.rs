@@ -124,8 +124,8 @@ async fn writes_queued_behind_one_run_together_and_each_gets_its_answer() {
 /// A client holding what the store's write needs, until it is dropped (a transaction rolls
 /// back) or, for SQLite, commits.
 enum Holder {
-    Pg(sqlx::Transaction<'static, sqlx::Postgres>),
-    My(sqlx::Transaction<'static, sqlx::MySql>),
+    Pg(#[allow(dead_code)] sqlx::Transaction<'static, sqlx::Postgres>),
+    My(#[allow(dead_code)] sqlx::Transaction<'static, sqlx::MySql>),
     Lite(sqlx::pool::PoolConnection<sqlx::Sqlite>),
 }
 

@@ -1,59 +1,74 @@
-//! Writes to one session that arrive while another write to it is running wait here, and run
-//! together in one transaction once it is done.
+//! Writes that arrive while another write of their lane is running wait here, and then run
+//! together in one transaction: one commit for all of them.
 //!
-//! Concurrent writes to one row take turns in the database anyway: each waits for the row
-//! lock, then for its own commit to be flushed. Waiting in the database costs a connection
-//! each and, on PostgreSQL, a lock queue whose hand-overs get slower the more wait in it (the
-//! store's `UPDATE` on one row: 3.4k/s from one client, 3.0k/s from 16). Waiting here costs
-//! nothing, and a queue that built up behind a write then runs as one transaction: one commit
-//! for all of it (issue 14).
+//! Each write of a session goes to one lane (chosen by its id), and a store has a few lanes
+//! (half its connections; one for SQLite, which writes one transaction at a time anyway). A
+//! lane runs one write transaction at a time; what arrives meanwhile queues in it.
 //!
-//! A write that finds no other write of its session running leads: it runs alone, as it would
-//! without this, and on its way out hands what queued meanwhile to a task that runs it. The
-//! task, not the leader, so that a leader whose request is cancelled (a layer timeout) leaves
-//! no writes behind it unrun.
+//! Why: a commit waits for its flush to disk, and on one machine the flushes, not the
+//! statements, bound the write rate; writers that each wait for their own commit also hold a
+//! connection each while they do. Writes to one row also take turns in the database anyway,
+//! and on PostgreSQL a row's lock queue gets slower the more wait in it (the store's `UPDATE`
+//! on one row: 3.4k/s from one client, 3.0k/s from 16). Waiting here costs nothing, and a
+//! queue then commits once (issue 14).
+//!
+//! A write that finds its lane idle leads: it runs alone, as it would without any of this, and
+//! on its way out hands what queued meanwhile to a task that runs it. The task, not the
+//! leader, so that a leader whose request is cancelled (a layer timeout) leaves no writes
+//! behind it unrun.
 
-use std::collections::HashMap;
 use std::sync::Mutex;
 
 use sessionware_core::time::OffsetDateTime;
 use sessionware_core::{ChangeSet, Error, SessionId};
 use tokio::sync::oneshot;
 
-/// The sessions being written to by this store, and the writes queued behind each.
-#[derive(Debug, Default)]
+/// The store's lanes, each with the writes queued behind its running one (`None`: idle).
+#[derive(Debug)]
 pub(crate) struct Writes {
-    queues: Mutex<HashMap<SessionId, Vec<Waiting>>>,
+    lanes: Box<[Mutex<Option<Vec<Waiting>>>]>,
 }
 
-/// A write queued behind another of its session.
+/// A write queued behind a running one.
 #[derive(Debug)]
 pub(crate) struct Waiting {
+    pub(crate) id: SessionId,
     pub(crate) changes: ChangeSet,
     pub(crate) now: OffsetDateTime,
     pub(crate) answer: oneshot::Sender<Result<bool, Error>>,
 }
 
-/// What a write to a session does: run now, or wait for its answer.
+/// What a write does: run now, leading its lane, or wait for its answer.
 pub(crate) enum Turn {
-    Lead,
+    Lead(usize),
     Wait(oneshot::Receiver<Result<bool, Error>>),
 }
 
 impl Writes {
-    fn queues(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, Vec<Waiting>>> {
-        self.queues
+    /// `lanes` write transactions at most at a time (at least one).
+    pub(crate) fn new(lanes: usize) -> Self {
+        Self {
+            lanes: (0..lanes.max(1)).map(|_| Mutex::new(None)).collect(),
+        }
+    }
+
+    fn lane(&self, lane: usize) -> std::sync::MutexGuard<'_, Option<Vec<Waiting>>> {
+        self.lanes[lane]
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Leads when no write of `id` is running; otherwise queues this one.
+    /// Leads when the lane of `id` is idle; otherwise queues this write in it.
     pub(crate) fn enter(&self, id: &SessionId, changes: &ChangeSet, now: OffsetDateTime) -> Turn {
-        let mut queues = self.queues();
-        match queues.get_mut(id) {
+        // Ids are random: their first two bytes spread sessions evenly over the lanes.
+        let [a, b, ..] = *id.as_bytes();
+        let lane = usize::from(u16::from_le_bytes([a, b])) % self.lanes.len();
+        let mut queue = self.lane(lane);
+        match queue.as_mut() {
             Some(queue) => {
                 let (answer, receiver) = oneshot::channel();
                 queue.push(Waiting {
+                    id: *id,
                     changes: changes.clone(),
                     now,
                     answer,
@@ -61,32 +76,29 @@ impl Writes {
                 Turn::Wait(receiver)
             }
             None => {
-                queues.insert(*id, Vec::new());
-                Turn::Lead
+                *queue = Some(Vec::new());
+                Turn::Lead(lane)
             }
         }
     }
 
-    /// What queued behind the writes of `id` that just finished, in arrival order, without
-    /// those whose requests went away. Empty: the session's turn is over, and the next write
+    /// What queued in `lane` behind the writes that just finished, in arrival order, without
+    /// those whose requests went away. Empty: the lane is idle again, and the next write
     /// leads.
-    pub(crate) fn next(&self, id: &SessionId) -> Vec<Waiting> {
-        let mut queues = self.queues();
-        let Some(queue) = queues.get_mut(id) else {
-            return Vec::new();
-        };
-        let mut waiting = std::mem::take(queue);
+    pub(crate) fn next(&self, lane: usize) -> Vec<Waiting> {
+        let mut queue = self.lane(lane);
+        let mut waiting = queue.take().unwrap_or_default();
         waiting.retain(|w| !w.answer.is_closed());
-        if waiting.is_empty() {
-            queues.remove(id);
+        if !waiting.is_empty() {
+            *queue = Some(Vec::new());
         }
         waiting
     }
 
-    /// Ends the session's turn, whatever queued: their requests get an error. For a runner
-    /// that cannot go on (no runtime to run on, a panic).
-    pub(crate) fn abandon(&self, id: &SessionId) {
-        self.queues().remove(id);
+    /// Makes the lane idle, whatever queued: their requests get an error. For a runner that
+    /// cannot go on (no runtime to run on, a panic).
+    pub(crate) fn abandon(&self, lane: usize) {
+        self.lane(lane).take();
     }
 }
 
@@ -99,28 +111,38 @@ mod tests {
     }
 
     #[test]
-    fn the_first_write_leads_and_the_others_queue_until_the_turn_ends() {
-        let writes = Writes::default();
-        let id = SessionId::from_bytes([1; SessionId::BYTES]);
-        let other = SessionId::from_bytes([2; SessionId::BYTES]);
+    fn the_first_write_leads_and_the_others_queue_until_the_lane_is_idle() {
+        let writes = Writes::new(2);
+        let id = SessionId::from_bytes([0; SessionId::BYTES]);
+        let same_lane = SessionId::from_bytes([2; SessionId::BYTES]);
+        let other_lane = SessionId::from_bytes([1; SessionId::BYTES]);
         let now = OffsetDateTime::UNIX_EPOCH;
-        assert!(matches!(writes.enter(&id, &changes(), now), Turn::Lead));
-        assert!(matches!(writes.enter(&other, &changes(), now), Turn::Lead));
-        let Turn::Wait(first) = writes.enter(&id, &changes(), now) else {
-            panic!("a second write of one session waits");
+        let Turn::Lead(lane) = writes.enter(&id, &changes(), now) else {
+            panic!("the first write leads");
+        };
+        assert!(matches!(
+            writes.enter(&other_lane, &changes(), now),
+            Turn::Lead(l) if l != lane
+        ));
+        let Turn::Wait(first) = writes.enter(&same_lane, &changes(), now) else {
+            panic!("a second write of the lane waits");
         };
         let Turn::Wait(gone) = writes.enter(&id, &changes(), now) else {
             panic!("so does a third");
         };
         drop(gone);
-        let queued = writes.next(&id);
+        let queued = writes.next(lane);
         assert_eq!(queued.len(), 1, "a request that went away is not run");
+        assert_eq!(queued[0].id, same_lane);
         let Turn::Wait(_later) = writes.enter(&id, &changes(), now) else {
             panic!("the queue is running: a new write still waits");
         };
-        assert_eq!(writes.next(&id).len(), 1);
-        assert!(writes.next(&id).is_empty(), "nothing more: the turn ends");
-        assert!(matches!(writes.enter(&id, &changes(), now), Turn::Lead));
+        assert_eq!(writes.next(lane).len(), 1);
+        assert!(
+            writes.next(lane).is_empty(),
+            "nothing more: the lane is idle"
+        );
+        assert!(matches!(writes.enter(&id, &changes(), now), Turn::Lead(_)));
         drop(queued);
         drop(first);
     }

@@ -34,6 +34,10 @@ pub(crate) struct Conns<DB: Database> {
     /// a connection while holding the turn. Other processes writing the same file still meet
     /// the busy timeout.
     writer: Option<AsyncMutex<Option<PoolConnection<DB>>>>,
+    /// How many write transactions the store runs at a time (`coalesce`): half the
+    /// connections it keeps, so readers always find some; one where writers queue for one
+    /// connection.
+    write_lanes: usize,
 }
 
 impl<DB: Database> Conns<DB> {
@@ -46,7 +50,13 @@ impl<DB: Database> Conns<DB> {
             idle: Mutex::new(Vec::new()),
             slots: (keep > 0).then(|| Semaphore::new(keep)),
             writer: None,
+            write_lanes: (keep / 2).max(1),
         }
+    }
+
+    /// How many write transactions the store runs at a time.
+    pub(crate) fn write_lanes(&self) -> usize {
+        self.write_lanes
     }
 
     /// For an engine that runs one writer at a time: [`Conns::writer`] queues writers.
@@ -59,6 +69,7 @@ impl<DB: Database> Conns<DB> {
         {
             slots.forget_permits(1);
             conns.writer = Some(AsyncMutex::new(None));
+            conns.write_lanes = 1;
         }
         conns
     }

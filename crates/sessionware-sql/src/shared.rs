@@ -6,6 +6,11 @@
 
 macro_rules! shared_statements {
     () => {
+        /// How many write transactions the store runs at a time (`coalesce`).
+        pub(crate) fn write_lanes(&self) -> usize {
+            self.conns.write_lanes()
+        }
+
         /// The live session `id`.
         pub(crate) async fn load(
             &self,
@@ -461,26 +466,26 @@ macro_rules! apply_locked {
     };
 }
 
-/// Change sets of one session applied in one transaction (`$begin` opens it), each by the
-/// engine's `apply_on` in the order given: one commit for all of them, where each alone would
-/// wait for its own. Answers, per change set, whether its `UPDATE` matched the row; `None`
-/// when one of them failed, which rolled them all back (the caller then applies them one by
-/// one, each to its own answer). An error is one whose outcome is unknown (the commit's), or
-/// that no statement ran.
+/// Change sets applied in one transaction (`$begin` opens it), each by the engine's
+/// `apply_on` in the order given: one commit for all of them, where each alone would wait for
+/// its own. Answers, per change set, whether its `UPDATE` matched its row; `None` when one of
+/// them failed, which rolled them all back (the caller then applies them one by one, each to
+/// its own answer). An error is one whose outcome is unknown (the commit's), or that no
+/// statement ran. The caller orders the group by session id, so that transactions that lock
+/// several rows lock them in one order and cannot deadlock each other.
 #[allow(unused_macros)] // each serves only some engines; a build may enable one
 macro_rules! apply_grouped {
     ($begin:literal) => {
         pub(crate) async fn apply_group(
             &self,
-            id: &SessionId,
-            group: &[(&ChangeSet, OffsetDateTime)],
+            group: &[(&SessionId, &ChangeSet, OffsetDateTime)],
         ) -> Result<Option<Vec<bool>>, Error> {
             let mut conn = self.conns.writer().await.map_err(backend)?;
             let mut tx = sqlx::Connection::begin_with(&mut *conn, $begin)
                 .await
                 .map_err(backend)?;
             let mut applied = Vec::with_capacity(group.len());
-            for &(changes, now) in group {
+            for &(id, changes, now) in group {
                 match self.apply_on(&mut *tx, id, changes, now).await {
                     Ok(Ok(matched)) => applied.push(matched),
                     // Dropping `tx` rolls back; the connection goes back to the pool to be

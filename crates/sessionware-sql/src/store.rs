@@ -232,12 +232,13 @@ impl SqlStore {
     }
 
     fn with_engine(engine: Engine) -> Self {
+        let lanes = dispatch!(&engine, e => e.write_lanes());
         Self {
             inner: Arc::new(Inner {
                 engine,
                 table: default_table(),
                 clock: Arc::new(SystemClock),
-                writes: Writes::default(),
+                writes: Writes::new(lanes),
             }),
         }
     }
@@ -276,7 +277,7 @@ impl SqlStore {
                 engine: self.inner.engine.clone(),
                 table: self.inner.table.clone(),
                 clock: Arc::new(clock),
-                writes: Writes::default(),
+                writes: Writes::new(dispatch!(&self.inner.engine, e => e.write_lanes())),
             }),
         }
     }
@@ -298,12 +299,13 @@ impl SqlStore {
             #[cfg(feature = "sqlite")]
             Engine::Sqlite(e) => Engine::Sqlite(e.with_table(table.clone())),
         };
+        let lanes = dispatch!(&engine, e => e.write_lanes());
         Self {
             inner: Arc::new(Inner {
                 engine,
                 table,
                 clock: self.inner.clock.clone(),
-                writes: Writes::default(),
+                writes: Writes::new(lanes),
             }),
         }
     }
@@ -388,8 +390,8 @@ impl SessionStore for SqlStore {
         dispatch!(&self.inner.engine, e => e.load(id, now).await)
     }
 
-    /// A write that finds another of its session running waits for it, and then runs with
-    /// whatever else queued meanwhile, in one transaction (see `coalesce`).
+    /// A write that finds its lane busy waits, and then runs with whatever else queued
+    /// meanwhile, in one transaction (see `coalesce`).
     async fn apply(
         &self,
         id: &SessionId,
@@ -398,10 +400,10 @@ impl SessionStore for SqlStore {
     ) -> Result<bool, Error> {
         match self.inner.writes.enter(id, changes, now) {
             Turn::Wait(answer) => answer.await.unwrap_or_else(|_| Err(abandoned())),
-            Turn::Lead => {
+            Turn::Lead(lane) => {
                 let _hand_over = HandOver {
                     inner: self.inner.clone(),
-                    id: *id,
+                    lane,
                 };
                 dispatch!(&self.inner.engine, e => e.apply(id, changes, now).await)
             }
@@ -433,41 +435,41 @@ impl SessionStore for SqlStore {
 }
 
 fn abandoned() -> Error {
-    Error::backend("the write queued behind another of its session was not run")
+    Error::backend("the write queued behind another was not run")
 }
 
 /// Dropped when a leading write is done or cancelled: what queued behind it goes to a task.
 struct HandOver {
     inner: Arc<Inner>,
-    id: SessionId,
+    lane: usize,
 }
 
 impl Drop for HandOver {
     fn drop(&mut self) {
-        let queued = self.inner.writes.next(&self.id);
+        let queued = self.inner.writes.next(self.lane);
         if queued.is_empty() {
             return;
         }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            self.inner.writes.abandon(&self.id);
+            self.inner.writes.abandon(self.lane);
             return;
         };
         let runner = Runner {
             inner: self.inner.clone(),
-            id: self.id,
+            lane: self.lane,
             finished: false,
         };
         runtime.spawn(runner.run(queued));
     }
 }
 
-/// Runs a session's queued writes until none are left. Dropped before that (a panic, the
-/// runtime shutting down), it ends the session's turn, so later writes are not left queued
-/// behind a runner that is gone.
+/// Runs a lane's queued writes until none are left. Dropped before that (a panic, the runtime
+/// shutting down), it makes the lane idle, so later writes are not left queued behind a
+/// runner that is gone.
 struct Runner {
     inner: Arc<Inner>,
-    id: SessionId,
-    /// The turn ended by itself: the next write may already lead a new one.
+    lane: usize,
+    /// The lane went idle by itself: the next write may already lead it again.
     finished: bool,
 }
 
@@ -475,7 +477,7 @@ impl Runner {
     async fn run(mut self, mut queued: Vec<Waiting>) {
         loop {
             self.run_group(queued).await;
-            queued = self.inner.writes.next(&self.id);
+            queued = self.inner.writes.next(self.lane);
             if queued.is_empty() {
                 self.finished = true;
                 return;
@@ -483,41 +485,41 @@ impl Runner {
         }
     }
 
-    /// Runs `queued` in arrival order: the change sets that can share a transaction in
-    /// groups, each other one alone. A refused compare-and-set, or a group the engine rolled
-    /// back, runs again alone, by the path that explains a refusal.
+    /// Runs `queued`: the change sets that can share a transaction as one group, ordered by
+    /// session id (a stable sort: a session's writes keep their arrival order), then each
+    /// other one alone, in arrival order. Any order is one the requests could have had: all
+    /// of them were in flight together, none answered yet. A refused compare-and-set, or a group the engine
+    /// rolled back, runs again alone, by the path that explains a refusal.
     async fn run_group(&self, queued: Vec<Waiting>) {
-        let (inner, id) = (&self.inner, &self.id);
-        let mut rest = queued.into_iter().peekable();
-        while rest.peek().is_some() {
-            let mut group = Vec::new();
-            while let Some(w) =
-                rest.next_if(|w| dispatch!(&inner.engine, e => e.groupable(&w.changes)))
-            {
-                group.push(w);
-            }
-            if group.len() < 2 {
-                let Some(w) = group.pop().or_else(|| rest.next()) else {
-                    break;
-                };
-                let applied = dispatch!(&inner.engine, e => e.apply(id, &w.changes, w.now).await);
-                let _ = w.answer.send(applied);
-                continue;
-            }
-            let changes: Vec<(&ChangeSet, OffsetDateTime)> =
-                group.iter().map(|w| (&w.changes, w.now)).collect();
-            let applied = dispatch!(&inner.engine, e => e.apply_group(id, &changes).await);
+        let inner = &self.inner;
+        let (mut group, alone): (Vec<Waiting>, Vec<Waiting>) = queued
+            .into_iter()
+            .partition(|w| dispatch!(&inner.engine, e => e.groupable(&w.changes)));
+        let alone = if group.len() < 2 {
+            group.into_iter().chain(alone).collect()
+        } else {
+            group.sort_by(|a, b| a.id.as_bytes().cmp(b.id.as_bytes()));
+            let changes: Vec<(&SessionId, &ChangeSet, OffsetDateTime)> =
+                group.iter().map(|w| (&w.id, &w.changes, w.now)).collect();
+            let applied = dispatch!(&inner.engine, e => e.apply_group(&changes).await);
             for (i, w) in group.into_iter().enumerate() {
                 let answer = match &applied {
                     Ok(Some(applied)) if applied[i] => Ok(true),
                     Ok(Some(_)) if !crate::codec::is_conditional(&w.changes) => Ok(false),
-                    Ok(_) => dispatch!(&inner.engine, e => e.apply(id, &w.changes, w.now).await),
+                    Ok(_) => {
+                        dispatch!(&inner.engine, e => e.apply(&w.id, &w.changes, w.now).await)
+                    }
                     // Committed or not, nobody knows: running them again could count an
                     // increment twice.
                     Err(error) => Err(Error::backend(format!("a grouped write failed: {error}"))),
                 };
                 let _ = w.answer.send(answer);
             }
+            alone
+        };
+        for w in alone {
+            let applied = dispatch!(&inner.engine, e => e.apply(&w.id, &w.changes, w.now).await);
+            let _ = w.answer.send(applied);
         }
     }
 }
@@ -525,7 +527,7 @@ impl Runner {
 impl Drop for Runner {
     fn drop(&mut self) {
         if !self.finished {
-            self.inner.writes.abandon(&self.id);
+            self.inner.writes.abandon(self.lane);
         }
     }
 }

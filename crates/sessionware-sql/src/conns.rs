@@ -6,6 +6,11 @@
 //! back. One that failed, or whose query was cancelled (a layer timeout dropped the future),
 //! does go back to the pool, whose ping then tests it and closes it if it is broken.
 //!
+//! On an application's pool (`from_pool`) the store keeps a connection between queries only
+//! while another of its queries waits for one: under load connections pass from query to
+//! query with no ping, and once the store is not busy every one is back in the application's
+//! pool, which keeps its full size for the application's own queries.
+//!
 //! How many the store holds is counted by a semaphore, one permit a connection, which also
 //! queues the queries waiting for one in arrival order. An earlier version raced a pool
 //! `acquire` against a hand-back here and dropped the loser: when the pool was not yet full
@@ -14,6 +19,7 @@
 
 use std::ops::{Deref, DerefMut};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use sqlx::pool::PoolConnection;
 use sqlx::{Database, Pool};
@@ -38,6 +44,13 @@ pub(crate) struct Conns<DB: Database> {
     /// connections it keeps, so readers always find some; one where writers queue for one
     /// connection.
     write_lanes: usize,
+    /// The pool is the application's: a connection is kept between queries only while other
+    /// queries of the store wait for one, and otherwise goes back, so between the store's
+    /// bursts the application has its whole pool.
+    lend: bool,
+    /// Queries waiting for a slot, and writers for their turn.
+    waiting: AtomicUsize,
+    writers_waiting: AtomicUsize,
 }
 
 impl<DB: Database> Conns<DB> {
@@ -51,6 +64,9 @@ impl<DB: Database> Conns<DB> {
             slots: (keep > 0).then(|| Semaphore::new(keep)),
             writer: None,
             write_lanes: (keep / 2).max(1),
+            lend: !owned,
+            waiting: AtomicUsize::new(0),
+            writers_waiting: AtomicUsize::new(0),
         }
     }
 
@@ -80,7 +96,9 @@ impl<DB: Database> Conns<DB> {
         let Some(writer) = &self.writer else {
             return self.get().await;
         };
+        let waiting = Count::up(&self.writers_waiting);
         let mut turn = writer.lock().await;
+        drop(waiting);
         let conn = match turn.take() {
             Some(conn) => conn,
             // Its permit was set aside for it: readers never hold this one.
@@ -99,7 +117,9 @@ impl<DB: Database> Conns<DB> {
         };
         // Never closed, so `acquire` cannot fail; without a permit the query would still run,
         // on a connection from the pool.
+        let waiting = Count::up(&self.waiting);
         let permit = slots.acquire().await.ok();
+        drop(waiting);
         let conn = match self.pop() {
             Some(conn) => conn,
             None => self.pool.acquire().await?,
@@ -151,6 +171,22 @@ impl<DB: Database> Drop for Conns<DB> {
     }
 }
 
+/// One more in a count, until dropped (also when the future counted is cancelled).
+struct Count<'a>(&'a AtomicUsize);
+
+impl<'a> Count<'a> {
+    fn up(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(count)
+    }
+}
+
+impl Drop for Count<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// A connection lent to one store operation. Call [`Lease::done`] once the operation has
 /// finished without error to keep it for the next one; dropped otherwise, it returns to the
 /// pool to be tested.
@@ -196,15 +232,21 @@ impl<DB: Database> Drop for Lease<'_, DB> {
         if !self.clean {
             return; // dropped: back to the pool, which tests it
         }
+        let conns = self.conns;
+        // On the application's pool, kept only for a query of the store that waits for it.
+        let wanted = |waiting: &AtomicUsize| !conns.lend || waiting.load(Ordering::Relaxed) > 0;
         if let Some(turn) = &mut self.turn {
-            **turn = Some(conn);
-        } else if self.permit.is_some() {
+            if wanted(&conns.writers_waiting) {
+                **turn = Some(conn);
+            }
+        } else if self.permit.is_some() && wanted(&conns.waiting) {
             self.conns
                 .idle
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner())
                 .push(conn);
         }
-        // Without a slot (a pool too small to share) it goes back to the pool.
+        // Otherwise (a pool too small to share, or the application's with nobody waiting)
+        // it goes back to the pool.
     }
 }

@@ -216,9 +216,12 @@ impl SqlStore {
 
     /// A store on a pool the application already has: a `PgPool`, `MySqlPool` or
     /// `SqlitePool`, whichever engines this build has (features `postgres`, `mysql`,
-    /// `sqlite`). The store holds at most half of the pool's connections, in its queries and
-    /// kept between them, so the application always has the rest; on a pool of one
-    /// connection it borrows that one for each query.
+    /// `sqlite`). The store holds at most half of the pool's connections, so the application
+    /// always has the rest, and it keeps one between its queries only while another of its
+    /// queries waits for it: when the store is not busy, the whole pool is the
+    /// application's again (each connection handed back costs sqlx's ping, a round trip the
+    /// request does not wait for). On a pool of one connection it borrows that one for each
+    /// query.
     ///
     /// ```no_run
     /// # async fn f() -> Result<(), Box<dyn std::error::Error>> {

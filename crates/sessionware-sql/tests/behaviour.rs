@@ -707,3 +707,57 @@ async fn a_store_opens_at_most_max_connections_and_keeps_them() {
     assert!((1..=3).contains(&open), "at most 3 connections: {open}");
     drop_pg(&admin, &name).await;
 }
+
+/// `SqlStore::from_pool(pool)`: while the store is busy it uses at most half the pool; once it
+/// is not, every connection is back in the application's pool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_application_pool_gets_all_its_connections_back() {
+    let Some(url) = pg_url().await else { return };
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(8)
+        .connect(&url)
+        .await
+        .unwrap();
+    let name = unique_table("lend");
+    let store = SqlStore::from_pool(pool.clone()).with_table(&name).unwrap();
+    store.migrate().await.unwrap();
+    let now = OffsetDateTime::now_utc();
+    let id = store
+        .create(&record(now, Duration::hours(1), json!({})))
+        .await
+        .unwrap();
+    let mut work = tokio::task::JoinSet::new();
+    for i in 0..60 {
+        let store = store.clone();
+        work.spawn(async move {
+            let mut changes = ChangeSet::new(now + Duration::hours(1));
+            changes.set(format!("k{i}"), json!(i));
+            let wrote = store.apply(&id, &changes, now).await?;
+            let read = store.load(&id, now).await?.is_some();
+            Ok::<_, Error>(wrote && read)
+        });
+    }
+    while let Some(done) = work.join_next().await {
+        assert!(
+            done.unwrap().unwrap(),
+            "every write and read finds the session"
+        );
+    }
+    // The pool tests each returned connection before it is idle again: poll, bounded.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while pool.num_idle() < pool.size() as usize {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the store still holds {} of the pool's {} connections",
+            pool.size() as usize - pool.num_idle(),
+            pool.size()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let mut conns = Vec::new();
+    for _ in 0..8 {
+        conns.push(pool.acquire().await.unwrap());
+    }
+    drop(conns);
+    drop_pg(&pool, &name).await;
+}

@@ -1,4 +1,4 @@
-//! Concurrent writes to one session, on every engine: the ones that queue behind a running
+//! Concurrent writes, on every engine: the ones that queue behind a running
 //! write run together in one transaction, each still answered for itself, and none is lost
 //! when the write they queued behind is cancelled.
 
@@ -117,6 +117,61 @@ async fn writes_queued_behind_one_run_together_and_each_gets_its_answer() {
             Some(&json!(0)),
             "{name}: the refused write"
         );
+        engine.drop_table().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_of_many_sessions_share_commits_and_each_lands_on_its_own_session() {
+    let _alone = SERIAL.lock().await;
+    for engine in common::engines("grouped_many", None).await {
+        let name = engine.name;
+        let now = OffsetDateTime::now_utc();
+        let mut ids = Vec::new();
+        for _ in 0..20 {
+            let record = common::record(now, Duration::minutes(5), json!({}));
+            ids.push(engine.store.create(&record).await.unwrap());
+        }
+        let expires = now + Duration::minutes(5);
+        let mut changes = Vec::new();
+        for round in 0..3 {
+            for (s, id) in ids.iter().enumerate() {
+                let mut c = ChangeSet::new(expires);
+                c.set(format!("r{round}"), json!(s)).increment("n", 1);
+                changes.push((id, c));
+            }
+        }
+        let before = match &engine.raw {
+            common::Raw::Pg(pool) => Some(pg_transactions(pool).await),
+            _ => None,
+        };
+        let writes = changes
+            .iter()
+            .map(|(id, c)| Box::pin(engine.store.apply(id, c, now)) as Write<'_>)
+            .collect();
+        let answers = all(writes).await;
+        if let (Some(before), common::Raw::Pg(pool)) = (before, &engine.raw) {
+            let transactions = pg_transactions(pool).await - before - 1;
+            assert!(
+                transactions < 30,
+                "{name}: 60 writes of 20 sessions took {transactions} transactions"
+            );
+        }
+        assert!(
+            answers.iter().all(|a| matches!(a, Ok(true))),
+            "{name}: {answers:?}"
+        );
+        for (s, id) in ids.iter().enumerate() {
+            let stored = engine.store.load(id, now).await.unwrap().unwrap();
+            for round in 0..3 {
+                assert_eq!(
+                    stored.data.get(&format!("r{round}")),
+                    Some(&json!(s)),
+                    "{name}"
+                );
+            }
+            assert_eq!(stored.data.get("n"), Some(&json!(3)), "{name}: session {s}");
+        }
         engine.drop_table().await;
     }
 }

@@ -86,7 +86,10 @@ impl CookieStore {
     }
 
     /// Limits the cookie's name, `=` and value together to `bytes` (default
-    /// [`Self::DEFAULT_MAX_COOKIE_SIZE`]). The limit applies to bearer tokens too.
+    /// [`Self::DEFAULT_MAX_COOKIE_SIZE`]). The limit applies to bearer tokens too. A token
+    /// is never longer than 8192 bytes whatever the limit, because the layer does not open a
+    /// longer one again (it bounds the work an oversized header can cause): a session that
+    /// would need more is refused with [`Error::CookieTooLarge`], as over any limit.
     pub fn with_max_cookie_size(mut self, bytes: usize) -> Self {
         self.max_cookie_size = bytes;
         self
@@ -108,13 +111,18 @@ impl CookieStore {
         user: Option<usize>,
     ) -> Result<(), Error> {
         let size = Self::cookie_len(name, data_json, user);
-        if size > self.max_cookie_size {
-            return Err(Error::CookieTooLarge {
-                size,
-                limit: self.max_cookie_size,
-            });
+        let limit = self.limit(name);
+        if size > limit {
+            return Err(Error::CookieTooLarge { size, limit });
         }
         Ok(())
+    }
+
+    /// The longest cookie named `name` the store sends: the configured limit, or less where a
+    /// token that long would not open again.
+    fn limit(&self, name: &str) -> usize {
+        self.max_cookie_size
+            .min(name.len() + 1 + crate::sealed::MAX_TOKEN_LEN)
     }
 }
 
@@ -264,6 +272,7 @@ pub(crate) fn seal(
     record: &Record,
 ) -> Result<String, Error> {
     let name = &shared.cookie_name;
+    let limit = store.limit(name);
     let token = shared
         .keys
         .sealed
@@ -272,18 +281,19 @@ pub(crate) fn seal(
             SealError::Random | SealError::NoKey => Error::Store(StoreError::Random),
             SealError::UserTooLong => Error::CookieTooLarge {
                 size: usize::MAX,
-                limit: store.max_cookie_size,
+                limit,
+            },
+            SealError::TooLong(token) => Error::CookieTooLarge {
+                size: name.len() + 1 + token,
+                limit,
             },
             SealError::Encode => Error::Store(StoreError::rejected(
                 "the session does not encode for sealing",
             )),
         })?;
     let size = name.len() + 1 + token.len();
-    if size > store.max_cookie_size {
-        return Err(Error::CookieTooLarge {
-            size,
-            limit: store.max_cookie_size,
-        });
+    if size > limit {
+        return Err(Error::CookieTooLarge { size, limit });
     }
     Ok(token)
 }

@@ -47,6 +47,8 @@ pub(crate) enum SealError {
     UserTooLong,
     /// The data does not encode as JSON.
     Encode,
+    /// The token would be longer than [`MAX_TOKEN_LEN`], so it would not open again.
+    TooLong(usize),
 }
 
 /// The cookie store's keys: one AEAD key derived from each layer key, in the same order.
@@ -142,7 +144,11 @@ impl SealKeys {
         )
         .map_err(|_| SealError::Encode)?;
         raw.extend_from_slice(&body);
-        Ok(URL_SAFE_NO_PAD.encode(&raw))
+        let token = URL_SAFE_NO_PAD.encode(&raw);
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(SealError::TooLong(token.len()));
+        }
+        Ok(token)
     }
 
     /// The session in `token` if one of the keys sealed it for `context` and `transport`.
@@ -242,6 +248,27 @@ mod tests {
             created_at: created,
             expires_at: created + Duration::hours(1),
         }
+    }
+
+    #[test]
+    fn what_seals_opens_again_and_what_would_not_is_refused() {
+        let keys = SealKeys::new(&[key(1)], true);
+        let sized = |n: usize| record(None, Data::from([("b".into(), json!("x".repeat(n)))]));
+        // The longest data that still fits, found from the predicted length.
+        let fits = (0..MAX_TOKEN_LEN)
+            .rev()
+            .find(|&n| {
+                let json = serde_json::to_vec(&sized(n).data).unwrap().len();
+                SealKeys::token_len(SealKeys::plaintext_len(json, None)) <= MAX_TOKEN_LEN
+            })
+            .unwrap();
+        let token = keys.seal(C, "session", &sized(fits)).unwrap();
+        assert!(token.len() <= MAX_TOKEN_LEN);
+        assert_eq!(keys.open(C, "session", &token).unwrap().record, sized(fits));
+        assert!(matches!(
+            keys.seal(C, "session", &sized(fits + 3)),
+            Err(SealError::TooLong(len)) if len > MAX_TOKEN_LEN
+        ));
     }
 
     #[test]

@@ -572,3 +572,29 @@ async fn lifecycle_events_arrive_in_order() {
     );
     assert_eq!(seen[1].user.as_deref(), Some("bo"));
 }
+
+/// A limit set above what the store opens again (8192 bytes of token) would send sessions that
+/// the next request cannot read: their data lost. Such a session is refused with `413` instead.
+#[tokio::test]
+async fn a_limit_above_what_opens_again_still_refuses_what_would_not_open() {
+    let big = app(
+        SessionLayer::new(CookieStore::new().with_max_cookie_size(32 * 1024))
+            .with_signing_key(key(1)),
+    )
+    .await;
+    let mut c = Client::new(big);
+    assert_eq!(c.get("/fill/5000").await.status, 200);
+    assert_eq!(
+        c.get("/get/blob").await.body.len(),
+        5000,
+        "5 KB opens again"
+    );
+    let r = c.get("/fill/9000").await;
+    assert_eq!(r.status, 413, "{}", r.body);
+    assert!(r.set_cookies.is_empty());
+    assert_eq!(
+        c.get("/get/blob").await.body.len(),
+        5000,
+        "the last cookie that opens holds"
+    );
+}

@@ -47,6 +47,21 @@ async fn pg_transactions(pool: &sqlx::PgPool) -> i64 {
         .unwrap()
 }
 
+/// The answers of `writes`, run together by [`all`], and on PostgreSQL how many write
+/// transactions they took.
+async fn counted<'a>(
+    raw: &common::Raw,
+    writes: Vec<Write<'a>>,
+) -> (Vec<Result<bool, Error>>, Option<i64>) {
+    let common::Raw::Pg(pool) = raw else {
+        return (all(writes).await, None);
+    };
+    let before = pg_transactions(pool).await;
+    let answers = all(writes).await;
+    let transactions = pg_transactions(pool).await - before - 1;
+    (answers, Some(transactions))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_queued_behind_one_run_together_and_each_gets_its_answer() {
     let _alone = SERIAL.lock().await;
@@ -72,17 +87,12 @@ async fn writes_queued_behind_one_run_together_and_each_gets_its_answer() {
         refused.expect("g", Some(json!(1))).set("g", json!(2));
         changes.push(refused);
 
-        let before = match &engine.raw {
-            common::Raw::Pg(pool) => Some(pg_transactions(pool).await),
-            _ => None,
-        };
         let writes = changes
             .iter()
             .map(|c| Box::pin(engine.store.apply(&id, c, now)) as Write<'_>)
             .collect();
-        let answers = all(writes).await;
-        if let (Some(before), common::Raw::Pg(pool)) = (before, &engine.raw) {
-            let transactions = pg_transactions(pool).await - before - 1;
+        let (answers, transactions) = counted(&engine.raw, writes).await;
+        if let Some(transactions) = transactions {
             // One by one, each write would be a transaction of its own: 71. Grouped: the first,
             // the rest together, the refused one again alone; a few to spare for the server's
             // own work.
@@ -141,17 +151,12 @@ async fn writes_of_many_sessions_share_commits_and_each_lands_on_its_own_session
                 changes.push((id, c));
             }
         }
-        let before = match &engine.raw {
-            common::Raw::Pg(pool) => Some(pg_transactions(pool).await),
-            _ => None,
-        };
         let writes = changes
             .iter()
             .map(|(id, c)| Box::pin(engine.store.apply(id, c, now)) as Write<'_>)
             .collect();
-        let answers = all(writes).await;
-        if let (Some(before), common::Raw::Pg(pool)) = (before, &engine.raw) {
-            let transactions = pg_transactions(pool).await - before - 1;
+        let (answers, transactions) = counted(&engine.raw, writes).await;
+        if let Some(transactions) = transactions {
             assert!(
                 transactions < 30,
                 "{name}: 60 writes of 20 sessions took {transactions} transactions"

@@ -233,20 +233,29 @@ impl<DB: Database> Drop for Lease<'_, DB> {
             return; // dropped: back to the pool, which tests it
         }
         let conns = self.conns;
-        // On the application's pool, kept only for a query of the store that waits for it.
-        let wanted = |waiting: &AtomicUsize| !conns.lend || waiting.load(Ordering::Relaxed) > 0;
         if let Some(turn) = &mut self.turn {
-            if wanted(&conns.writers_waiting) {
+            // On the application's pool, kept only for a writer that waits for it.
+            if !conns.lend || conns.writers_waiting.load(Ordering::Relaxed) > 0 {
                 **turn = Some(conn);
             }
-        } else if self.permit.is_some() && wanted(&conns.waiting) {
-            self.conns
+        } else if self.permit.is_some() {
+            let mut idle = conns
                 .idle
                 .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .push(conn);
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let waiting = conns.waiting.load(Ordering::Relaxed);
+            if !conns.lend || idle.len() < waiting {
+                idle.push(conn);
+            } else if waiting == 0 {
+                // On the application's pool with none of the store's queries waiting: what
+                // was kept for waiters that have since been served goes back too, so the
+                // last query out leaves the pool whole.
+                let kept = std::mem::take(&mut *idle);
+                drop(idle);
+                drop(kept);
+            }
         }
-        // Otherwise (a pool too small to share, or the application's with nobody waiting)
-        // it goes back to the pool.
+        // Otherwise (a pool too small to share, or the application's with enough kept for
+        // the queries waiting) it goes back to the pool.
     }
 }

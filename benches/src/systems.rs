@@ -14,6 +14,8 @@ pub(crate) enum System {
     SessionwareMemory,
     SessionwareRedis,
     SessionwarePostgres,
+    /// The PostgreSQL store on an application's pool (`SqlStore::from_pool`).
+    SessionwarePostgresAppPool,
     SessionwareSqlite,
     SessionwareMariadb,
     /// The encrypted cookie store: no server-side store at all.
@@ -35,6 +37,7 @@ impl System {
         System::SessionwareMemory,
         System::SessionwareRedis,
         System::SessionwarePostgres,
+        System::SessionwarePostgresAppPool,
         System::SessionwareSqlite,
         System::SessionwareMariadb,
         System::SessionwareCookie,
@@ -53,6 +56,7 @@ impl System {
             System::SessionwareMemory => "sessionware memory",
             System::SessionwareRedis => "sessionware redis",
             System::SessionwarePostgres => "sessionware postgres",
+            System::SessionwarePostgresAppPool => "sessionware postgres, application's pool",
             System::SessionwareSqlite => "sessionware sqlite",
             System::SessionwareMariadb => "sessionware mariadb",
             System::SessionwareCookie => "sessionware cookie store",
@@ -72,6 +76,7 @@ impl System {
             System::SessionwareMemory => "sessionware-memory",
             System::SessionwareRedis => "sessionware-redis",
             System::SessionwarePostgres => "sessionware-postgres",
+            System::SessionwarePostgresAppPool => "sessionware-postgres-app-pool",
             System::SessionwareSqlite => "sessionware-sqlite",
             System::SessionwareMariadb => "sessionware-mariadb",
             System::SessionwareCookie => "sessionware-cookie",
@@ -98,7 +103,9 @@ impl System {
             System::SessionwareRedis | System::SessionwareRedisAtRest => {
                 Some(System::TowerSessionsRedis)
             }
-            System::SessionwarePostgres => Some(System::TowerSessionsPostgres),
+            System::SessionwarePostgres | System::SessionwarePostgresAppPool => {
+                Some(System::TowerSessionsPostgres)
+            }
             System::SessionwareSqlite => Some(System::TowerSessionsSqlite),
             System::SessionwareMariadb => Some(System::TowerSessionsMysql),
             _ => None,
@@ -160,6 +167,20 @@ impl System {
             }
             System::SessionwarePostgres => {
                 sessionware(SessionLayer::new(sql(&urls.postgres).await?))
+            }
+            // An application's pool of 32, of which the store uses at most half: the 16 its
+            // own pool would have.
+            System::SessionwarePostgresAppPool => {
+                let pool = sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(32)
+                    .connect(&urls.postgres)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let store = sessionware_sql::SqlStore::from_pool(pool)
+                    .with_table("bench_sessions")
+                    .map_err(|e| e.to_string())?;
+                store.migrate().await.map_err(|e| e.to_string())?;
+                sessionware(SessionLayer::new(store))
             }
             System::SessionwareSqlite => sessionware(SessionLayer::new(sql(&urls.sqlite).await?)),
             System::SessionwareMariadb => sessionware(SessionLayer::new(sql(&urls.mariadb).await?)),

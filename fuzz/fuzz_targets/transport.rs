@@ -35,16 +35,25 @@ enum Plant<'a> {
     Header,
 }
 
-/// An upper bound on the cookies named [`NAME`] the headers hold.
+/// An upper bound on the cookies named [`NAME`] the headers hold: the name, then `=` after
+/// any spaces or tabs (the cookie parser trims them off a name).
 fn same_name_cookies(headers: &HeaderMap) -> usize {
-    let name = format!("{NAME}=");
+    let name = NAME.as_bytes();
     headers
         .get_all(header::COOKIE)
         .iter()
         .map(|v| {
-            v.as_bytes()
-                .windows(name.len())
-                .filter(|w| *w == name.as_bytes())
+            let v = v.as_bytes();
+            (0..v.len())
+                .filter(|&at| v[at..].starts_with(name))
+                .filter(|&at| {
+                    let rest = &v[at + name.len()..];
+                    let pad = rest
+                        .iter()
+                        .take_while(|b| matches!(b, b' ' | b'\t'))
+                        .count();
+                    rest.get(pad) == Some(&b'=')
+                })
                 .count()
         })
         .sum()

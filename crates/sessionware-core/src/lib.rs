@@ -8,6 +8,9 @@ mod clock;
 mod error;
 mod expiry;
 mod id;
+#[cfg(feature = "lanes")]
+#[cfg_attr(docsrs, doc(cfg(feature = "lanes")))]
+pub mod lanes;
 mod record;
 mod store;
 #[cfg(feature = "testing")]

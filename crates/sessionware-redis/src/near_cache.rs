@@ -387,11 +387,15 @@ impl NearCache {
             }
             // Already at this version or past it: a later write's reply was handled first.
             Some(entry) => entry.state == ticket.state && entry.version >= version,
-            None => true,
+            None => false,
         };
         if kept {
             shard.evict_to(self.shard_budget);
         } else {
+            // The cache cannot follow this write, and a reply from before it (a whole hash
+            // answered to an earlier write of the same batch, taken in after this one) must
+            // not fill it with the state this write replaced: its ticket is void from here.
+            shard.generation += 1;
             shard.remove(id);
         }
     }

@@ -40,7 +40,7 @@ pub(crate) struct Conns<DB: Database> {
     /// a connection while holding the turn. Other processes writing the same file still meet
     /// the busy timeout.
     writer: Option<AsyncMutex<Option<PoolConnection<DB>>>>,
-    /// How many write transactions the store runs at a time (`coalesce`): half the
+    /// How many write transactions the store runs at a time (`sessionware_core::lanes`): half the
     /// connections it keeps, so readers always find some; one where writers queue for one
     /// connection.
     write_lanes: usize,

@@ -14,7 +14,6 @@
 compile_error!("sessionware-sql needs at least one of the features `postgres`, `mysql`, `sqlite`");
 
 mod cleanup;
-mod coalesce;
 mod codec;
 mod conns;
 mod error;

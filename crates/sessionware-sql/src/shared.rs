@@ -6,7 +6,7 @@
 
 macro_rules! shared_statements {
     () => {
-        /// How many write transactions the store runs at a time (`coalesce`).
+        /// How many write transactions the store runs at a time (`sessionware_core::lanes`).
         pub(crate) fn write_lanes(&self) -> usize {
             self.conns.write_lanes()
         }

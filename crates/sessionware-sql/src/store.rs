@@ -2,10 +2,10 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use sessionware_core::lanes::{self, Batches, Lanes, Queued, Turn};
 use sessionware_core::time::OffsetDateTime;
 use sessionware_core::{ChangeSet, Clock, Error, Record, SessionId, SessionStore, SystemClock};
 
-use crate::coalesce::{Turn, Waiting, Writes};
 use crate::names::{Ident, Table};
 use crate::{BATCH, CleanupTask, SqlError};
 
@@ -68,7 +68,7 @@ pub(crate) struct Inner {
     table: Table,
     clock: Arc<dyn Clock>,
     /// Writes queued behind a running write of their session.
-    writes: Writes,
+    writes: Lanes<Write, Result<bool, Error>>,
 }
 
 #[derive(Debug, Clone)]
@@ -241,7 +241,7 @@ impl SqlStore {
                 engine,
                 table: default_table(),
                 clock: Arc::new(SystemClock),
-                writes: Writes::new(lanes),
+                writes: Lanes::new(lanes),
             }),
         }
     }
@@ -280,7 +280,7 @@ impl SqlStore {
                 engine: self.inner.engine.clone(),
                 table: self.inner.table.clone(),
                 clock: Arc::new(clock),
-                writes: Writes::new(dispatch!(&self.inner.engine, e => e.write_lanes())),
+                writes: Lanes::new(dispatch!(&self.inner.engine, e => e.write_lanes())),
             }),
         }
     }
@@ -308,7 +308,7 @@ impl SqlStore {
                 engine,
                 table,
                 clock: self.inner.clock.clone(),
-                writes: Writes::new(lanes),
+                writes: Lanes::new(lanes),
             }),
         }
     }
@@ -394,20 +394,22 @@ impl SessionStore for SqlStore {
     }
 
     /// A write that finds its lane busy waits, and then runs with whatever else queued
-    /// meanwhile, in one transaction (see `coalesce`).
+    /// meanwhile, in one transaction (see `sessionware_core::lanes`).
     async fn apply(
         &self,
         id: &SessionId,
         changes: &ChangeSet,
         now: OffsetDateTime,
     ) -> Result<bool, Error> {
-        match self.inner.writes.enter(id, changes, now) {
-            Turn::Wait(answer) => answer.await.unwrap_or_else(|_| Err(abandoned())),
-            Turn::Lead(lane) => {
-                let _hand_over = HandOver {
-                    inner: self.inner.clone(),
-                    lane,
-                };
+        let lane = lanes::lane_of(id, self.inner.writes.len());
+        let write = || Write {
+            id: *id,
+            changes: changes.clone(),
+            now,
+        };
+        match lanes::enter(&self.inner, lane, write) {
+            Turn::Wait(answer) => answer.await.unwrap_or_else(|| Err(abandoned())),
+            Turn::Lead(_leader) => {
                 dispatch!(&self.inner.engine, e => e.apply(id, changes, now).await)
             }
         }
@@ -441,96 +443,59 @@ fn abandoned() -> Error {
     Error::backend("the write queued behind another was not run")
 }
 
-/// Dropped when a leading write is done or cancelled: what queued behind it goes to a task.
-struct HandOver {
-    inner: Arc<Inner>,
-    lane: usize,
+/// A write queued behind a running one of its lane.
+pub(crate) struct Write {
+    id: SessionId,
+    changes: ChangeSet,
+    now: OffsetDateTime,
 }
 
-impl Drop for HandOver {
-    fn drop(&mut self) {
-        let queued = self.inner.writes.next(self.lane);
-        if queued.is_empty() {
-            return;
-        }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            self.inner.writes.abandon(self.lane);
-            return;
-        };
-        let runner = Runner {
-            inner: self.inner.clone(),
-            lane: self.lane,
-            finished: false,
-        };
-        runtime.spawn(runner.run(queued));
-    }
-}
+type Waiting = Queued<Write, Result<bool, Error>>;
 
-/// Runs a lane's queued writes until none are left. Dropped before that (a panic, the runtime
-/// shutting down), it makes the lane idle, so later writes are not left queued behind a
-/// runner that is gone.
-struct Runner {
-    inner: Arc<Inner>,
-    lane: usize,
-    /// The lane went idle by itself: the next write may already lead it again.
-    finished: bool,
-}
+impl Batches for Inner {
+    type Item = Write;
+    type Answer = Result<bool, Error>;
 
-impl Runner {
-    async fn run(mut self, mut queued: Vec<Waiting>) {
-        loop {
-            self.run_group(queued).await;
-            queued = self.inner.writes.next(self.lane);
-            if queued.is_empty() {
-                self.finished = true;
-                return;
-            }
-        }
+    fn lanes(&self) -> &Lanes<Write, Result<bool, Error>> {
+        &self.writes
     }
 
     /// Runs `queued`: the change sets that can share a transaction as one group, ordered by
     /// session id (a stable sort: a session's writes keep their arrival order), then each
     /// other one alone, in arrival order. Any order is one the requests could have had: all
-    /// of them were in flight together, none answered yet. A refused compare-and-set, or a group the engine
-    /// rolled back, runs again alone, by the path that explains a refusal.
-    async fn run_group(&self, queued: Vec<Waiting>) {
-        let inner = &self.inner;
+    /// of them were in flight together, none answered yet. A refused compare-and-set, or a
+    /// group the engine rolled back, runs again alone, by the path that explains a refusal.
+    async fn run(&self, _lane: usize, queued: Vec<Waiting>) {
         let (mut group, alone): (Vec<Waiting>, Vec<Waiting>) = queued
             .into_iter()
-            .partition(|w| dispatch!(&inner.engine, e => e.groupable(&w.changes)));
+            .partition(|w| dispatch!(&self.engine, e => e.groupable(&w.item.changes)));
         let alone = if group.len() < 2 {
             group.into_iter().chain(alone).collect()
         } else {
-            group.sort_by(|a, b| a.id.as_bytes().cmp(b.id.as_bytes()));
-            let changes: Vec<(&SessionId, &ChangeSet, OffsetDateTime)> =
-                group.iter().map(|w| (&w.id, &w.changes, w.now)).collect();
-            let applied = dispatch!(&inner.engine, e => e.apply_group(&changes).await);
+            group.sort_by(|a, b| a.item.id.as_bytes().cmp(b.item.id.as_bytes()));
+            let changes: Vec<(&SessionId, &ChangeSet, OffsetDateTime)> = group
+                .iter()
+                .map(|w| (&w.item.id, &w.item.changes, w.item.now))
+                .collect();
+            let applied = dispatch!(&self.engine, e => e.apply_group(&changes).await);
             for (i, w) in group.into_iter().enumerate() {
+                let Write { id, changes, now } = &w.item;
                 let answer = match &applied {
                     Ok(Some(applied)) if applied[i] => Ok(true),
-                    Ok(Some(_)) if !crate::codec::is_conditional(&w.changes) => Ok(false),
-                    Ok(_) => {
-                        dispatch!(&inner.engine, e => e.apply(&w.id, &w.changes, w.now).await)
-                    }
+                    Ok(Some(_)) if !crate::codec::is_conditional(changes) => Ok(false),
+                    Ok(_) => dispatch!(&self.engine, e => e.apply(id, changes, *now).await),
                     // Committed or not, nobody knows: running them again could count an
                     // increment twice.
                     Err(error) => Err(Error::backend(format!("a grouped write failed: {error}"))),
                 };
-                let _ = w.answer.send(answer);
+                w.answer(answer);
             }
             alone
         };
         for w in alone {
-            let applied = dispatch!(&inner.engine, e => e.apply(&w.id, &w.changes, w.now).await);
-            let _ = w.answer.send(applied);
-        }
-    }
-}
-
-impl Drop for Runner {
-    fn drop(&mut self) {
-        if !self.finished {
-            self.inner.writes.abandon(self.lane);
+            let Write { id, changes, now } = &w.item;
+            let applied = dispatch!(&self.engine, e => e.apply(id, changes, *now).await);
+            w.answer(applied);
         }
     }
 }

@@ -152,15 +152,10 @@ impl RedisStore {
         }
     }
 
-    /// The client for commands on session `id`: with the near cache, always the same one,
-    /// so that the connection which tracks the key is the one that writes it.
+    /// The client for commands on session `id`: always the same one, so that with the near
+    /// cache the connection which tracks the key is the one that writes it.
     fn client_for(&self, id: &SessionId) -> WithOptions<Client> {
-        match &self.inner.cache {
-            Some(cache) => cache
-                .client(cache.conn_of(id))
-                .with_options(&self.inner.options),
-            None => self.client(),
-        }
+        self.inner.lane_client(self.inner.lane_of(id))
     }
 
     /// What the near cache holds and did, or `None` when the store runs without one (turned
@@ -527,7 +522,7 @@ const MAX_BATCH: usize = 16;
 const WRITE_DEPTH: usize = 4;
 
 impl Inner {
-    /// The connection of `id`'s writes: with the near cache, the one that tracks its key.
+    /// The connection of `id`'s commands: with the near cache, the one that tracks its key.
     fn lane_of(&self, id: &SessionId) -> usize {
         match &self.cache {
             Some(cache) => cache.conn_of(id),
@@ -545,12 +540,28 @@ impl Inner {
 
     /// One change set, one call.
     async fn apply_alone(&self, lane: usize, key: Key, args: Vec<Value>) -> Result<Value, Error> {
-        let reply = script::call(&self.lane_client(lane), &self.scripts.apply, key, args)
+        let mut answers = self
+            .apply_all(lane, vec![key], args)
             .await
             .map_err(from_fred)?;
-        match reply {
-            Value::Array(mut answers) if answers.len() == 1 => Ok(answers.remove(0)),
-            other => Err(unexpected(&other)),
+        Ok(answers.remove(0))
+    }
+
+    /// One `apply.lua` call: an answer per key, in their order. The error stays fred's, which
+    /// a batch hands to each of its requests (the store's own error is not `Clone`).
+    async fn apply_all(
+        &self,
+        lane: usize,
+        keys: Vec<Key>,
+        args: Vec<Value>,
+    ) -> Result<Vec<Value>, fred::error::Error> {
+        let count = keys.len();
+        match script::call(&self.lane_client(lane), &self.scripts.apply, keys, args).await? {
+            Value::Array(answers) if answers.len() == count => Ok(answers),
+            other => Err(fred::error::Error::new(
+                fred::error::ErrorKind::Protocol,
+                unexpected(&other).to_string(),
+            )),
         }
     }
 }
@@ -578,16 +589,10 @@ impl Batches for Inner {
             args.extend(change);
             waiting.push(answer);
         }
-        let reply = script::call(&self.lane_client(lane), &self.scripts.apply, keys, args).await;
-        match reply {
-            Ok(Value::Array(answers)) if answers.len() == waiting.len() => {
+        match self.apply_all(lane, keys, args).await {
+            Ok(answers) => {
                 for (answer, waiting) in answers.into_iter().zip(waiting) {
                     waiting.send(Ok(answer));
-                }
-            }
-            Ok(other) => {
-                for waiting in waiting {
-                    waiting.send(Err(unexpected(&other)));
                 }
             }
             Err(error) => {

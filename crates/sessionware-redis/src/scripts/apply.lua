@@ -12,9 +12,9 @@
 -- Returns one answer per change set: 0 when there is no live session, -1 when the key is not
 -- a session; when applied, the session's new version (`v`, which every write bumps), or,
 -- when the caller's cache will not hold the version just before this write as it takes the
--- answers in, in order, {version, the whole hash}. Refused, writing nothing: {-2, field} an increment of a field that holds no
--- integer, {-3, field} one that would overflow, {-4, version, the whole hash} a guard that
--- does not hold.
+-- answers in, in order, {version, the whole hash}. Refused, writing nothing: {-2, field} an
+-- increment of a field that holds no integer, {-3, field} one that would overflow,
+-- {-4, version, the whole hash} a guard that does not hold.
 -- The last command on a key reads it, so a connection that tracks it (the near cache) still
 -- does.
 

@@ -15,7 +15,9 @@
 //! - **Fills that raced a change.** A fill takes a [`Ticket`] before its command goes out; an
 //!   invalidation of the same shard drained meanwhile, or a reconnection, voids it. The
 //!   store's own writes are ordered by a version the scripts keep in the hash (`v`), so of two
-//!   concurrent writes the later one's state is what stays cached.
+//!   concurrent writes the later one's state is what stays cached. A write the cache cannot
+//!   follow (it did not hold the version before it) leaves a floor: no record is served, and
+//!   only a fill at that version or later replaces it.
 //! - **A connection that may have missed something.** A reconnection (a new connection has no
 //!   tracking), a Cluster topology change, or an invalidation channel that overflowed moves
 //!   the connection to a new epoch: every entry of the old one is dropped, and until tracking
@@ -173,7 +175,9 @@ struct Shard {
 }
 
 struct Entry {
-    record: Record,
+    /// `None`: a floor. The store wrote `version` but the cache could not follow the write,
+    /// so nothing is served, and a fill of an older version (a reply taken in late) is refused.
+    record: Option<Record>,
     version: u64,
     bytes: usize,
     state: u64,
@@ -284,15 +288,20 @@ impl NearCache {
             return Lookup::Miss(None);
         }
         let mut shard = lock(shard);
-        if let Some(entry) = shard.map.get(id) {
-            if entry.state == state && entry.record.expires_at > now {
-                let record = entry.record.clone();
-                drop(shard);
-                self.hits.fetch_add(1, Ordering::Relaxed);
-                self.counters.hits.increment(1);
-                return Lookup::Hit(record);
+        if let Some(entry) = shard.map.get_mut(id) {
+            if entry.state != state {
+                shard.remove(id);
+            } else if let Some(record) = &entry.record {
+                if record.expires_at > now {
+                    let record = record.clone();
+                    drop(shard);
+                    self.hits.fetch_add(1, Ordering::Relaxed);
+                    self.counters.hits.increment(1);
+                    return Lookup::Hit(record);
+                }
+                // Past its deadline; the version stays known.
+                shard.lower_to_floor(id);
             }
-            shard.remove(id);
         }
         let generation = shard.generation;
         drop(shard);
@@ -317,7 +326,7 @@ impl NearCache {
         let version = shard
             .map
             .get(id)
-            .filter(|entry| entry.state == state)
+            .filter(|entry| entry.state == state && entry.record.is_some())
             .map(|entry| entry.version);
         let ticket = Ticket {
             conn,
@@ -350,7 +359,7 @@ impl NearCache {
         }
         shard.insert(
             id,
-            record.clone(),
+            Some(record.clone()),
             version,
             ENTRY_OVERHEAD + bytes,
             ticket.state,
@@ -360,7 +369,14 @@ impl NearCache {
 
     /// Brings the cached record of `id` up to a write the store made, which left the hash at
     /// `version`; `added` is the estimated size of what the write set. When the cache did not
-    /// hold the state just before that write, the entry goes: the next load reads it.
+    /// hold the state just before that write, the entry becomes a floor at `version`: nothing
+    /// is served until a load or a later write's whole hash fills it.
+    ///
+    /// The ticket's generation is not asked for: what voids it (another client's change, a
+    /// delete) removed the entry, so a write that lands on a cached version `version - 1`
+    /// was made on the state the entry holds. Voiding on the store's own writes instead made a
+    /// session many requests write at once fall out of the cache for good, each write's
+    /// reply voiding the tickets of the ones in flight beside it.
     pub(crate) fn after_write(
         &self,
         ticket: Option<Ticket>,
@@ -372,32 +388,36 @@ impl NearCache {
         let Some(ticket) = ticket else {
             return;
         };
-        let Some(mut guard) = self.redeem(ticket, id) else {
-            self.forget(id);
+        let state = self.sync(ticket.conn);
+        if state != ticket.state || state & TRACKING == 0 {
+            // A reset dropped the connection's entries and voided its tickets already.
             return;
-        };
-        let shard = &mut *guard;
-        let kept = match shard.map.get_mut(id) {
-            Some(entry) if entry.state == ticket.state && entry.version + 1 == version => {
-                let applied = change(&mut entry.record);
-                entry.version = version;
-                entry.bytes += added;
-                shard.bytes += added;
-                applied
-            }
-            // Already at this version or past it: a later write's reply was handled first.
-            Some(entry) => entry.state == ticket.state && entry.version >= version,
-            None => false,
-        };
-        if kept {
-            shard.evict_to(self.shard_budget);
-        } else {
-            // The cache cannot follow this write, and a reply from before it (a whole hash
-            // answered to an earlier write of the same batch, taken in after this one) must
-            // not fill it with the state this write replaced: its ticket is void from here.
-            shard.generation += 1;
-            shard.remove(id);
         }
+        let mut guard = lock(self.place(id).1);
+        let shard = &mut *guard;
+        let followed = match shard.map.get_mut(id).filter(|entry| entry.state == state) {
+            // A later write's reply, or a fill that read past this write, came first.
+            Some(entry) if entry.version >= version => return,
+            Some(Entry {
+                record: Some(record),
+                version: held,
+                bytes,
+                ..
+            }) if *held + 1 == version => {
+                change(record) && {
+                    *held = version;
+                    *bytes += added;
+                    true
+                }
+            }
+            _ => false,
+        };
+        if followed {
+            shard.bytes += added;
+        } else {
+            shard.floor(id, version, state);
+        }
+        shard.evict_to(self.shard_budget);
     }
 
     /// Drops `id` and voids every open ticket of its shard: the store deleted or moved it.
@@ -411,7 +431,7 @@ impl NearCache {
         let (mut entries, mut bytes) = (0, 0);
         for shard in self.shards.iter() {
             let shard = lock(shard);
-            entries += shard.map.len();
+            entries += shard.map.values().filter(|e| e.record.is_some()).count();
             bytes += shard.bytes;
         }
         let tracking_connections = (0..self.conns.len())
@@ -660,7 +680,14 @@ enum Reset {
 }
 
 impl Shard {
-    fn insert(&mut self, id: SessionId, record: Record, version: u64, bytes: usize, state: u64) {
+    fn insert(
+        &mut self,
+        id: SessionId,
+        record: Option<Record>,
+        version: u64,
+        bytes: usize,
+        state: u64,
+    ) {
         let stamp = match self.map.get(&id) {
             // Replacing keeps the place in line: a hot session must not queue a stamp per write.
             Some(entry) => {
@@ -698,17 +725,38 @@ impl Shard {
         }
     }
 
-    /// Drops the oldest entries until the shard fits `budget`.
+    /// Marks `id` as written at `version` by the store, in a state the cache does not hold.
+    fn floor(&mut self, id: &SessionId, version: u64, state: u64) {
+        self.insert(*id, None, version, ENTRY_OVERHEAD, state);
+    }
+
+    /// Drops what `id`'s entry holds, keeping its version as a floor.
+    fn lower_to_floor(&mut self, id: &SessionId) {
+        if let Some(entry) = self.map.get_mut(id) {
+            entry.record = None;
+            self.bytes -= entry.bytes - ENTRY_OVERHEAD;
+            entry.bytes = ENTRY_OVERHEAD;
+        }
+    }
+
+    /// Drops the oldest entries until the shard fits `budget`. What an evicted entry knew
+    /// of its version goes with it, so the shard's open tickets are voided: a reply to an
+    /// older write must not fill it afterwards.
     fn evict_to(&mut self, budget: usize) {
+        let mut evicted = false;
         while self.bytes > budget {
             let Some((id, stamp)) = self.order.pop_front() else {
-                return;
+                break;
             };
             if self.map.get(&id).is_some_and(|entry| entry.stamp == stamp) {
                 if let Some(entry) = self.map.remove(&id) {
                     self.bytes -= entry.bytes;
+                    evicted = true;
                 }
             }
+        }
+        if evicted {
+            self.generation += 1;
         }
     }
 }
@@ -751,7 +799,7 @@ mod tests {
             let mut bytes = [0u8; SessionId::BYTES];
             bytes[..8].copy_from_slice(&n.to_le_bytes());
             let id = SessionId::from_bytes(bytes);
-            shard.insert(id, record(id), 0, ENTRY_OVERHEAD + 40, 0);
+            shard.insert(id, Some(record(id)), 0, ENTRY_OVERHEAD + 40, 0);
             shard.evict_to(budget);
             assert!(shard.bytes <= budget);
         }
@@ -764,12 +812,12 @@ mod tests {
         let mut shard = Shard::default();
         let id = SessionId::generate().unwrap();
         for version in 0..10_000 {
-            shard.insert(id, record(id), version, 300, 0);
+            shard.insert(id, Some(record(id)), version, 300, 0);
         }
         assert_eq!(shard.order.len(), 1);
         assert_eq!(shard.bytes, 300);
         for _ in 0..10_000 {
-            shard.insert(id, record(id), 0, 300, 0);
+            shard.insert(id, Some(record(id)), 0, 300, 0);
             shard.remove(&id);
         }
         assert!(shard.order.len() <= 64 + 1, "removed stamps are compacted");

@@ -10,13 +10,14 @@
 -- for a field that must be absent; per increment the field, the step, and the bound the
 -- stored integer must not pass (`i64::MAX - step` for a step >= 0, `i64::MIN - step` below).
 -- Returns one answer per change set: 0 when there is no live session, -1 when the key is not
--- a session; when applied, the session's new version (`v`, which every write bumps), or,
--- when the caller's cache will not hold the version just before this write as it takes the
--- answers in, in order, {version, the whole hash}. Refused, writing nothing: {-2, field} an
--- increment of a field that holds no integer, {-3, field} one that would overflow,
--- {-4, version, the whole hash} a guard that does not hold.
--- The last command on a key reads it, so a connection that tracks it (the near cache) still
--- does.
+-- a session; when applied, the session's new version (`v`, which every write bumps), or
+-- {version, the whole hash} for the key's last change set in the call when the caller's
+-- cache cannot follow its writes from the version it sent (another change set of the key
+-- came first in the call, or the cache held another version). Refused, writing nothing:
+-- {-2, field} an increment of a field that holds no integer, {-3, field} one that would
+-- overflow, {-4, version, the whole hash} a guard that does not hold.
+-- The last command on a key reads it when the caller caches it, so a connection that tracks
+-- it (the near cache) still does.
 
 -- Canonical decimal integers (no sign but '-', no leading zero) compared as text: exact over
 -- the whole i64 range, which Lua's doubles are not.
@@ -38,11 +39,13 @@ local function is_i64(s)
 end
 
 -- The change set whose header is ARGV[b + 1 .. b + 8], on `key`; `last` is the index of its
--- last argument, `held` the version the caller's cache holds for the key. Returns the answer
--- and the version the caller's cache holds once it has taken the answer in.
-local function apply(key, b, last, held)
+-- last argument. An applied write answers its version when `answer` is 'version' (no cache,
+-- or a later change set of the key, which reads it again, comes in the call), the whole
+-- hash when it is 'whole', and when it is 'follow' the version if the caller's cache held
+-- the one just before this write, else the whole hash.
+local function apply(key, b, last, answer)
   local expires, current = live(key, tonumber(ARGV[b + 1]))
-  if not expires then return current, nil end
+  if not expires then return current end
   local version = current + 1
   local clear = ARGV[b + 3] == '1'
   local sets_end = b + 8 + 2 * tonumber(ARGV[b + 5])
@@ -57,8 +60,7 @@ local function apply(key, b, last, held)
     local holds
     if ARGV[i + 1] == '1' then holds = stored == ARGV[i + 2] else holds = stored == false end
     if not holds then
-      return {-4, current, redis.call('HRANDFIELD', key, redis.call('HLEN', key), 'WITHVALUES')},
-        current
+      return {-4, current, redis.call('HRANDFIELD', key, redis.call('HLEN', key), 'WITHVALUES')}
     end
     i = i + 3
   end
@@ -67,11 +69,11 @@ local function apply(key, b, last, held)
     while i <= last do
       local stored = redis.call('HGET', key, ARGV[i])
       if stored then
-        if not is_i64(stored) then return {-2, ARGV[i]}, held end
+        if not is_i64(stored) then return {-2, ARGV[i]} end
         local c = cmp(stored, ARGV[i + 2])
         if (string.sub(ARGV[i + 1], 1, 1) == '-' and c < 0) or
            (string.sub(ARGV[i + 1], 1, 1) ~= '-' and c > 0) then
-          return {-3, ARGV[i]}, held
+          return {-3, ARGV[i]}
         end
       end
       i = i + 3
@@ -112,27 +114,36 @@ local function apply(key, b, last, held)
   -- right already: most writes move none (the policy moves it at most once per refresh
   -- interval), and the command skipped is Redis CPU saved on every such write.
   if tonumber(ARGV[b + 2]) ~= expires then redis.call('PEXPIREAT', key, ARGV[b + 2]) end
-  if ARGV[b + 4] == '-' or held == version - 1 then
+  if answer == 'version' then return version end
+  if answer == 'follow' and tonumber(ARGV[b + 4]) == version - 1 then
     redis.call('EXISTS', key)
-    return version, version
+    return version
   end
   -- The whole hash, by HRANDFIELD with a count of its length rather than HGETALL, so that a
   -- server's `INFO commandstats` tells the loads the store sends from what runs in here.
-  return {version, redis.call('HRANDFIELD', key, redis.call('HLEN', key), 'WITHVALUES')}, version
+  return {version, redis.call('HRANDFIELD', key, redis.call('HLEN', key), 'WITHVALUES')}
 end
 
--- A key's later change sets in the call: the caller takes the answers in in order, so its
--- cache then holds what the earlier answers left, not what it held when it sent them. A
--- session many requests write at once is answered with versions, not its whole hash each.
-local answers, held = {}, {}
+-- A key's change sets in one call are answered with bare versions, and its last one with the
+-- whole hash: the requests that sent them take the answers in in any order, and the cache
+-- ends at the last write's state whichever comes first. A session many requests write at
+-- once costs one whole hash a call, not one a write.
+local final, shared = {}, {}
+for k = 1, #KEYS do
+  if final[KEYS[k]] then shared[KEYS[k]] = true end
+  final[KEYS[k]] = k
+end
+local answers = {}
 local b = 0
 for k = 1, #KEYS do
   local key = KEYS[k]
   local last = b + 8 + 2 * tonumber(ARGV[b + 5]) + tonumber(ARGV[b + 6])
     + 3 * (tonumber(ARGV[b + 7]) + tonumber(ARGV[b + 8]))
-  local before = held[key]
-  if before == nil then before = tonumber(ARGV[b + 4]) end
-  answers[k], held[key] = apply(key, b, last, before)
+  local answer = 'version'
+  if final[key] == k and ARGV[b + 4] ~= '-' then
+    answer = shared[key] and 'whole' or 'follow'
+  end
+  answers[k] = apply(key, b, last, answer)
   b = last
 end
 return answers

@@ -238,10 +238,7 @@ enum Order {
 }
 
 /// Polls every future in turn until all are done: they start in order, so the first leads.
-async fn futures_join<F: Future>(
-    order: Order,
-    futures: impl Iterator<Item = F>,
-) -> Vec<F::Output> {
+async fn futures_join<F: Future>(order: Order, futures: impl Iterator<Item = F>) -> Vec<F::Output> {
     let mut futures: Vec<_> = futures.map(|f| Some(Box::pin(f))).collect();
     let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
     let mut started = false;

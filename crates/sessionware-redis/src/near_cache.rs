@@ -808,6 +808,45 @@ mod tests {
     }
 
     #[test]
+    fn a_floor_keeps_the_version_and_costs_only_the_overhead() {
+        let mut shard = Shard::default();
+        let id = SessionId::generate().unwrap();
+        shard.insert(id, Some(record(id)), 7, ENTRY_OVERHEAD + 500, 0);
+        shard.lower_to_floor(&id);
+        let entry = &shard.map[&id];
+        assert!(entry.record.is_none());
+        assert_eq!(entry.version, 7);
+        assert_eq!(shard.bytes, ENTRY_OVERHEAD);
+        shard.floor(&id, 9, 0);
+        assert_eq!(shard.map[&id].version, 9);
+        assert_eq!(shard.bytes, ENTRY_OVERHEAD);
+        assert_eq!(
+            shard.order.len(),
+            1,
+            "a floor keeps the entry's place in line"
+        );
+    }
+
+    #[test]
+    fn an_eviction_voids_open_tickets() {
+        let mut shard = Shard::default();
+        let (a, b) = (
+            SessionId::generate().unwrap(),
+            SessionId::generate().unwrap(),
+        );
+        shard.insert(a, Some(record(a)), 3, 300, 0);
+        shard.evict_to(300);
+        assert_eq!(shard.generation, 0, "nothing evicted, nothing voided");
+        shard.insert(b, Some(record(b)), 1, 300, 0);
+        shard.evict_to(300);
+        assert!(!shard.map.contains_key(&a));
+        assert_eq!(
+            shard.generation, 1,
+            "what `a` knew of its version is gone, so an older fill must not land"
+        );
+    }
+
+    #[test]
     fn rewriting_one_session_queues_it_once() {
         let mut shard = Shard::default();
         let id = SessionId::generate().unwrap();

@@ -288,7 +288,7 @@ impl NearCache {
             return Lookup::Miss(None);
         }
         let mut shard = lock(shard);
-        if let Some(entry) = shard.map.get_mut(id) {
+        if let Some(entry) = shard.map.get(id) {
             if entry.state != state {
                 shard.remove(id);
             } else if let Some(record) = &entry.record {

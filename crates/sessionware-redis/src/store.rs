@@ -389,9 +389,10 @@ impl RedisStore {
         Ok(version.is_some())
     }
 
-    /// The near cache after a write that `apply.lua` answered with `{version, whole hash}`:
-    /// another write came between the cached version and this one, so the entry becomes the
-    /// state the script read, unless a later write's reply already put a newer one there.
+    /// The near cache after a write that `apply.lua` answered with `{version, whole hash}`
+    /// (the cache could not follow it on versions: it held another one, or the call wrote the
+    /// session more than once): the entry becomes the state the script read, unless a later
+    /// write's reply already put a newer one there.
     /// Returns the state the script read, decoded.
     fn replace_cached(
         &self,
@@ -844,8 +845,8 @@ impl SessionStore for RedisStore {
         if let Value::Array(parts) = &reply {
             return self.refused_or_replaced(ticket, id, changes, parts);
         }
-        // The script answers a bare version only when the cache held the state just before
-        // this write, so the change applied to it (increments included) is what Redis holds.
+        // A bare version: the cache applies the change (increments included) only to an
+        // entry at the version just before it, which is then exactly what Redis holds.
         self.after_write(ticket, id, version(reply)?, added, |record| {
             near_cache::apply_change(record, changes)
         })

@@ -186,6 +186,50 @@ async fn concurrent_writes_share_script_calls_and_each_gets_its_own_answer() {
 }
 
 #[tokio::test]
+async fn a_session_written_in_batches_stays_tracked() {
+    if !servers::available("batched writes") {
+        return;
+    }
+    let redis = servers::start(&[]);
+    let store = store(&redis, true).await;
+    let now = SystemClock.now();
+    let session = record(now);
+    store.create(&session).await.unwrap();
+    store.load(&session.id, now).await.unwrap();
+    let deadline = session.expires_at;
+    let writes: Vec<_> = (0..20)
+        .map(|i| change(deadline, &format!("k{i}"), json!(i)))
+        .collect();
+    let answers = futures_join(
+        Order::AsSent,
+        writes
+            .iter()
+            .map(|changes| store.apply(&session.id, changes, now)),
+    )
+    .await;
+    assert!(answers.into_iter().all(|answer| answer.unwrap()));
+    assert!(calls(&redis, "evalsha") < 20, "the writes shared calls");
+
+    // Only a key's last change set in a call reads it after writing; that read keeps the key
+    // tracked, so a change by hand still reaches the cached copy.
+    let by_hand = json!("by hand").to_string();
+    redis.cli(&["hset", &store.key(&session.id), "d:k0", &by_hand]);
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let loaded = store.load(&session.id, now).await.unwrap().unwrap();
+        if loaded.data.get("k0") == Some(&json!("by hand")) {
+            assert_eq!(loaded.data.get("k19"), Some(&json!(19)));
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "a change by hand never reached the instance: the key is no longer tracked"
+        );
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test]
 async fn writes_queued_behind_a_cancelled_write_still_run() {
     if !servers::available("batched writes") {
         return;

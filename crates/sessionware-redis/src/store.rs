@@ -582,14 +582,16 @@ impl Batches for Inner {
     /// a write's outcome unknown.
     async fn run(&self, lane: usize, batch: Vec<Queued<Self::Item, Self::Answer>>) {
         let mut keys = Vec::with_capacity(batch.len());
-        let mut args = Vec::with_capacity(batch.iter().map(|q| q.item.1.len()).sum());
+        let mut changes = Vec::with_capacity(batch.len());
         let mut waiting = Vec::with_capacity(batch.len());
         for queued in batch {
             let ((key, change), answer) = queued.into_parts();
             keys.push(key);
-            args.extend(change);
+            changes.push(change);
             waiting.push(answer);
         }
+        answers_for_batch(&keys, &mut changes);
+        let args = changes.into_iter().flatten().collect();
         match self.apply_all(lane, keys, args).await {
             Ok(answers) => {
                 for (answer, waiting) in answers.into_iter().zip(waiting) {
@@ -606,6 +608,33 @@ impl Batches for Inner {
 
     fn max_batch(&self) -> usize {
         MAX_BATCH
+    }
+}
+
+/// The answer a change set asks `apply.lua` for (its header's third value): the bare version,
+/// or the whole hash; a cached version in its place asks for the bare version only when the
+/// write follows that one.
+const BARE: &str = "-";
+const WHOLE: &str = "*";
+const WANTED: usize = 2;
+
+/// The answers the change sets of one call ask for. Their requests take the answers in in any
+/// order, and the near cache must end at the last write's state whichever comes first: a
+/// change set that another of its key follows answers its bare version (the later one reads
+/// the key again, so no tracking read is needed here), and the key's last one answers the
+/// whole hash when one came before it (the version its cache held is then behind). A session
+/// many requests write at once so costs one whole hash a call, not one a write. Without a
+/// cache every answer is bare already.
+fn answers_for_batch(keys: &[Key], changes: &mut [Vec<Value>]) {
+    for (k, key) in keys.iter().enumerate() {
+        if changes[k][WANTED].as_bytes() == Some(BARE.as_bytes()) {
+            continue;
+        }
+        if keys[k + 1..].contains(key) {
+            changes[k][WANTED] = Value::from(BARE);
+        } else if keys[..k].contains(key) {
+            changes[k][WANTED] = Value::from(WHOLE);
+        }
     }
 }
 
@@ -778,7 +807,8 @@ impl SessionStore for RedisStore {
         now: OffsetDateTime,
     ) -> Result<bool, Error> {
         let sets: Vec<_> = changes.sets().collect();
-        let mut args = Vec::with_capacity(7 + 2 * sets.len() + changes.keys().len());
+        let removals: Vec<_> = changes.removals().collect();
+        let mut args = Vec::with_capacity(4 + 2 * sets.len() + changes.keys().len());
         let mut added = 0;
         let cached = self
             .inner
@@ -787,29 +817,33 @@ impl SessionStore for RedisStore {
             .and_then(|cache| cache.before_write(id));
         args.push(Value::from(to_unix_ms(now)));
         args.push(Value::from(to_unix_ms(changes.expires_at())));
-        args.push(Value::from(if changes.is_clear() { "1" } else { "0" }));
         args.push(match cached {
-            None => Value::from("-"),
-            Some((_, None)) => Value::from(-1),
+            None => Value::from(BARE),
+            Some((_, None)) => Value::from(WHOLE),
             Some((_, Some(version))) => Value::from(i64::try_from(version).unwrap_or(i64::MAX)),
         });
-        let removals: Vec<_> = changes.removals().collect();
-        for count in [
-            sets.len() + 1,
-            removals.len(),
-            changes.guards().len(),
-            changes.increments().count(),
-        ] {
-            args.push(Value::from(i64::try_from(count).unwrap_or(i64::MAX)));
-        }
+        let guards = changes.guards().len();
+        let increments = changes.increments().count();
+        // The shape: the pair count alone for the common write, so the script parses one
+        // number.
+        args.push(
+            if removals.is_empty() && guards == 0 && increments == 0 && !changes.is_clear() {
+                Value::from(i64::try_from(sets.len()).unwrap_or(i64::MAX))
+            } else {
+                Value::from(format!(
+                    "{},{},{guards},{increments},{}",
+                    sets.len(),
+                    removals.len(),
+                    u8::from(changes.is_clear())
+                ))
+            },
+        );
         for (key, value) in sets {
             let encoded = encode_value(value)?;
             added += key.len() + encoded.len() + FIELD_OVERHEAD;
             args.push(Value::from(data_field(key)));
             args.push(Value::from(encoded));
         }
-        args.push(Value::from(codec::EXPIRES_AT));
-        args.push(Value::from(to_unix_ms(changes.expires_at())));
         args.extend(removals.into_iter().map(|key| Value::from(data_field(key))));
         for (key, expected) in changes.guards() {
             args.push(Value::from(data_field(key)));

@@ -3,7 +3,7 @@
 -- Returns the session's new version (see apply.lua) when moved, 0 when there is no live
 -- session, -1 when the key is not a session.
 local key = KEYS[1]
-local expires, current = live(key, tonumber(ARGV[1]))
+local expires, current = live(key, ARGV[1])
 if not expires then return current end
 local version = current + 1
 redis.call('HSET', key, 'expires_at', ARGV[2], 'v', version)

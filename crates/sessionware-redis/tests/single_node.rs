@@ -4,6 +4,8 @@
 
 mod common;
 
+use std::collections::HashMap;
+
 use serde_json::json;
 use sessionware_core::time::{Duration, OffsetDateTime};
 use sessionware_core::{
@@ -219,12 +221,64 @@ async fn a_key_that_is_not_a_session_is_corrupt_and_left_alone() {
     let _: i64 = store.pool().hset(&key2, ("d:k", "1")).await.unwrap();
     let _: bool = store.pool().expire(&key2, 60, None).await.unwrap();
     let id2: SessionId = key2.rsplit(':').next().unwrap().parse().unwrap();
-    assert!(matches!(
-        store.load(&id2, now).await,
-        Err(Error::Corrupt { .. })
-    ));
+    // The write scripts check a deadline by `HINCRBY` of it by 0, which makes a missing field:
+    // each must take it back out. And a deadline that is no integer is refused unchanged.
+    let key3 = store.key(&SessionId::generate().unwrap());
+    let _: i64 = store
+        .pool()
+        .hset(&key3, [("expires_at", "soon"), ("d:k", "1")])
+        .await
+        .unwrap();
+    let _: bool = store.pool().expire(&key3, 60, None).await.unwrap();
+    let id3: SessionId = key3.rsplit(':').next().unwrap().parse().unwrap();
+    for (id, key) in [(id2, &key2), (id3, &key3)] {
+        let before: HashMap<String, String> = store.pool().hgetall(key).await.unwrap();
+        let mut changes = ChangeSet::new(now + Duration::minutes(1));
+        changes.set("k", json!(2));
+        for (what, result) in [
+            ("load", store.load(&id, now).await.map(|_| ())),
+            (
+                "touch",
+                store
+                    .touch(&id, now + Duration::minutes(1), now)
+                    .await
+                    .map(|_| ()),
+            ),
+            ("apply", store.apply(&id, &changes, now).await.map(|_| ())),
+        ] {
+            assert!(
+                matches!(result, Err(Error::Corrupt { .. })),
+                "{what} of {before:?}: {result:?}"
+            );
+        }
+        let after: HashMap<String, String> = store.pool().hgetall(key).await.unwrap();
+        assert_eq!(after, before, "nothing written to {key}");
+    }
     store.delete(&id).await.unwrap();
     store.delete(&id2).await.unwrap();
+    store.delete(&id3).await.unwrap();
+}
+
+/// A write to a session that is gone answers so and leaves no key behind (the scripts' check
+/// makes the key for a moment and takes it away again).
+#[tokio::test]
+async fn a_write_to_a_missing_session_leaves_no_key() {
+    let Some(store) = store("write-to-missing").await else {
+        return;
+    };
+    let id = SessionId::generate().unwrap();
+    let now = SystemClock.now();
+    let mut changes = ChangeSet::new(now + Duration::minutes(1));
+    changes.set("k", json!(1));
+    assert!(!store.apply(&id, &changes, now).await.unwrap());
+    assert!(
+        !store
+            .touch(&id, now + Duration::minutes(1), now)
+            .await
+            .unwrap()
+    );
+    let exists: i64 = store.pool().exists(store.key(&id)).await.unwrap();
+    assert_eq!(exists, 0, "no key made");
 }
 
 #[tokio::test]

@@ -9,16 +9,16 @@
 -- Then, in that order: the pairs; the fields to remove; per guard the field, '1' and the
 -- JSON it must hold, or '0' and '' for a field that must be absent; per increment the field,
 -- the step, and the bound the stored integer must not pass (`i64::MAX - step` for a step
--- >= 0, `i64::MIN - step` below). The script writes `v` and `expires_at` itself, in the
--- same HSET as the pairs.
+-- >= 0, `i64::MIN - step` below). The script writes `v` and `expires_at` itself.
 -- Returns one answer per change set: 0 when there is no live session, -1 when the key is not
 -- a session; when applied, the session's new version (`v`, which every write bumps), or
 -- {version, the whole hash}. Refused, writing nothing: {-2, field} an increment of a field
 -- that holds no integer, {-3, field} one that would overflow, {-4, version, the whole hash}
 -- a guard that does not hold.
 -- The caller chooses the answers (see `answers_for_batch` in store.rs): a change set another
--- of the same key follows in the call answers its bare version, and the key's last one reads
--- the key, so a connection that tracks it (the near cache) still does.
+-- of the same key follows in the call answers its bare version. Each key the caller caches
+-- is read after the call's last write of it (by its whole hash, or by one `EXISTS` of all
+-- such keys at the end), so a connection that tracks it (the near cache) still does.
 -- Every argument costs Redis a Lua string, and every line here runs per change set, so the
 -- common write (a few pairs, an unchanged deadline, a cached version) is kept to the fewest.
 
@@ -30,6 +30,8 @@
 local refusal
 
 local answers = {}
+-- The keys to read at the end: written here, cached by the caller, answered bare.
+local tracked = {}
 local b = 0
 for k = 1, #KEYS do
   local key = KEYS[k]
@@ -44,9 +46,9 @@ for k = 1, #KEYS do
   local removals_end = sets_end + removals
   local guards_end = removals_end + 3 * guards
   local last = guards_end + 3 * increments
-  local stored, current = live(key, ARGV[b + 1])
-  if not stored then
-    answers[k] = current
+  local expires, dead = live(key, ARGV[b + 1])
+  if not expires then
+    answers[k] = dead
   else
     local answer = nil
     if guards + increments > 0 then
@@ -72,7 +74,7 @@ for k = 1, #KEYS do
 
         -- Checks before anything is written (a script that fails half-way keeps what it
         -- wrote): nil when the guards hold and the increments fit, else the refusal.
-        refusal = function(key, current, clear, guards_from, guards_end, last)
+        refusal = function(key, clear, guards_from, guards_end, last)
           local i = guards_from
           while i <= guards_end do
             local stored = redis.call('HGET', key, ARGV[i])
@@ -83,7 +85,7 @@ for k = 1, #KEYS do
               holds = stored == false
             end
             if not holds then
-              return {-4, current,
+              return {-4, tonumber(redis.call('HGET', key, 'v')) or 0,
                 redis.call('HRANDFIELD', key, redis.call('HLEN', key), 'WITHVALUES')}
             end
             i = i + 3
@@ -103,19 +105,18 @@ for k = 1, #KEYS do
           return nil
         end
       end
-      answer = refusal(key, current, clear, removals_end + 1, guards_end, last)
+      answer = refusal(key, clear, removals_end + 1, guards_end, last)
     end
     if not answer then
-      local version = current + 1
+      local version = bump(key)
       if clear then
         for _, field in ipairs(redis.call('HKEYS', key)) do
           if string.sub(field, 1, 2) == 'd:' then redis.call('HDEL', key, field) end
         end
       end
-      -- In slices: unpack is bounded by Lua's C stack. The version and the deadline ride on
-      -- the first one.
+      -- In slices: unpack is bounded by Lua's C stack. The deadline rides on the first one.
       local j = math.min(b + 204, sets_end)
-      redis.call('HSET', key, 'v', version, 'expires_at', ARGV[b + 2], unpack(ARGV, b + 5, j))
+      redis.call('HSET', key, 'expires_at', ARGV[b + 2], unpack(ARGV, b + 5, j))
       local i = j + 1
       while i <= sets_end do
         j = math.min(i + 199, sets_end)
@@ -136,12 +137,12 @@ for k = 1, #KEYS do
       -- Every write of the store sets the TTL with the deadline, so an unchanged deadline has
       -- it right already: most writes move none (the policy moves it at most once per refresh
       -- interval), and the command skipped is Redis CPU saved on every such write.
-      if ARGV[b + 2] ~= stored then redis.call('PEXPIREAT', key, ARGV[b + 2]) end
+      if tonumber(ARGV[b + 2]) ~= expires then redis.call('PEXPIREAT', key, ARGV[b + 2]) end
       local wanted = ARGV[b + 3]
       if wanted == '-' then
         answer = version
-      elseif wanted ~= '*' and tonumber(wanted) == current then
-        redis.call('EXISTS', key)
+      elseif wanted ~= '*' and tonumber(wanted) == version - 1 then
+        tracked[#tracked + 1] = key
         answer = version
       else
         answer = {version,
@@ -152,4 +153,5 @@ for k = 1, #KEYS do
   end
   b = last
 end
+if #tracked > 0 then redis.call('EXISTS', unpack(tracked)) end
 return answers

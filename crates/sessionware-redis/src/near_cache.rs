@@ -6,8 +6,8 @@
 //! - **Affinity.** Every command for one session goes through one pool connection (chosen from
 //!   the id). That connection runs `CLIENT TRACKING ON NOLOOP`: Redis remembers the keys it
 //!   reads and pushes an invalidation on it when anyone else changes one, while the store's own
-//!   writes on it are not echoed back. The write scripts end with a read of the key, so a key
-//!   stays tracked after the store wrote it.
+//!   writes on it are not echoed back. The write scripts read their keys after their writes
+//!   (once per call), so a key stays tracked after the store wrote it.
 //! - **Ordering without a listener task.** fred hands invalidations and reconnections to
 //!   broadcast channels, synchronously, before it delivers any later reply of that connection.
 //!   Every lookup and every fill drains them first, so a reply is never acted on before the

@@ -172,6 +172,23 @@ async fn prefixes_keep_applications_apart() {
     assert_eq!(default.key(&id), format!("session:{id}"));
 }
 
+/// Each call of the store on one session, named, with its result: a load, a touch and a
+/// write of one key.
+async fn every_call(
+    store: &RedisStore,
+    id: &SessionId,
+    now: OffsetDateTime,
+) -> [(&'static str, Result<(), Error>); 3] {
+    let deadline = now + Duration::minutes(1);
+    let mut changes = ChangeSet::new(deadline);
+    changes.set("k", json!(2));
+    [
+        ("load", store.load(id, now).await.map(|_| ())),
+        ("touch", store.touch(id, deadline, now).await.map(|_| ())),
+        ("apply", store.apply(id, &changes, now).await.map(|_| ())),
+    ]
+}
+
 #[tokio::test]
 async fn a_key_that_is_not_a_session_is_corrupt_and_left_alone() {
     let Some(store) = store("not-a-session").await else {
@@ -191,23 +208,7 @@ async fn a_key_that_is_not_a_session_is_corrupt_and_left_alone() {
         .await
         .unwrap();
     let now = SystemClock.now();
-    for (what, result) in [
-        ("load", store.load(&id, now).await.map(|_| ())),
-        (
-            "touch",
-            store
-                .touch(&id, now + Duration::minutes(1), now)
-                .await
-                .map(|_| ()),
-        ),
-        (
-            "apply",
-            store
-                .apply(&id, &ChangeSet::new(now + Duration::minutes(1)), now)
-                .await
-                .map(|_| ()),
-        ),
-    ] {
+    for (what, result) in every_call(&store, &id, now).await {
         match result {
             Err(Error::Corrupt { reason }) => assert!(!reason.contains(&id.to_string()), "{what}"),
             other => panic!("{what}: expected Corrupt, got {other:?}"),
@@ -233,19 +234,7 @@ async fn a_key_that_is_not_a_session_is_corrupt_and_left_alone() {
     let id3: SessionId = key3.rsplit(':').next().unwrap().parse().unwrap();
     for (id, key) in [(id2, &key2), (id3, &key3)] {
         let before: HashMap<String, String> = store.pool().hgetall(key).await.unwrap();
-        let mut changes = ChangeSet::new(now + Duration::minutes(1));
-        changes.set("k", json!(2));
-        for (what, result) in [
-            ("load", store.load(&id, now).await.map(|_| ())),
-            (
-                "touch",
-                store
-                    .touch(&id, now + Duration::minutes(1), now)
-                    .await
-                    .map(|_| ()),
-            ),
-            ("apply", store.apply(&id, &changes, now).await.map(|_| ())),
-        ] {
+        for (what, result) in every_call(&store, &id, now).await {
             assert!(
                 matches!(result, Err(Error::Corrupt { .. })),
                 "{what} of {before:?}: {result:?}"

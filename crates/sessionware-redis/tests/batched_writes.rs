@@ -58,6 +58,18 @@ async fn store(redis: &servers::Process, near_cache: bool) -> RedisStore {
         .unwrap()
 }
 
+/// A store of one connection and one session created in it, with the time it was created.
+async fn store_with_session(
+    redis: &servers::Process,
+    near_cache: bool,
+) -> (RedisStore, OffsetDateTime, Record) {
+    let store = store(redis, near_cache).await;
+    let now = SystemClock.now();
+    let session = record(now);
+    store.create(&session).await.unwrap();
+    (store, now, session)
+}
+
 #[tokio::test]
 async fn concurrent_writes_share_script_calls_and_each_gets_its_own_answer() {
     if !servers::available("batched writes") {
@@ -71,10 +83,7 @@ async fn concurrent_writes_share_script_calls_and_each_gets_its_own_answer() {
         (false, Order::AsSent),
     ] {
         let redis = servers::start(&[]);
-        let store = store(&redis, near_cache).await;
-        let now = SystemClock.now();
-        let shared = record(now);
-        store.create(&shared).await.unwrap();
+        let (store, now, shared) = store_with_session(&redis, near_cache).await;
         let mut others = Vec::new();
         for _ in 0..40 {
             let other = record(now);
@@ -191,10 +200,7 @@ async fn a_session_written_in_batches_stays_tracked() {
         return;
     }
     let redis = servers::start(&[]);
-    let store = store(&redis, true).await;
-    let now = SystemClock.now();
-    let session = record(now);
-    store.create(&session).await.unwrap();
+    let (store, now, session) = store_with_session(&redis, true).await;
     store.load(&session.id, now).await.unwrap();
     let deadline = session.expires_at;
     let writes: Vec<_> = (0..20)
@@ -235,10 +241,7 @@ async fn writes_queued_behind_a_cancelled_write_still_run() {
         return;
     }
     let redis = servers::start(&[]);
-    let store = store(&redis, true).await;
-    let now = SystemClock.now();
-    let session = record(now);
-    store.create(&session).await.unwrap();
+    let (store, now, session) = store_with_session(&redis, true).await;
     let deadline = session.expires_at;
 
     let first = change(deadline, "first", json!(1));

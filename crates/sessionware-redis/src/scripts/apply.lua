@@ -26,7 +26,60 @@
 -- that a server's `INFO commandstats` tells the loads the store sends from what runs in here.
 
 -- The checks of guards and increments, built at the first change set that has any: each
--- function a script defines costs every call, and most calls need none of these.
+-- function a script defines is made again on every call, and most calls need none of these.
+local function checks()
+  -- Canonical decimal integers (no sign but '-', no leading zero) compared as text:
+  -- exact over the whole i64 range, which Lua's doubles are not.
+  local function cmp(a, b)
+    local na, nb = string.sub(a, 1, 1) == '-', string.sub(b, 1, 1) == '-'
+    if na ~= nb then return na and -1 or 1 end
+    local da, db = na and string.sub(a, 2) or a, nb and string.sub(b, 2) or b
+    local c = 0
+    if #da ~= #db then
+      c = #da < #db and -1 or 1
+    elseif da ~= db then
+      c = da < db and -1 or 1
+    end
+    return na and -c or c
+  end
+  local function is_i64(s)
+    if not (s == '0' or string.match(s, '^%-?[1-9]%d*$')) then return false end
+    return cmp(s, '-9223372036854775808') >= 0 and cmp(s, '9223372036854775807') <= 0
+  end
+
+  -- Checks before anything is written (a script that fails half-way keeps what it
+  -- wrote): nil when the guards hold and the increments fit, else the refusal.
+  return function(key, clear, guards_from, guards_end, last)
+    local i = guards_from
+    while i <= guards_end do
+      local stored = redis.call('HGET', key, ARGV[i])
+      local holds
+      if ARGV[i + 1] == '1' then
+        holds = stored == ARGV[i + 2]
+      else
+        holds = stored == false
+      end
+      if not holds then
+        return {-4, tonumber(redis.call('HGET', key, 'v')) or 0,
+          redis.call('HRANDFIELD', key, redis.call('HLEN', key), 'WITHVALUES')}
+      end
+      i = i + 3
+    end
+    -- After a clear every increment counts from 0, and a step alone never overflows.
+    if clear then return nil end
+    while i <= last do
+      local stored = redis.call('HGET', key, ARGV[i])
+      if stored then
+        if not is_i64(stored) then return {-2, ARGV[i]} end
+        local c = cmp(stored, ARGV[i + 2])
+        local down = string.sub(ARGV[i + 1], 1, 1) == '-'
+        if (down and c < 0) or (not down and c > 0) then return {-3, ARGV[i]} end
+      end
+      i = i + 3
+    end
+    return nil
+  end
+end
 local refusal
 
 local answers = {}
@@ -52,59 +105,7 @@ for k = 1, #KEYS do
   else
     local answer = nil
     if guards + increments > 0 then
-      if not refusal then
-        -- Canonical decimal integers (no sign but '-', no leading zero) compared as text:
-        -- exact over the whole i64 range, which Lua's doubles are not.
-        local function cmp(a, b)
-          local na, nb = string.sub(a, 1, 1) == '-', string.sub(b, 1, 1) == '-'
-          if na ~= nb then return na and -1 or 1 end
-          local da, db = na and string.sub(a, 2) or a, nb and string.sub(b, 2) or b
-          local c = 0
-          if #da ~= #db then
-            c = #da < #db and -1 or 1
-          elseif da ~= db then
-            c = da < db and -1 or 1
-          end
-          return na and -c or c
-        end
-        local function is_i64(s)
-          if not (s == '0' or string.match(s, '^%-?[1-9]%d*$')) then return false end
-          return cmp(s, '-9223372036854775808') >= 0 and cmp(s, '9223372036854775807') <= 0
-        end
-
-        -- Checks before anything is written (a script that fails half-way keeps what it
-        -- wrote): nil when the guards hold and the increments fit, else the refusal.
-        refusal = function(key, clear, guards_from, guards_end, last)
-          local i = guards_from
-          while i <= guards_end do
-            local stored = redis.call('HGET', key, ARGV[i])
-            local holds
-            if ARGV[i + 1] == '1' then
-              holds = stored == ARGV[i + 2]
-            else
-              holds = stored == false
-            end
-            if not holds then
-              return {-4, tonumber(redis.call('HGET', key, 'v')) or 0,
-                redis.call('HRANDFIELD', key, redis.call('HLEN', key), 'WITHVALUES')}
-            end
-            i = i + 3
-          end
-          -- After a clear every increment counts from 0, and a step alone never overflows.
-          if clear then return nil end
-          while i <= last do
-            local stored = redis.call('HGET', key, ARGV[i])
-            if stored then
-              if not is_i64(stored) then return {-2, ARGV[i]} end
-              local c = cmp(stored, ARGV[i + 2])
-              local down = string.sub(ARGV[i + 1], 1, 1) == '-'
-              if (down and c < 0) or (not down and c > 0) then return {-3, ARGV[i]} end
-            end
-            i = i + 3
-          end
-          return nil
-        end
-      end
+      refusal = refusal or checks()
       answer = refusal(key, clear, removals_end + 1, guards_end, last)
     end
     if not answer then

@@ -178,8 +178,8 @@ impl RedisStore {
     }
 
     /// `apply.lua` for one change set, answering what the script answered for it. On one node
-    /// and behind Sentinel, a change set whose connection has [`WRITE_DEPTH`] calls of it
-    /// running waits for one of them, and then goes in one call with whatever else queued
+    /// and behind Sentinel, a change set whose connection has a call of it running
+    /// ([`WRITE_DEPTH`]) waits for it, and then goes in one call with whatever else queued
     /// meanwhile (at most [`MAX_BATCH`]):
     /// Redis parses one command and sets up one script run for all of them, and the app sends
     /// and reads one frame. A Cluster refuses keys of different slots in one script, so there
@@ -515,12 +515,16 @@ fn ids_exhausted() -> Error {
 }
 
 /// The most change sets one `apply.lua` call carries, and the calls a connection has in
-/// flight at once. Chosen on the benchmark (one shared session, and a session per
-/// connection): one call of up to 64 at a time left Redis and the app waiting on each other in
-/// turn on a hot session (11.0k writes/s on one session, 15.4k on many); 4 calls of up to 16
-/// keep both busy (13.0-14.1k and 14.7-15.7k), where a call per write ran 11.4k and 11.8k.
-const MAX_BATCH: usize = 16;
-const WRITE_DEPTH: usize = 4;
+/// flight at once. Chosen on the benchmark, against the peer in the same run: the app's cost
+/// per call is mostly the kernel's (a `writev` to Redis and waking it), so fewer, larger calls
+/// leave its one busy thread more for HTTP. One call of up to 32 at a time sends 0.18 calls a
+/// write with a session per connection and 0.05 on one shared session, and ran 1.33x and 1.57x
+/// the peer's writes/s, where 4 calls of up to 16 sent 0.43 and 0.15 and ran 1.16x and 1.41x.
+/// Before `apply.lua` was made cheaper for Redis, one call at a time left Redis and the app
+/// waiting on each other on a hot session; that is gone. 32, not more, bounds how long one
+/// call holds Redis (about 0.3 ms).
+const MAX_BATCH: usize = 32;
+const WRITE_DEPTH: usize = 1;
 
 impl Inner {
     /// The connection of `id`'s commands: with the near cache, the one that tracks its key.

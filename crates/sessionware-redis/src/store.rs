@@ -518,8 +518,9 @@ fn ids_exhausted() -> Error {
 /// flight at once. Chosen on the benchmark, against the peer in the same run: the app's cost
 /// per call is mostly the kernel's (a `writev` to Redis and waking it), so fewer, larger calls
 /// leave its one busy thread more for HTTP. One call of up to 32 at a time sends 0.18 calls a
-/// write with a session per connection and 0.05 on one shared session, and ran 1.33x and 1.57x
-/// the peer's writes/s, where 4 calls of up to 16 sent 0.43 and 0.15 and ran 1.16x and 1.41x.
+/// write with a session per connection and 0.05 on one shared session, and ran 1.25-1.39x and
+/// 1.34-1.57x the peer's writes/s, where 4 calls of up to 16 sent 0.43 and 0.15 and ran
+/// 1.13-1.16x and 1.39-1.41x.
 /// Before `apply.lua` was made cheaper for Redis, one call at a time left Redis and the app
 /// waiting on each other on a hot session; that is gone. 32, not more, bounds how long one
 /// call holds Redis (about 0.3 ms).

@@ -248,6 +248,41 @@ async fn a_key_that_is_not_a_session_is_corrupt_and_left_alone() {
     store.delete(&id3).await.unwrap();
 }
 
+/// A version field that holds no integer (put there by hand) counts as 0, as loads read it:
+/// the write scripts bump it by `HINCRBY`, which refuses such a field, so they set it to 1
+/// instead of failing the write.
+#[tokio::test]
+async fn a_version_that_is_no_integer_counts_as_zero() {
+    let Some(store) = store("version-no-integer").await else {
+        return;
+    };
+    let rec = record(json!({"k": 1}), Duration::minutes(30));
+    store.create(&rec).await.unwrap();
+    let key = store.key(&rec.id);
+    let now = SystemClock.now();
+    let deadline = rec.expires_at;
+    let mut changes = ChangeSet::new(deadline);
+    changes.set("k", json!(2));
+    for (what, write) in [("apply", true), ("touch", false)] {
+        let _: i64 = store
+            .pool()
+            .hset(&key, ("v", "not a number"))
+            .await
+            .unwrap();
+        let done = if write {
+            store.apply(&rec.id, &changes, now).await
+        } else {
+            store.touch(&rec.id, deadline, now).await
+        };
+        assert_eq!(done.ok(), Some(true), "{what}");
+        let version: String = store.pool().hget(&key, "v").await.unwrap();
+        assert_eq!(version, "1", "{what}");
+    }
+    let loaded = store.load(&rec.id, now).await.unwrap().unwrap();
+    assert_eq!(loaded.data.get("k"), Some(&json!(2)));
+    store.delete(&rec.id).await.unwrap();
+}
+
 /// A write to a session that is gone answers so and leaves no key behind (the scripts' check
 /// makes the key for a moment and takes it away again).
 #[tokio::test]
